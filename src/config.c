@@ -1,0 +1,458 @@
+/*
+ * config.c: command line parsing (see config.h). One table lists every
+ * option with its kind, bounds and destination, so --help, the parser and
+ * the checks cannot disagree about what exists.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "config.h"
+#include "error.h"
+
+enum opt_kind {
+	OPT_UINT,       /* unsigned seconds */
+	OPT_SIZE,       /* size_t count or bytes */
+	OPT_LISTEN,
+	OPT_ROUTE,
+	OPT_STORE,
+	OPT_STRING,
+	OPT_LEVEL,
+	OPT_SWITCH,
+	OPT_LATER,      /* documented in API.md, not built yet */
+};
+
+struct opt {
+	const char *name;
+	enum opt_kind kind;
+	size_t offset;
+	unsigned long long min, max;
+};
+
+#define OFF(f) offsetof(struct pb_config, f)
+
+static const struct opt pb_opts[] = {
+	{ "listen", OPT_LISTEN, 0, 0, 0 },
+	{ "route", OPT_ROUTE, 0, 0, 0 },
+	{ "store", OPT_STORE, 0, 0, 0 },
+	{ "instance-id", OPT_STRING, OFF(instance_id), 1, 64 },
+	{ "wait-max", OPT_UINT, OFF(wait_max), 0, 3600 },
+	{ "idle-timeout", OPT_UINT, OFF(idle_timeout), 1, 86400 },
+	{ "connect-timeout", OPT_UINT, OFF(connect_timeout), 1, 600 },
+	{ "max-message-bytes", OPT_SIZE, OFF(max_message_bytes), 1, 64ULL << 20 },
+	{ "max-batch", OPT_SIZE, OFF(max_batch), 1, 100000 },
+	{ "max-batch-bytes", OPT_SIZE, OFF(max_batch_bytes), 1, 256ULL << 20 },
+	{ "max-sessions", OPT_SIZE, OFF(max_sessions), 1, 10000000 },
+	{ "queue-max", OPT_SIZE, OFF(queue_max), 1, 10000000 },
+	{ "log-level", OPT_LEVEL, 0, 0, 0 },
+	{ "check-config", OPT_SWITCH, OFF(check_config), 0, 0 },
+	{ "config", OPT_LATER, 0, 0, 0 },
+	{ "sse-heartbeat", OPT_LATER, 0, 0, 0 },
+	{ "ping-interval", OPT_LATER, 0, 0, 0 },
+	{ "forward-header", OPT_LATER, 0, 0, 0 },
+	{ "cors-origin", OPT_LATER, 0, 0, 0 },
+	{ "jsonp", OPT_LATER, 0, 0, 0 },
+	{ "tls-cert", OPT_LATER, 0, 0, 0 },
+	{ "tls-key", OPT_LATER, 0, 0, 0 },
+	{ "upstream-ca", OPT_LATER, 0, 0, 0 },
+};
+
+static const char pb_usage[] =
+"Usage: pollbridge [OPTION]...\n"
+"Bridge plain-HTTP clients (short polls, long polls) to WebSocket upstreams.\n"
+"\n"
+"  --listen ADDR:PORT        listen address (default " PB_DEFAULT_LISTEN "; port 0 picks one;\n"
+"                            IPv6 as [ADDR]:PORT)\n"
+"  --route NAME=URL [OPTS]   map route NAME to the upstream ws:// or wss:// URL;\n"
+"                            repeatable; OPTS (space-separated, in the same argument):\n"
+"                            redial, origin=ORIGIN, insecure\n"
+"  --store memory            where sessions are buffered (default memory)\n"
+"  --instance-id ID          this instance's name in logs (default: hostname-pid)\n"
+"  --wait-max S              longest long poll, seconds (default 30)\n"
+"  --idle-timeout S          end a session after S seconds without a request;\n"
+"                            also how long an ended session answers 410 (default 60)\n"
+"  --connect-timeout S       upstream handshake deadline, seconds (default 10)\n"
+"  --max-message-bytes N     largest message in either direction (default 1048576)\n"
+"  --max-batch N             most messages per poll answer, the default and ceiling\n"
+"                            of ?max= (default 100)\n"
+"  --max-batch-bytes N       byte budget of one poll answer; one message is always\n"
+"                            sent, however large (default 1048576)\n"
+"  --max-sessions N          live sessions per instance (default 10000)\n"
+"  --queue-max N             messages buffered per session and direction (default 1000)\n"
+"  --log-level LEVEL         error, warn, info or debug (default info)\n"
+"  --check-config            validate the options, print \"config ok\" and exit\n"
+"  --version                 print the version and exit\n"
+"  --help                    print this help and exit\n"
+"\n"
+"Not available in this version yet: --config, --sse-heartbeat, --ping-interval,\n"
+"--forward-header, --cors-origin, --jsonp, --tls-cert, --tls-key, --upstream-ca.\n"
+"\n"
+"Logs go to stderr; the ready line is \"listening on ADDR:PORT\". SIGTERM or\n"
+"SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n";
+
+const char *pb_config_usage(void)
+{
+	return pb_usage;
+}
+
+/* snprintf into err, ignoring truncation. */
+static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return PB_EBADREQ;
+}
+
+/* Replace *slot with a copy of s. */
+static int cfg_set_str(char **slot, const char *s, size_t len)
+{
+	char *p = strndup(s, len);
+
+	if (!p)
+		return PB_ENOMEM;
+	free(*slot);
+	*slot = p;
+	return 0;
+}
+
+int pb_config_init(struct pb_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->listen_host = strdup("127.0.0.1");
+	cfg->listen_port = 8080;
+	cfg->store = strdup("memory");
+	cfg->wait_max = PB_DEFAULT_WAIT_MAX;
+	cfg->idle_timeout = PB_DEFAULT_IDLE_TIMEOUT;
+	cfg->connect_timeout = PB_DEFAULT_CONNECT_TIMEOUT;
+	cfg->drain_timeout = PB_DEFAULT_DRAIN_TIMEOUT;
+	cfg->max_message_bytes = PB_DEFAULT_MAX_MESSAGE_BYTES;
+	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
+	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
+	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
+	cfg->queue_max = PB_DEFAULT_QUEUE_MAX;
+	cfg->log_level = PB_LOG_INFO;
+	if (!cfg->listen_host || !cfg->store) {
+		pb_config_free(cfg);
+		return PB_ENOMEM;
+	}
+	return 0;
+}
+
+/* Parse a port number 0..65535 from s[0..len). */
+static int cfg_port(const char *s, size_t len, int *port)
+{
+	uint64_t v;
+
+	if (pb_parse_uint53(s, len, &v) || v > 65535)
+		return PB_EBADREQ;
+	*port = (int)v;
+	return 0;
+}
+
+/* Parse --listen: "A.B.C.D:PORT" or "[V6]:PORT". */
+static int cfg_listen(struct pb_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *colon, *host = v;
+	size_t hostlen;
+	unsigned char tmp[sizeof(struct in6_addr)];
+	char hbuf[64];
+	int port, af;
+
+	if (v[0] == '[') {
+		const char *close = strchr(v, ']');
+
+		if (!close || close[1] != ':')
+			return cfg_fail(err, errlen, "--listen %s: expected [IPV6]:PORT", v);
+		host = v + 1;
+		hostlen = (size_t)(close - host);
+		colon = close + 1;
+		af = AF_INET6;
+	} else {
+		colon = strrchr(v, ':');
+		if (!colon)
+			return cfg_fail(err, errlen, "--listen %s: expected ADDR:PORT", v);
+		hostlen = (size_t)(colon - v);
+		af = AF_INET;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(hbuf))
+		return cfg_fail(err, errlen, "--listen %s: bad address", v);
+	memcpy(hbuf, host, hostlen);
+	hbuf[hostlen] = '\0';
+	if (inet_pton(af, hbuf, tmp) != 1)
+		return cfg_fail(err, errlen, "--listen %s: '%s' is not a numeric IP address", v, hbuf);
+	if (cfg_port(colon + 1, strlen(colon + 1), &port))
+		return cfg_fail(err, errlen, "--listen %s: bad port", v);
+	cfg->listen_port = port;
+	return cfg_set_str(&cfg->listen_host, hbuf, hostlen);
+}
+
+void pb_route_free(struct pb_route *r)
+{
+	free(r->name);
+	free(r->url);
+	free(r->host);
+	free(r->path);
+	free(r->origin);
+	memset(r, 0, sizeof(*r));
+}
+
+/* 1 if c may appear in a route name. */
+static int cfg_name_char(int c)
+{
+	return isalnum(c) || c == '_' || c == '-' || c == '.';
+}
+
+int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errlen)
+{
+	const char *eq = strchr(spec, '='), *url, *p, *hostend, *end;
+	size_t urllen;
+	int rc = PB_EBADREQ;
+
+	memset(r, 0, sizeof(*r));
+	if (!eq || eq == spec)
+		return cfg_fail(err, errlen, "--route %s: expected NAME=ws://HOST:PORT/PATH", spec);
+	if ((size_t)(eq - spec) > PB_MAX_ROUTE_LEN)
+		return cfg_fail(err, errlen, "--route %s: name longer than %d", spec, PB_MAX_ROUTE_LEN);
+	for (p = spec; p < eq; p++)
+		if (!cfg_name_char((unsigned char)*p))
+			return cfg_fail(err, errlen,
+					"--route %s: a name may hold only letters, digits, '_', '-', '.'",
+					spec);
+	url = eq + 1;
+	urllen = strcspn(url, " \t");
+	if (strncmp(url, "ws://", 5) == 0) {
+		r->port = 80;
+		p = url + 5;
+	} else if (strncmp(url, "wss://", 6) == 0) {
+		r->tls = 1;
+		r->port = 443;
+		p = url + 6;
+	} else {
+		return cfg_fail(err, errlen, "--route %s: the URL must start with ws:// or wss://", spec);
+	}
+	end = url + urllen;
+	if (*p == '[') {
+		hostend = memchr(p, ']', (size_t)(end - p));
+		if (!hostend || hostend == p + 1)
+			return cfg_fail(err, errlen, "--route %s: bad IPv6 host", spec);
+		r->host = strndup(p + 1, (size_t)(hostend - p - 1));
+		p = hostend + 1;
+	} else {
+		hostend = p;
+		while (hostend < end && *hostend != ':' && *hostend != '/')
+			hostend++;
+		if (hostend == p)
+			return cfg_fail(err, errlen, "--route %s: missing host", spec);
+		for (const char *h = p; h < hostend; h++)
+			if (!isalnum((unsigned char)*h) && *h != '-' && *h != '.' && *h != '_')
+				return cfg_fail(err, errlen, "--route %s: bad host", spec);
+		r->host = strndup(p, (size_t)(hostend - p));
+		p = hostend;
+	}
+	if (!r->host)
+		goto nomem;
+	if (p < end && *p == ':') {
+		const char *ps = ++p;
+
+		while (p < end && *p != '/')
+			p++;
+		if (cfg_port(ps, (size_t)(p - ps), &r->port) || r->port == 0) {
+			cfg_fail(err, errlen, "--route %s: bad port", spec);
+			goto fail;
+		}
+	}
+	if (p < end && *p != '/') {
+		cfg_fail(err, errlen, "--route %s: bad URL", spec);
+		goto fail;
+	}
+	for (const char *q = p; q < end; q++)
+		if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f || *q == '#') {
+			cfg_fail(err, errlen, "--route %s: bad character in the path", spec);
+			goto fail;
+		}
+	r->path = p < end ? strndup(p, (size_t)(end - p)) : strdup("/");
+	r->name = strndup(spec, (size_t)(eq - spec));
+	r->url = strndup(url, urllen);
+	if (!r->path || !r->name || !r->url)
+		goto nomem;
+	/* Options, separated by blanks. */
+	p = end;
+	for (;;) {
+		size_t n;
+
+		p += strspn(p, " \t");
+		if (!*p)
+			break;
+		n = strcspn(p, " \t");
+		if (n == 6 && strncmp(p, "redial", 6) == 0) {
+			r->redial = 1;
+		} else if (n == 8 && strncmp(p, "insecure", 8) == 0) {
+			r->insecure = 1;
+		} else if (n > 7 && strncmp(p, "origin=", 7) == 0) {
+			free(r->origin);
+			r->origin = strndup(p + 7, n - 7);
+			if (!r->origin)
+				goto nomem;
+			for (const char *q = r->origin; *q; q++)
+				if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e) {
+					cfg_fail(err, errlen, "--route %s: bad origin", spec);
+					goto fail;
+				}
+		} else {
+			cfg_fail(err, errlen, "--route %s: unknown option '%.*s'", spec, (int)n, p);
+			goto fail;
+		}
+		p += n;
+	}
+	return 0;
+nomem:
+	cfg_fail(err, errlen, "out of memory");
+	rc = PB_ENOMEM;
+fail:
+	pb_route_free(r);
+	return rc;
+}
+
+/* Add a route to cfg; duplicate names are an error. */
+static int cfg_add_route(struct pb_config *cfg, const char *spec, char *err, size_t errlen)
+{
+	struct pb_route r, *nr;
+	int rc = pb_route_parse(spec, &r, err, errlen);
+
+	if (rc)
+		return rc;
+	if (pb_config_route(cfg, r.name)) {
+		cfg_fail(err, errlen, "--route %s: route '%s' is defined twice", spec, r.name);
+		pb_route_free(&r);
+		return PB_EBADREQ;
+	}
+	nr = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*nr));
+	if (!nr) {
+		pb_route_free(&r);
+		return cfg_fail(err, errlen, "out of memory");
+	}
+	cfg->routes = nr;
+	cfg->routes[cfg->nroutes++] = r;
+	return 0;
+}
+
+/* Apply one option with its value (NULL for switches). */
+static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
+		     char *err, size_t errlen)
+{
+	char *base = (char *)cfg;
+	uint64_t n;
+
+	switch (o->kind) {
+	case OPT_UINT:
+	case OPT_SIZE:
+		if (pb_parse_uint53(v, strlen(v), &n) || n < o->min || n > o->max)
+			return cfg_fail(err, errlen, "--%s %s: expected a whole number from %llu to %llu",
+					o->name, v, o->min, o->max);
+		if (o->kind == OPT_UINT)
+			*(unsigned *)(base + o->offset) = (unsigned)n;
+		else
+			*(size_t *)(base + o->offset) = (size_t)n;
+		return 0;
+	case OPT_LISTEN:
+		return cfg_listen(cfg, v, err, errlen);
+	case OPT_ROUTE:
+		return cfg_add_route(cfg, v, err, errlen);
+	case OPT_STORE:
+		if (strcmp(v, "memory") == 0)
+			return cfg_set_str(&cfg->store, v, strlen(v));
+		if (strncmp(v, "redis://", 8) == 0)
+			return cfg_fail(err, errlen,
+					"--store %s: the Redis store is not available in this version", v);
+		return cfg_fail(err, errlen, "--store %s: expected memory or redis://HOST:PORT", v);
+	case OPT_STRING:
+		if (strlen(v) < o->min || strlen(v) > o->max)
+			return cfg_fail(err, errlen, "--%s: expected %llu to %llu characters",
+					o->name, o->min, o->max);
+		return cfg_set_str((char **)(base + o->offset), v, strlen(v));
+	case OPT_LEVEL:
+		if (pb_log_parse_level(v, &cfg->log_level))
+			return cfg_fail(err, errlen, "--log-level %s: expected error, warn, info or debug", v);
+		return 0;
+	case OPT_SWITCH:
+		*(int *)(base + o->offset) = 1;
+		return 0;
+	case OPT_LATER:
+		return cfg_fail(err, errlen, "--%s is not available in this version", o->name);
+	}
+	return PB_EBADREQ;
+}
+
+int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
+			 enum pb_config_action *action, char *err, size_t errlen)
+{
+	*action = PB_CONFIG_RUN;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *name, *val = NULL;
+		const struct opt *o = NULL;
+		size_t namelen;
+		int r;
+
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			*action = PB_CONFIG_HELP;
+			return 0;
+		}
+		if (strcmp(a, "--version") == 0) {
+			*action = PB_CONFIG_VERSION;
+			return 0;
+		}
+		if (strncmp(a, "--", 2) != 0 || !a[2])
+			return cfg_fail(err, errlen, "unexpected argument '%s' (try --help)", a);
+		name = a + 2;
+		namelen = strcspn(name, "=");
+		if (name[namelen] == '=')
+			val = name + namelen + 1;
+		for (size_t k = 0; k < sizeof(pb_opts) / sizeof(pb_opts[0]); k++)
+			if (strlen(pb_opts[k].name) == namelen &&
+			    strncmp(pb_opts[k].name, name, namelen) == 0)
+				o = &pb_opts[k];
+		if (!o)
+			return cfg_fail(err, errlen, "unknown option '--%.*s' (try --help)",
+					(int)namelen, name);
+		if (o->kind == OPT_SWITCH || (o->kind == OPT_LATER && strcmp(o->name, "jsonp") == 0)) {
+			if (val)
+				return cfg_fail(err, errlen, "--%s takes no value", o->name);
+		} else if (!val) {
+			if (i + 1 >= argc)
+				return cfg_fail(err, errlen, "--%s needs a value", o->name);
+			val = argv[++i];
+		}
+		r = cfg_apply(cfg, o, val, err, errlen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+const struct pb_route *pb_config_route(const struct pb_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		if (strcmp(cfg->routes[i].name, name) == 0)
+			return &cfg->routes[i];
+	return NULL;
+}
+
+void pb_config_free(struct pb_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		pb_route_free(&cfg->routes[i]);
+	free(cfg->routes);
+	free(cfg->listen_host);
+	free(cfg->store);
+	free(cfg->instance_id);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,91 @@
+/*
+ * config.h: the daemon's configuration: the command line of API.md, its
+ * defaults, and the routes (name -> upstream WebSocket URL and options).
+ *
+ * Parsing never prints or exits: it returns an error with a one-line
+ * reason, and main decides what to do with it.
+ */
+#ifndef PB_CONFIG_H
+#define PB_CONFIG_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+/* Defaults, documented in README.md and --help. */
+#define PB_DEFAULT_LISTEN "127.0.0.1:8080"
+#define PB_DEFAULT_WAIT_MAX 30
+#define PB_DEFAULT_IDLE_TIMEOUT 60
+#define PB_DEFAULT_CONNECT_TIMEOUT 10
+#define PB_DEFAULT_MAX_MESSAGE_BYTES (1024 * 1024)
+#define PB_DEFAULT_MAX_BATCH 100
+#define PB_DEFAULT_MAX_BATCH_BYTES (1024 * 1024)
+#define PB_DEFAULT_MAX_SESSIONS 10000
+#define PB_DEFAULT_QUEUE_MAX 1000
+#define PB_DEFAULT_DRAIN_TIMEOUT 5
+
+/* One configured upstream. */
+struct pb_route {
+	char *name;
+	char *url;              /* as configured */
+	int tls;                /* wss:// */
+	char *host;             /* without brackets for IPv6 */
+	int port;
+	char *path;             /* starts with '/', may carry a query */
+	int redial;
+	int insecure;
+	char *origin;           /* NULL: forward the client's Origin */
+};
+
+struct pb_config {
+	char *listen_host;      /* numeric IPv4 or IPv6 address */
+	int listen_port;        /* 0: pick a free port */
+	struct pb_route *routes;
+	size_t nroutes;
+	char *store;            /* "memory" */
+	char *instance_id;
+	unsigned wait_max;
+	unsigned idle_timeout;
+	unsigned connect_timeout;
+	unsigned drain_timeout;
+	size_t max_message_bytes;
+	size_t max_batch;
+	size_t max_batch_bytes;
+	size_t max_sessions;
+	size_t queue_max;
+	enum pb_log_level log_level;
+	int check_config;
+};
+
+/* What the command line asks for. */
+enum pb_config_action {
+	PB_CONFIG_RUN,
+	PB_CONFIG_HELP,
+	PB_CONFIG_VERSION,
+};
+
+/* Fill cfg with the defaults (cfg must be released with pb_config_free). */
+int pb_config_init(struct pb_config *cfg);
+
+/* Apply the command line (argv[0] is skipped). 0 and *action set, or
+ * PB_EBADREQ/PB_ENOMEM with a one-line reason in err. */
+int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
+			 enum pb_config_action *action, char *err, size_t errlen);
+
+/* Parse "NAME=ws[s]://HOST[:PORT][/PATH] [option...]" into r (which the
+ * caller releases with pb_route_free). 0 or PB_EBADREQ with a reason. */
+int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errlen);
+
+/* Release what a route owns. */
+void pb_route_free(struct pb_route *r);
+
+/* The route called name, or NULL. */
+const struct pb_route *pb_config_route(const struct pb_config *cfg, const char *name);
+
+/* Release everything cfg owns. */
+void pb_config_free(struct pb_config *cfg);
+
+/* The --help text. */
+const char *pb_config_usage(void);
+
+#endif

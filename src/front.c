@@ -1,0 +1,899 @@
+/*
+ * front.c: the HTTP front end (see front.h). This is the only file that
+ * includes <microhttpd.h>.
+ *
+ * libmicrohttpd runs in external epoll mode: its epoll fd is watched by a
+ * uv_poll_t, its timeouts by a uv_timer_t, and MHD_run() is called from
+ * either. A request that cannot be answered inside the access handler (a
+ * long poll, an upstream handshake) is suspended and resumed when the core
+ * calls back; the handler then queues the response prepared for it.
+ *
+ * A struct pb_req lives from the first handler call to MHD's completion
+ * callback. If the connection dies while the core still holds the request
+ * (it cannot while suspended, but shutdown is shutdown), the request is
+ * orphaned and freed when the core's callback arrives.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "codec.h"
+#include "error.h"
+#include "front.h"
+#include "log.h"
+
+struct pb_front {
+	uv_loop_t *loop;
+	const struct pb_config *cfg;
+	struct pb_core *core;
+	struct MHD_Daemon *mhd;
+	int listen_fd;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	int handles_open;       /* uv handles still to be closed */
+	size_t active;
+	size_t body_limit;
+	int draining;
+	int in_run;             /* inside MHD_run() */
+	int kicked;             /* a connection was resumed: run again soon */
+	char address[80];
+};
+
+enum pb_endpoint {
+	EP_NONE,
+	EP_HEALTHZ,
+	EP_CREATE,
+	EP_POLL,
+	EP_SEND,
+	EP_DELETE,
+};
+
+struct pb_req {
+	struct pb_front *f;
+	struct MHD_Connection *conn;
+	enum pb_endpoint ep;
+	char id[PB_ID_LEN + 1];
+	struct pb_buf body;
+	int early_err;          /* an error known before the body is read */
+	const char *early_msg;
+	int dispatched;
+	int in_handler;         /* the core answered inside the handler */
+	int suspended;
+	int in_core;            /* the core holds this request */
+	int orphan;             /* the connection went away meanwhile */
+	uint64_t send_seq;      /* the request's X-Send-Seq / JSON seq, 0: none */
+	struct MHD_Response *resp;
+	unsigned status;
+	uint64_t started_ms;
+};
+
+static void front_kick(struct pb_front *f);
+
+/* ---- responses ---------------------------------------------------------- */
+
+/* Build a response with the headers every answer carries. */
+static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body,
+					   const char *ctype)
+{
+	struct MHD_Response *resp;
+	size_t len;
+	char *data = pb_buf_steal(body, &len);
+
+	if (!data)
+		return NULL;
+	resp = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(data);
+		return NULL;
+	}
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (r->f->draining)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	return resp;
+}
+
+/* Free a request whose connection and core are both done with it. */
+static void front_req_free(struct pb_req *r)
+{
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	pb_buf_free(&r->body);
+	r->f->active--;
+	free(r);
+}
+
+/* Hand a finished response to the request: queue it now if we are inside
+ * the handler, else resume the connection so the handler runs again. */
+static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Response *resp)
+{
+	r->in_core = 0;
+	if (r->orphan) {
+		if (resp)
+			MHD_destroy_response(resp);
+		front_req_free(r);
+		return;
+	}
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	r->resp = resp;
+	r->status = status;
+	if (r->suspended) {
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+		/* Resumed connections are processed by the next MHD_run(); never
+		 * re-enter it from here (we may be inside it). */
+		front_kick(r->f);
+	}
+}
+
+/* Answer with a JSON body (taken from body). */
+static void front_json(struct pb_req *r, unsigned status, struct pb_buf *body)
+{
+	front_set_response(r, status, front_response(r, body, "application/json; charset=utf-8"));
+}
+
+/* Answer with the error JSON of API.md for err; msg may be NULL. */
+static void front_error(struct pb_req *r, int err, const char *msg)
+{
+	struct pb_buf b;
+	struct MHD_Response *resp;
+
+	pb_buf_init(&b, 0);
+	if (pb_codec_encode_error(&b, pb_err_code(err), msg ? msg : pb_err_message(err))) {
+		pb_buf_free(&b);
+		front_set_response(r, 500, NULL);
+		return;
+	}
+	resp = front_response(r, &b, "application/json; charset=utf-8");
+	if (resp && (err == PB_EQFULL || err == PB_ETOOMANY || err == PB_ESTORE ||
+		     err == PB_EDRAINING))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+	if (resp && err == PB_EMETHOD) {
+		const char *allow = r->ep == EP_CREATE ? "POST" :
+				    r->ep == EP_DELETE ? "DELETE" :
+				    r->ep == EP_HEALTHZ ? "GET" : "GET, POST";
+
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+	}
+	front_set_response(r, (unsigned)pb_err_status(err), resp);
+}
+
+/* ---- request parsing ---------------------------------------------------- */
+
+/* The media type of the request, lowercased, without parameters. */
+static void front_media_type(struct pb_req *r, char *out, size_t outlen)
+{
+	const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     MHD_HTTP_HEADER_CONTENT_TYPE);
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (!ct)
+		return;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	for (; ct[n] && ct[n] != ';' && ct[n] != ' ' && ct[n] != '\t' && n + 1 < outlen; n++)
+		out[n] = (char)(ct[n] >= 'A' && ct[n] <= 'Z' ? ct[n] + 32 : ct[n]);
+	out[n] = '\0';
+}
+
+/* Query parameters the API reads, collected in one pass. */
+struct front_query {
+	const char *after, *wait, *max, *route;
+	int has_after, has_wait, has_max, has_route;
+	int dup;                        /* a parameter given twice */
+	const char *protocols[PB_MAX_PROTOCOLS + 1];
+	size_t nprotocols;
+};
+
+/* MHD iterator over query arguments. */
+static enum MHD_Result front_query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+				       const char *value)
+{
+	struct front_query *q = cls;
+	const char **slot = NULL;
+	int *has = NULL;
+
+	if (strcmp(key, "after") == 0) {
+		slot = &q->after;
+		has = &q->has_after;
+	} else if (strcmp(key, "wait") == 0) {
+		slot = &q->wait;
+		has = &q->has_wait;
+	} else if (strcmp(key, "max") == 0) {
+		slot = &q->max;
+		has = &q->has_max;
+	} else if (strcmp(key, "route") == 0) {
+		slot = &q->route;
+		has = &q->has_route;
+	} else if (strcmp(key, "protocol") == 0) {
+		if (q->nprotocols <= PB_MAX_PROTOCOLS)
+			q->protocols[q->nprotocols++] = value ? value : "";
+		return MHD_YES;
+	}
+	if (!slot)
+		return MHD_YES;
+	if (*has)
+		q->dup = 1;
+	*has = 1;
+	*slot = value ? value : "";
+	return MHD_YES;
+}
+
+/* Parse an optional API number from the query. 0 (value or dflt) or
+ * PB_EBADREQ. */
+static int front_number(int has, const char *s, uint64_t dflt, uint64_t *out)
+{
+	if (!has) {
+		*out = dflt;
+		return 0;
+	}
+	return pb_parse_uint53(s, strlen(s), out);
+}
+
+/* ---- endpoints ---------------------------------------------------------- */
+
+/* Core answer to a create. */
+static void front_created(void *arg, int err, const char *id, const char *protocol)
+{
+	struct pb_req *r = arg;
+	const struct pb_config *cfg = r->f->cfg;
+	struct MHD_Response *resp;
+	struct pb_buf b;
+	char loc[64];
+	int e;
+
+	if (err) {
+		front_error(r, err, NULL);
+		return;
+	}
+	pb_buf_init(&b, 0);
+	e = pb_buf_puts(&b, "{\"session\":");
+	e = e ? e : pb_json_put_string(&b, id, strlen(id));
+	e = e ? e : pb_buf_puts(&b, ",\"protocol\":");
+	e = e ? e : protocol ? pb_json_put_string(&b, protocol, strlen(protocol)) :
+			       pb_buf_puts(&b, "null");
+	e = e ? e : pb_buf_printf(&b, ",\"wait_max\":%u,\"idle_timeout\":%u,"
+				  "\"max_message_bytes\":%zu}",
+				  cfg->wait_max, cfg->idle_timeout, cfg->max_message_bytes);
+	if (e) {
+		pb_buf_free(&b);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	resp = front_response(r, &b, "application/json; charset=utf-8");
+	snprintf(loc, sizeof(loc), "/v1/sessions/%s", id);
+	if (resp)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, loc);
+	front_set_response(r, 201, resp);
+}
+
+/* POST /v1/sessions: JSON, form, or query string with an empty body. */
+static void front_create(struct pb_req *r)
+{
+	struct pb_create_req cr = { 0 };
+	struct front_query q = { 0 };
+	const char *why = NULL;
+	char mt[64];
+	int err = 0;
+
+	if (r->body.len == 0) {
+		MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
+		if (!q.has_route || !q.route[0]) {
+			front_error(r, PB_EBADREQ, "a route is required (JSON, form or ?route=)");
+			return;
+		}
+		if (q.dup || q.nprotocols > PB_MAX_PROTOCOLS ||
+		    strlen(q.route) > PB_MAX_ROUTE_LEN) {
+			front_error(r, PB_EBADREQ, "bad route or protocol parameters");
+			return;
+		}
+		cr.route = strdup(q.route);
+		err = cr.route ? 0 : PB_ENOMEM;
+		for (size_t i = 0; !err && i < q.nprotocols; i++) {
+			size_t len = strlen(q.protocols[i]);
+
+			if (!pb_protocol_valid(q.protocols[i], len)) {
+				why = "a protocol is not a valid subprotocol name";
+				err = PB_EBADREQ;
+				break;
+			}
+			for (size_t k = 0; k < i; k++)
+				if (strcmp(q.protocols[k], q.protocols[i]) == 0) {
+					why = "a protocol is offered twice";
+					err = PB_EBADREQ;
+				}
+			if (!err) {
+				cr.protocols[cr.nprotocols] = strdup(q.protocols[i]);
+				err = cr.protocols[cr.nprotocols++] ? 0 : PB_ENOMEM;
+			}
+		}
+	} else {
+		front_media_type(r, mt, sizeof(mt));
+		if (strcmp(mt, "application/json") == 0)
+			err = pb_codec_parse_create_json(r->body.data, r->body.len, &cr, &why);
+		else if (strcmp(mt, "application/x-www-form-urlencoded") == 0)
+			err = pb_codec_parse_create_form(r->body.data, r->body.len, &cr, &why);
+		else
+			err = PB_EMEDIA;
+	}
+	if (err) {
+		pb_create_req_free(&cr);
+		front_error(r, err, why);
+		return;
+	}
+	r->in_core = 1;
+	pb_core_create(r->f->core, &cr,
+		       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"),
+		       front_created, r);
+	pb_create_req_free(&cr);
+}
+
+/* Core answer to a poll. */
+static void front_polled(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_req *r = arg;
+	struct pb_buf out;
+
+	if (err) {
+		front_error(r, err, err == PB_EBADREQ ?
+			    "after is beyond the last message handed out" : NULL);
+		return;
+	}
+	pb_buf_init(&out, 0);
+	if (pb_codec_encode_batch(&out, b->msgs, b->n, &b->close)) {
+		pb_buf_free(&out);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	front_json(r, 200, &out);
+}
+
+/* GET /v1/sessions/<id>/messages?after=&wait=&max= */
+static void front_poll(struct pb_req *r)
+{
+	const struct pb_config *cfg = r->f->cfg;
+	struct front_query q = { 0 };
+	uint64_t after, wait, max;
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
+	if (q.dup) {
+		front_error(r, PB_EBADREQ, "a query parameter is given twice");
+		return;
+	}
+	if (front_number(q.has_after, q.after, 0, &after)) {
+		front_error(r, PB_EBADREQ, "after must be a whole number");
+		return;
+	}
+	if (front_number(q.has_wait, q.wait, 0, &wait)) {
+		front_error(r, PB_EBADREQ, "wait must be a whole number of seconds");
+		return;
+	}
+	if (front_number(q.has_max, q.max, cfg->max_batch, &max) || max == 0) {
+		front_error(r, PB_EBADREQ, "max must be a whole number of at least 1");
+		return;
+	}
+	r->in_core = 1;
+	pb_core_poll(r->f->core, r->id, after,
+		     wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait,
+		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
+}
+
+/* Core answer to a send. */
+static void front_sent(void *arg, int err, const struct pb_store_send_result *res)
+{
+	struct pb_req *r = arg;
+	struct pb_buf b;
+	int e;
+
+	pb_buf_init(&b, 0);
+	if (err == PB_ESEQGAP && res) {
+		e = pb_buf_puts(&b, "{\"error\":\"send_seq_gap\",\"message\":");
+		e = e ? e : pb_json_put_string(&b, "the send sequence number skips ahead", 36);
+		e = e ? e : pb_buf_printf(&b, ",\"expected\":%llu}",
+					  (unsigned long long)res->expected);
+		if (!e) {
+			front_json(r, 409, &b);
+			return;
+		}
+		pb_buf_free(&b);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	if (err) {
+		front_error(r, err, NULL);
+		return;
+	}
+	e = pb_buf_printf(&b, "{\"accepted\":%zu", res->accepted);
+	if (!e && r->send_seq)
+		e = pb_buf_printf(&b, ",\"send_seq\":%llu", (unsigned long long)res->send_seq);
+	e = e ? e : pb_buf_puts(&b, "}");
+	if (e) {
+		pb_buf_free(&b);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	front_json(r, 200, &b);
+}
+
+/* POST /v1/sessions/<id>/messages in any of the four body forms. */
+static void front_send(struct pb_req *r)
+{
+	const struct pb_config *cfg = r->f->cfg;
+	struct pb_send_req sr = { 0 };
+	const char *hseq = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Send-Seq");
+	const char *why = NULL;
+	uint64_t seq = 0;
+	char mt[64];
+	int err = 0;
+
+	if (hseq && (pb_parse_uint53(hseq, strlen(hseq), &seq) || seq == 0)) {
+		front_error(r, PB_EBADREQ, "X-Send-Seq must be a whole number of at least 1");
+		return;
+	}
+	front_media_type(r, mt, sizeof(mt));
+	if (strcmp(mt, "text/plain") == 0 || strcmp(mt, "application/octet-stream") == 0) {
+		int text = mt[0] == 't';
+
+		if (r->body.len > cfg->max_message_bytes)
+			err = PB_ETOOBIG;
+		else if (text && !pb_utf8_valid(r->body.data, r->body.len))
+			err = PB_EBADREQ, why = "text must be valid UTF-8";
+		else if (!(sr.msgs = malloc(sizeof(*sr.msgs))))
+			err = PB_ENOMEM;
+		else if (!(sr.msgs[0] = pb_msg_new(text ? PB_MSG_TEXT : PB_MSG_BINARY,
+						   r->body.data, r->body.len)))
+			err = PB_ENOMEM;
+		else
+			sr.n = 1;
+	} else if (strcmp(mt, "application/json") == 0) {
+		err = pb_codec_parse_send_json(r->body.data, r->body.len, cfg->max_message_bytes,
+					       cfg->queue_max, &sr, &why);
+	} else if (strcmp(mt, "application/x-www-form-urlencoded") == 0) {
+		err = pb_codec_parse_send_form(r->body.data, r->body.len, cfg->max_message_bytes,
+					       cfg->queue_max, &sr, &why);
+	} else {
+		err = PB_EMEDIA;
+		why = "send text/plain, application/octet-stream, application/json or a form";
+	}
+	if (!err && hseq && sr.seq && sr.seq != seq)
+		err = PB_EBADREQ, why = "X-Send-Seq and the JSON seq disagree";
+	if (err) {
+		pb_send_req_free(&sr);
+		front_error(r, err, why);
+		return;
+	}
+	if (hseq)
+		sr.seq = seq;
+	r->send_seq = sr.seq;
+	r->in_core = 1;
+	pb_core_send(r->f->core, r->id, &sr, front_sent, r);
+	pb_send_req_free(&sr);
+}
+
+/* Core answer to a delete. */
+static void front_deleted(void *arg, int err)
+{
+	struct pb_req *r = arg;
+	struct pb_buf b;
+
+	if (err) {
+		front_error(r, err, NULL);
+		return;
+	}
+	pb_buf_init(&b, 0);
+	front_set_response(r, 204, front_response(r, &b, NULL));
+}
+
+/* GET /healthz */
+static void front_healthz(struct pb_req *r)
+{
+	struct pb_buf b;
+	int ok = pb_core_healthy(r->f->core);
+
+	pb_buf_init(&b, 0);
+	if (pb_buf_puts(&b, ok ? "{\"status\":\"ok\"}" :
+			"{\"status\":\"unavailable\",\"store\":\"unreachable\"}")) {
+		pb_buf_free(&b);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	front_json(r, ok ? 200 : 503, &b);
+}
+
+/* Map the path and method onto an endpoint; errors go to early_err. */
+static void front_route(struct pb_req *r, const char *url, const char *method)
+{
+	static const char prefix[] = "/v1/sessions";
+	const size_t plen = sizeof(prefix) - 1;
+	const char *rest, *slash;
+	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+	int post = strcmp(method, "POST") == 0;
+
+	if (strcmp(url, "/healthz") == 0) {
+		r->ep = EP_HEALTHZ;
+		if (!get)
+			r->early_err = PB_EMETHOD;
+		return;
+	}
+	if (strncmp(url, prefix, plen) != 0 || (url[plen] != '\0' && url[plen] != '/')) {
+		r->early_err = PB_ENOTFOUND;
+		return;
+	}
+	rest = url + plen;
+	if (rest[0] == '\0' || (rest[0] == '/' && rest[1] == '\0')) {
+		r->ep = EP_CREATE;
+		if (!post)
+			r->early_err = PB_EMETHOD;
+		return;
+	}
+	rest++;
+	slash = strchr(rest, '/');
+	if (!slash) {
+		r->ep = EP_DELETE;
+		if (strcmp(method, "DELETE") != 0)
+			r->early_err = PB_EMETHOD;
+	} else if (strcmp(slash, "/messages") == 0) {
+		r->ep = post ? EP_SEND : EP_POLL;
+		if (!post && !get)
+			r->early_err = PB_EMETHOD;
+	} else {
+		r->early_err = PB_ENOTFOUND;
+		return;
+	}
+	if (!r->early_err) {
+		size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+
+		/* An id of the wrong shape can never have been handed out. */
+		if (!pb_session_id_valid(rest, idlen))
+			r->early_err = PB_ENOSESSION;
+		else
+			memcpy(r->id, rest, PB_ID_LEN);
+	}
+}
+
+/* Run the endpoint once the whole body is in. */
+static void front_dispatch(struct pb_req *r)
+{
+	if (r->early_err) {
+		front_error(r, r->early_err, r->early_msg);
+		return;
+	}
+	switch (r->ep) {
+	case EP_HEALTHZ:
+		front_healthz(r);
+		break;
+	case EP_CREATE:
+		front_create(r);
+		break;
+	case EP_POLL:
+		front_poll(r);
+		break;
+	case EP_SEND:
+		front_send(r);
+		break;
+	case EP_DELETE:
+		r->in_core = 1;
+		pb_core_delete(r->f->core, r->id, front_deleted, r);
+		break;
+	case EP_NONE:
+		front_error(r, PB_ENOTFOUND, NULL);
+		break;
+	}
+}
+
+/* Queue the prepared response; MHD_NO closes the connection. */
+static enum MHD_Result front_queue(struct pb_req *r)
+{
+	enum MHD_Result ret;
+
+	if (!r->resp)
+		return MHD_NO;
+	ret = MHD_queue_response(r->conn, r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	if (pb_log_enabled(PB_LOG_DEBUG))
+		pb_log_debug("http %u %s %.6s %llums", r->status,
+			     r->ep == EP_POLL ? "poll" : r->ep == EP_SEND ? "send" :
+			     r->ep == EP_CREATE ? "create" : r->ep == EP_DELETE ? "delete" : "-",
+			     r->id, (unsigned long long)(uv_now(r->f->loop) - r->started_ms));
+	return ret;
+}
+
+/* The libmicrohttpd access handler: accumulate the body, dispatch once,
+ * suspend until the core answers, then queue the answer. */
+static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, const char *url,
+				     const char *method, const char *version,
+				     const char *upload_data, size_t *upload_data_size,
+				     void **con_cls)
+{
+	struct pb_front *f = cls;
+	struct pb_req *r = *con_cls;
+
+	if (!r) {
+		const char *cl;
+		uint64_t n;
+
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		r->f = f;
+		r->conn = conn;
+		r->started_ms = uv_now(f->loop);
+		pb_buf_init(&r->body, f->body_limit);
+		f->active++;
+		*con_cls = r;
+		front_route(r, url, method);
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && !pb_parse_uint53(cl, strlen(cl), &n) && n > f->body_limit) {
+			/* Refuse before reading a body we would not keep. */
+			r->dispatched = 1;
+			r->in_handler = 1;
+			front_error(r, PB_ETOOBIG, "the request body is too large");
+			r->in_handler = 0;
+			return front_queue(r);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (r->dispatched)
+			return MHD_YES;         /* answered early; discard */
+		if (pb_buf_append(&r->body, upload_data, n)) {
+			r->dispatched = 1;
+			r->in_handler = 1;
+			front_error(r, PB_ETOOBIG, "the request body is too large");
+			r->in_handler = 0;
+			return front_queue(r);
+		}
+		return MHD_YES;
+	}
+	if (r->resp)
+		return front_queue(r);
+	if (r->dispatched)
+		return MHD_YES;
+	r->dispatched = 1;
+	r->in_handler = 1;
+	front_dispatch(r);
+	r->in_handler = 0;
+	if (r->resp || !r->in_core)
+		return front_queue(r);
+	MHD_suspend_connection(conn);
+	r->suspended = 1;
+	return MHD_YES;
+}
+
+/* MHD completion callback: the connection is done with the request. */
+static void front_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			    enum MHD_RequestTerminationCode toe)
+{
+	struct pb_req *r = *con_cls;
+
+	if (!r)
+		return;
+	*con_cls = NULL;
+	if (r->in_core) {
+		r->orphan = 1;
+		r->conn = NULL;
+		return;
+	}
+	front_req_free(r);
+}
+
+/* ---- driving libmicrohttpd from the loop --------------------------------- */
+
+static void front_timer_cb(uv_timer_t *t);
+
+/* Run MHD, then re-arm the timer from its next timeout. */
+static void front_run(struct pb_front *f)
+{
+	MHD_UNSIGNED_LONG_LONG to;
+
+	if (!f->mhd)
+		return;
+	f->in_run = 1;
+	f->kicked = 0;
+	MHD_run(f->mhd);
+	f->in_run = 0;
+	if (f->kicked)
+		uv_timer_start(&f->timer, front_timer_cb, 0, 0);
+	else if (MHD_get_timeout(f->mhd, &to) == MHD_YES)
+		uv_timer_start(&f->timer, front_timer_cb, to, 0);
+	else
+		uv_timer_stop(&f->timer);
+}
+
+/* Ask for an MHD_run() on the next loop pass. */
+static void front_kick(struct pb_front *f)
+{
+	f->kicked = 1;
+	if (!f->in_run)
+		uv_timer_start(&f->timer, front_timer_cb, 0, 0);
+}
+
+/* MHD's epoll fd is readable. */
+static void front_poll_cb(uv_poll_t *p, int status, int events)
+{
+	front_run(p->data);
+}
+
+/* An MHD timeout (or a deferred run after a resume) is due. */
+static void front_timer_cb(uv_timer_t *t)
+{
+	front_run(t->data);
+}
+
+/* Route libmicrohttpd's error log into ours. */
+static void front_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char line[512];
+	size_t n;
+
+	vsnprintf(line, sizeof(line), fmt, ap);
+	n = strlen(line);
+	while (n && line[n - 1] == '\n')
+		line[--n] = '\0';
+	pb_log_debug("mhd: %s", line);
+}
+
+/* Create, bind and listen on cfg's address. The fd, or -1 with err set. */
+static int front_listen(const struct pb_config *cfg, char *addr, size_t addrlen,
+			char *err, size_t errlen)
+{
+	struct sockaddr_storage ss = { 0 };
+	socklen_t sl;
+	int fd, one = 1, v6 = strchr(cfg->listen_host, ':') != NULL;
+	char host[INET6_ADDRSTRLEN];
+
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)cfg->listen_port);
+		inet_pton(AF_INET6, cfg->listen_host, &s6->sin6_addr);
+		sl = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)cfg->listen_port);
+		inet_pton(AF_INET, cfg->listen_host, &s4->sin_addr);
+		sl = sizeof(*s4);
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (v6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host,
+			 cfg->listen_port, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	sl = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	if (v6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(addr, addrlen, "[%s]:%d", host, ntohs(s6->sin6_port));
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(addr, addrlen, "%s:%d", host, ntohs(s4->sin_port));
+	}
+	return fd;
+}
+
+struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, struct pb_core *core,
+			      char *err, size_t errlen)
+{
+	struct pb_front *f = calloc(1, sizeof(*f));
+	const union MHD_DaemonInfo *info;
+	unsigned limit;
+
+	if (!f) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	f->loop = loop;
+	f->cfg = cfg;
+	f->core = core;
+	/* Room for a maximal message as base64 inside a JSON batch. */
+	f->body_limit = cfg->max_message_bytes * 2 + 65536;
+	f->listen_fd = front_listen(cfg, f->address, sizeof(f->address), err, errlen);
+	if (f->listen_fd < 0) {
+		free(f);
+		return NULL;
+	}
+	/* Half the descriptors for clients, half for their upstreams. */
+	limit = (unsigned)(sysconf(_SC_OPEN_MAX) > 256 ? (sysconf(_SC_OPEN_MAX) - 64) / 2 : 64);
+	f->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+				  (strchr(cfg->listen_host, ':') ? MHD_USE_IPv6 : 0),
+				  0, NULL, NULL, front_handler, f,
+				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
+				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
+				  MHD_OPTION_CONNECTION_LIMIT, limit,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
+				  MHD_OPTION_END);
+	if (!f->mhd) {
+		snprintf(err, errlen, "libmicrohttpd failed to start on %s", f->address);
+		close(f->listen_fd);
+		free(f);
+		return NULL;
+	}
+	info = MHD_get_daemon_info(f->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_poll_init(loop, &f->poll, info->epoll_fd);
+	uv_timer_init(loop, &f->timer);
+	f->poll.data = f;
+	f->timer.data = f;
+	f->handles_open = 2;
+	uv_poll_start(&f->poll, UV_READABLE, front_poll_cb);
+	front_run(f);
+	return f;
+}
+
+const char *pb_front_address(const struct pb_front *f)
+{
+	return f->address;
+}
+
+void pb_front_drain(struct pb_front *f)
+{
+	int fd;
+
+	if (f->draining)
+		return;
+	f->draining = 1;
+	fd = MHD_quiesce_daemon(f->mhd);
+	if (fd >= 0) {
+		close(fd);
+		f->listen_fd = -1;
+	}
+}
+
+size_t pb_front_active(const struct pb_front *f)
+{
+	return f->active;
+}
+
+/* One of the front's handles is closed; the last one frees the front. */
+static void front_handle_closed(uv_handle_t *h)
+{
+	struct pb_front *f = h->data;
+
+	if (--f->handles_open == 0)
+		free(f);
+}
+
+void pb_front_free(struct pb_front *f)
+{
+	if (!f)
+		return;
+	MHD_stop_daemon(f->mhd);
+	f->mhd = NULL;
+	if (f->listen_fd >= 0)
+		close(f->listen_fd);
+	uv_close((uv_handle_t *)&f->poll, front_handle_closed);
+	uv_close((uv_handle_t *)&f->timer, front_handle_closed);
+}

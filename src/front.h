@@ -1,0 +1,37 @@
+/*
+ * front.h: the HTTP front end. It owns the listening socket and
+ * libmicrohttpd (driven from the daemon's libuv loop in external epoll
+ * mode), routes /v1/... requests, parses and bounds their inputs, hands
+ * them to the session core, parks waiting polls (suspend/resume) and
+ * encodes the answers. It knows nothing of WebSockets or stores.
+ */
+#ifndef PB_FRONT_H
+#define PB_FRONT_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+#include "session.h"
+
+struct pb_front;
+
+/* Bind cfg's listen address and start serving on loop. NULL on failure
+ * with a one-line reason in err. */
+struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, struct pb_core *core,
+			      char *err, size_t errlen);
+
+/* The address and port actually bound ("127.0.0.1:8080", "[::1]:8080"). */
+const char *pb_front_address(const struct pb_front *f);
+
+/* Stop accepting connections; answers from now on close their connection. */
+void pb_front_drain(struct pb_front *f);
+
+/* Requests received and not yet completed (parked polls included). */
+size_t pb_front_active(const struct pb_front *f);
+
+/* Stop libmicrohttpd and close the loop handles; the memory is reclaimed
+ * once the loop has run their close callbacks. NULL is ignored. */
+void pb_front_free(struct pb_front *f);
+
+#endif

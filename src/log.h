@@ -1,0 +1,36 @@
+/*
+ * log.h: levelled, one-line-per-event logging to stderr.
+ *
+ * Only the top of the program (main, the front end's request log, the
+ * session state setter) logs; library-like modules return errors instead.
+ */
+#ifndef PB_LOG_H
+#define PB_LOG_H
+
+enum pb_log_level {
+	PB_LOG_ERROR = 0,
+	PB_LOG_WARN = 1,
+	PB_LOG_INFO = 2,
+	PB_LOG_DEBUG = 3,
+};
+
+/* Set the most verbose level that is written. Default: info. */
+void pb_log_set_level(enum pb_log_level level);
+
+/* Parse "error", "warn", "info" or "debug". 0 or PB_EBADREQ. */
+int pb_log_parse_level(const char *s, enum pb_log_level *out);
+
+/* Whether a message at level would be written. */
+int pb_log_enabled(enum pb_log_level level);
+
+/* Write one line: "<time> <level> <message>\n". */
+void pb_log(enum pb_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+#define pb_log_error(...) pb_log(PB_LOG_ERROR, __VA_ARGS__)
+#define pb_log_warn(...) pb_log(PB_LOG_WARN, __VA_ARGS__)
+#define pb_log_info(...) pb_log(PB_LOG_INFO, __VA_ARGS__)
+#define pb_log_debug(...) \
+	do { if (pb_log_enabled(PB_LOG_DEBUG)) pb_log(PB_LOG_DEBUG, __VA_ARGS__); } while (0)
+
+#endif

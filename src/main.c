@@ -1,0 +1,191 @@
+/*
+ * main.c: the pollbridge daemon: parse the command line, wire the modules
+ * together on one libuv loop, print the ready line, and drain on
+ * SIGTERM/SIGINT (answer waiting polls, close upstreams with 1001, exit 0
+ * within the drain timeout).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "config.h"
+#include "front.h"
+#include "log.h"
+#include "session.h"
+#include "store_memory.h"
+#include "upstream.h"
+
+/* The demo route used when none is configured (the bundled echo server's
+ * default address), so the quick start needs no options. */
+#define PB_DEMO_ROUTE "echo=ws://127.0.0.1:9001/"
+
+struct pb_daemon {
+	uv_loop_t loop;
+	struct pb_config cfg;
+	struct pb_upstream_ctx *up;
+	struct pb_core *core;
+	struct pb_store *store;
+	struct pb_front *front;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t drain_timer;
+	uint64_t drain_deadline;
+	int draining;
+};
+
+/* Let as many descriptors be opened as the hard limit allows. */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+/* Check, every few milliseconds, whether draining is complete. */
+static void drain_tick(uv_timer_t *t)
+{
+	struct pb_daemon *d = t->data;
+	int done = pb_front_active(d->front) == 0 && pb_upstream_ctx_live(d->up) == 0;
+
+	if (done || uv_now(&d->loop) >= d->drain_deadline) {
+		if (!done)
+			pb_log_warn("drain timeout: %zu requests and %zu upstreams still open",
+				    pb_front_active(d->front), pb_upstream_ctx_live(d->up));
+		uv_timer_stop(t);
+		uv_stop(&d->loop);
+	}
+}
+
+/* SIGTERM/SIGINT: stop accepting, close every session with 1001, wait. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct pb_daemon *d = h->data;
+
+	if (d->draining)
+		return;
+	d->draining = 1;
+	pb_log_info("%s: draining %zu sessions", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+		    pb_core_session_count(d->core));
+	pb_front_drain(d->front);
+	pb_core_drain(d->core);
+	d->drain_deadline = uv_now(&d->loop) + (uint64_t)d->cfg.drain_timeout * 1000;
+	uv_timer_start(&d->drain_timer, drain_tick, 0, 20);
+}
+
+/* Close any handle still open at shutdown. */
+static void close_walk(uv_handle_t *h, void *arg)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Tear everything down in dependency order and let the loop finish. */
+static void shutdown_daemon(struct pb_daemon *d)
+{
+	pb_front_free(d->front);
+	pb_core_free(d->core);
+	pb_store_destroy(d->store);
+	uv_close((uv_handle_t *)&d->sigterm, NULL);
+	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->drain_timer, NULL);
+	/* Let pending closes (and libwebsockets' closing links) run. */
+	for (int i = 0; i < 50 && pb_upstream_ctx_live(d->up); i++)
+		uv_run(&d->loop, UV_RUN_NOWAIT);
+	pb_upstream_ctx_free(d->up);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	uv_walk(&d->loop, close_walk, NULL);
+	uv_run(&d->loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&d->loop))
+		pb_log_warn("event loop closed with handles still open");
+}
+
+int main(int argc, char **argv)
+{
+	static struct pb_daemon d;
+	struct pb_store_events ev;
+	struct pb_store_limits lim;
+	enum pb_config_action action;
+	char err[512];
+
+	if (pb_config_init(&d.cfg)) {
+		fprintf(stderr, "pollbridge: out of memory\n");
+		return 1;
+	}
+	if (pb_config_parse_args(&d.cfg, argc, argv, &action, err, sizeof(err))) {
+		fprintf(stderr, "pollbridge: %s\n", err);
+		pb_config_free(&d.cfg);
+		return 2;
+	}
+	if (action == PB_CONFIG_HELP) {
+		fputs(pb_config_usage(), stdout);
+		pb_config_free(&d.cfg);
+		return 0;
+	}
+	if (action == PB_CONFIG_VERSION) {
+		printf("pollbridge %s\n", PACKAGE_VERSION);
+		pb_config_free(&d.cfg);
+		return 0;
+	}
+	if (d.cfg.nroutes == 0) {
+		char *av[] = { argv[0], "--route", PB_DEMO_ROUTE };
+
+		pb_config_parse_args(&d.cfg, 3, av, &action, err, sizeof(err));
+	}
+	if (d.cfg.check_config) {
+		printf("config ok\n");
+		pb_config_free(&d.cfg);
+		return 0;
+	}
+	pb_log_set_level(d.cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	raise_fd_limit();
+
+	uv_loop_init(&d.loop);
+	d.up = pb_upstream_ctx_new(&d.loop, err, sizeof(err));
+	if (!d.up) {
+		fprintf(stderr, "pollbridge: %s\n", err);
+		return 1;
+	}
+	d.core = pb_core_new(&d.loop, &d.cfg, d.up);
+	ev = pb_core_store_events(d.core);
+	lim.queue_max = d.cfg.queue_max;
+	lim.tombstone_secs = d.cfg.idle_timeout;
+	d.store = pb_store_memory_new(&d.loop, &ev, &lim);
+	if (!d.core || !d.store) {
+		fprintf(stderr, "pollbridge: out of memory\n");
+		return 1;
+	}
+	pb_core_attach_store(d.core, d.store);
+	d.front = pb_front_new(&d.loop, &d.cfg, d.core, err, sizeof(err));
+	if (!d.front) {
+		fprintf(stderr, "pollbridge: %s\n", err);
+		return 1;
+	}
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	uv_timer_init(&d.loop, &d.drain_timer);
+	d.sigterm.data = d.sigint.data = d.drain_timer.data = &d;
+	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&d.sigint, on_signal, SIGINT);
+
+	for (size_t i = 0; i < d.cfg.nroutes; i++)
+		pb_log_info("route %s -> %s", d.cfg.routes[i].name, d.cfg.routes[i].url);
+	pb_log_info("store %s, wait-max %us, idle-timeout %us", d.cfg.store, d.cfg.wait_max,
+		    d.cfg.idle_timeout);
+	/* The ready line (API.md): tests and supervisors wait for it. */
+	fprintf(stderr, "listening on %s\n", pb_front_address(d.front));
+	fflush(stderr);
+
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	shutdown_daemon(&d);
+	pb_log_info("stopped");
+	pb_config_free(&d.cfg);
+	return 0;
+}

@@ -1,0 +1,78 @@
+/*
+ * session.h: the session core. It owns the session state machine
+ * (connecting -> open -> closed -> ended), the single-waiter rule, long
+ * poll and idle deadlines, and the glue between the store (buffers and
+ * cursors) and the upstream link (one WebSocket per session).
+ *
+ * It includes neither libmicrohttpd nor libwebsockets: the front end calls
+ * the request functions below and gets exactly one callback per request,
+ * possibly before the function returns (the memory store answers at once).
+ * Pointers passed to those callbacks are borrowed for the call only.
+ */
+#ifndef PB_SESSION_H
+#define PB_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "codec.h"
+#include "config.h"
+#include "store.h"
+#include "upstream.h"
+
+struct pb_core;
+
+typedef void (*pb_core_create_cb)(void *req, int err, const char *id, const char *protocol);
+typedef void (*pb_core_poll_cb)(void *req, int err, const struct pb_store_batch *b);
+typedef void (*pb_core_send_cb)(void *req, int err, const struct pb_store_send_result *r);
+typedef void (*pb_core_done_cb)(void *req, int err);
+
+/* A core on loop with cfg (borrowed for the core's life) that dials
+ * through up. It has no store until pb_core_attach_store(). NULL on
+ * allocation failure. */
+struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
+			    struct pb_upstream_ctx *up);
+
+/* The wakeups a store created for this core must raise. */
+struct pb_store_events pb_core_store_events(struct pb_core *c);
+
+/* Use store (borrowed; it must outlive the core's sessions). */
+void pb_core_attach_store(struct pb_core *c, struct pb_store *store);
+
+/* Free the core. Call after pb_core_drain() has let every session end;
+ * the loop must run afterwards to close the remaining timers. */
+void pb_core_free(struct pb_core *c);
+
+/* Create a session on cr's route, offering cr's subprotocols, sending
+ * client_origin (may be NULL) unless the route configures an origin.
+ * Answers once the upstream handshake is done or failed (connect timeout). */
+void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_origin,
+		    pb_core_create_cb cb, void *req);
+
+/* Acknowledge <= after and answer with what is queued above it, waiting up
+ * to wait seconds (clamped to wait_max) for something to arrive. max is
+ * capped at max_batch. A newer poll on the session answers an older
+ * waiting one at once with an empty batch. */
+void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
+		  pb_core_poll_cb cb, void *req);
+
+/* Queue sr's messages (references are taken; sr stays the caller's) for the
+ * upstream, in order, all or nothing. */
+void pb_core_send(struct pb_core *c, const char *id, const struct pb_send_req *sr,
+		  pb_core_send_cb cb, void *req);
+
+/* End a session now (DELETE): the upstream gets close 1000. */
+void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void *req);
+
+/* Drain: refuse new sessions, close every upstream with 1001 and mark the
+ * sessions closed (1001), which answers their waiting polls. */
+void pb_core_drain(struct pb_core *c);
+
+/* Number of sessions this instance holds (connecting, open or closed). */
+size_t pb_core_session_count(const struct pb_core *c);
+
+/* 1 if the store can serve requests. */
+int pb_core_healthy(const struct pb_core *c);
+
+#endif

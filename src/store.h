@@ -1,0 +1,127 @@
+/*
+ * store.h: the session store interface. The session core buffers every
+ * message through it, in both directions, and never knows which
+ * implementation it has: "memory" (store_memory.c, one instance) or, later,
+ * Redis (shared by many instances).
+ *
+ * What the store owns, per session id: the route and chosen subprotocol;
+ * the inbound queue (upstream -> client) with its seq numbers and the
+ * client's cursor; the outbound queue (client -> upstream); the state
+ * (open, closed by the upstream with a code and reason, ended) and, once
+ * ended, a tombstone that answers "session_closed" for idle_timeout.
+ *
+ * Calling convention (hiredis-like): every operation takes a callback and
+ * an opaque arg. If the operation returns 0 the callback is called exactly
+ * once, possibly before the operation returns (the memory store always
+ * completes at once); if it returns an error, the callback is never
+ * called. Anything passed to a callback by pointer is borrowed for the
+ * duration of the callback only.
+ *
+ * Wakeups: the store calls the events it was created with whenever a
+ * session's inbound side changes (new message, close, end) or its outbound
+ * queue grows, so the core can answer a waiting poll or feed the upstream.
+ */
+#ifndef PB_STORE_H
+#define PB_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "msg.h"
+
+struct pb_store;
+
+/* What one read of a queue found. */
+struct pb_store_batch {
+	struct pb_msg **msgs;           /* borrowed references, seq ascending */
+	size_t n;
+	uint64_t last_seq;              /* highest seq handed out so far */
+	size_t depth;                   /* messages still queued after the read */
+	struct pb_close_info close;     /* closed only when the upstream closed
+					   and this batch reaches last_seq */
+	int ended;                      /* this read acknowledged the last message
+					   of a closed session: it has now ended */
+};
+
+/* What a send accepted. */
+struct pb_store_send_result {
+	size_t accepted;                /* messages now queued (0 for a repeat) */
+	uint64_t send_seq;              /* highest request seq accepted, 0: none */
+	uint64_t expected;              /* with PB_ESEQGAP: the next expected seq */
+};
+
+typedef void (*pb_store_done_cb)(void *arg, int err);
+typedef void (*pb_store_push_cb)(void *arg, int err, uint64_t seq, size_t depth);
+typedef void (*pb_store_batch_cb)(void *arg, int err, const struct pb_store_batch *b);
+typedef void (*pb_store_send_cb)(void *arg, int err, const struct pb_store_send_result *r);
+
+/* Wakeups raised by the store; id is borrowed. */
+struct pb_store_events {
+	void (*inbound)(void *arg, const char *id);     /* re-read for waiting polls */
+	void (*outbound)(void *arg, const char *id);    /* new messages for the upstream */
+	void *arg;
+};
+
+/* Limits the store enforces. */
+struct pb_store_limits {
+	size_t queue_max;               /* messages per session and direction */
+	unsigned tombstone_secs;        /* how long an ended session answers 410 */
+};
+
+struct pb_store_ops {
+	const char *name;
+	void (*destroy)(struct pb_store *s);
+	/* 1 if the store can currently serve requests. */
+	int (*healthy)(struct pb_store *s);
+	/* Record a new open session. */
+	int (*create)(struct pb_store *s, const char *id, const char *route,
+		      const char *protocol, pb_store_done_cb cb, void *arg);
+	/* Append an upstream message (the store takes a reference and sets
+	 * m->seq); cb gets the seq and the inbound depth. PB_ENOSESSION,
+	 * PB_ECLOSED. The inbound queue is not capped here: the message has
+	 * already arrived, so the core pauses the upstream instead. */
+	int (*push_in)(struct pb_store *s, const char *id, struct pb_msg *m,
+		       pb_store_push_cb cb, void *arg);
+	/* Acknowledge every inbound message <= after, then read up to max
+	 * messages (at least one if any) and about max_bytes above it.
+	 * PB_EBADREQ if after > last seq; PB_ENOSESSION; PB_ECLOSED once ended. */
+	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, size_t max,
+		       size_t max_bytes, pb_store_batch_cb cb, void *arg);
+	/* Append client messages for the upstream, all or nothing (takes a
+	 * reference to each). send_seq 0: unnumbered. PB_EQFULL, PB_ESEQGAP,
+	 * PB_ENOSESSION, PB_ECLOSED (also once the upstream has closed). */
+	int (*push_out)(struct pb_store *s, const char *id, struct pb_msg *const *msgs,
+			size_t n, uint64_t send_seq, pb_store_send_cb cb, void *arg);
+	/* Read up to max outbound messages with out-seq > after (the owner's
+	 * write position); msgs[i]->seq is the out-seq. */
+	int (*read_out)(struct pb_store *s, const char *id, uint64_t after, size_t max,
+			pb_store_batch_cb cb, void *arg);
+	/* The owner has written every outbound message <= upto: free them. */
+	int (*ack_out)(struct pb_store *s, const char *id, uint64_t upto,
+		       pb_store_done_cb cb, void *arg);
+	/* The upstream closed with code and reason: no more inbound messages,
+	 * outbound ones are dropped; what is queued inbound stays readable. */
+	int (*close)(struct pb_store *s, const char *id, int code, const char *reason,
+		     size_t reason_len, pb_store_done_cb cb, void *arg);
+	/* End the session now (DELETE, idle timeout): free both queues and leave
+	 * a tombstone. PB_ENOSESSION, PB_ECLOSED if it had already ended. */
+	int (*end)(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg);
+};
+
+/* A store: its operations and the events it raises. Implementations embed
+ * this as their first member. */
+struct pb_store {
+	const struct pb_store_ops *ops;
+	struct pb_store_events events;
+	struct pb_store_limits limits;
+};
+
+/* Raise the inbound/outbound wakeups (for implementations). */
+void pb_store_wake_inbound(struct pb_store *s, const char *id);
+void pb_store_wake_outbound(struct pb_store *s, const char *id);
+
+/* Destroy a store; NULL is ignored. */
+void pb_store_destroy(struct pb_store *s);
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * upstream.c: client WebSockets to the configured routes, on libwebsockets
+ * running over the daemon's own libuv loop (see upstream.h). This is the
+ * only file that includes <libwebsockets.h>.
+ *
+ * Lifetime: a link is allocated by pb_upstream_dial() and handed to
+ * libwebsockets as the connection's user data; it is freed only in
+ * LWS_CALLBACK_WSI_DESTROY, when libwebsockets is done with the
+ * connection. The owner may detach earlier (pb_upstream_close), after
+ * which the link keeps living silently until then.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "buf.h"
+#include "error.h"
+#include "log.h"
+#include "upstream.h"
+
+_Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PRE");
+
+struct pb_upstream_ctx {
+	struct lws_context *lws;
+	uv_loop_t *loop;
+	size_t live;            /* links not yet destroyed by libwebsockets */
+};
+
+struct pb_upstream {
+	struct pb_upstream_ctx *ctx;
+	struct lws *wsi;
+	const struct pb_upstream_handler *h;
+	void *arg;              /* NULL once detached: report nothing more */
+	size_t max_message_bytes;
+	int in_dial;            /* inside lws_client_connect_via_info() */
+	int failed_in_dial;
+	int destroyed_in_dial;
+	int established;
+	int close_code;         /* ours to send, once the owner closed */
+	char close_reason[64];
+	int peer_code;          /* from the peer's close frame, 0: none */
+	char peer_reason[124];
+	size_t peer_reason_len;
+	struct pb_buf rx;       /* a fragmented message being reassembled */
+	int rx_binary;
+};
+
+/* Stop reporting to the owner. */
+static void up_detach(struct pb_upstream *up)
+{
+	up->arg = NULL;
+}
+
+/* Handle a received frame chunk: reassemble and report whole messages.
+ * Returns -1 to make libwebsockets close the connection. */
+static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, size_t len)
+{
+	int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
+	struct pb_msg *m;
+
+	if (first) {
+		up->rx.len = 0;
+		up->rx_binary = lws_frame_is_binary(wsi);
+	}
+	if (up->rx.len + len > up->max_message_bytes) {
+		/* The API's rule: a message over the limit ends the session with 1009. */
+		static const char why[] = "message too big";
+
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+				 (unsigned char *)why, sizeof(why) - 1);
+		if (up->arg)
+			up->h->closed(up->arg, 1009, why, sizeof(why) - 1);
+		up_detach(up);
+		return -1;
+	}
+	if (first && final) {
+		m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, in, len);
+	} else {
+		if (pb_buf_append(&up->rx, in, len))
+			return -1;
+		if (!final)
+			return 0;
+		m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, up->rx.data, up->rx.len);
+		up->rx.len = 0;
+		if (up->rx.cap > 65536)
+			pb_buf_free(&up->rx);
+	}
+	if (!m)
+		return -1;
+	if (up->arg)
+		up->h->message(up->arg, m);
+	else
+		pb_msg_unref(m);
+	return 0;
+}
+
+/* Write the next outbound message, if any. -1 closes the connection. */
+static int up_writeable(struct pb_upstream *up, struct lws *wsi)
+{
+	struct pb_msg *m;
+	int n;
+
+	if (up->close_code) {
+		lws_close_reason(wsi, (enum lws_close_status)up->close_code,
+				 (unsigned char *)up->close_reason, strlen(up->close_reason));
+		return -1;
+	}
+	if (!up->arg)
+		return -1;
+	m = up->h->next_out(up->arg);
+	if (!m)
+		return 0;
+	/* Client frames are masked in place: an outbound message is written
+	 * once, then released. */
+	n = lws_write(wsi, m->data, m->len,
+		      m->type == PB_MSG_BINARY ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+	pb_msg_unref(m);
+	if (n < 0)
+		return -1;
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* The one protocol callback: translate libwebsockets events for the owner. */
+static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		       void *in, size_t len)
+{
+	struct pb_upstream *up = lws_wsi_user(wsi);
+	char proto[128];
+
+	if (!up)
+		return 0;
+	switch (reason) {
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		if (up->in_dial)
+			up->failed_in_dial = 1;
+		else if (up->arg)
+			up->h->failed(up->arg, PB_EUPSTREAM,
+				      in ? (const char *)in : "connection failed");
+		up_detach(up);
+		break;
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		up->established = 1;
+		if (up->close_code) {
+			lws_callback_on_writable(wsi);
+			break;
+		}
+		if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0)
+			proto[0] = '\0';
+		if (up->arg)
+			up->h->opened(up->arg, proto[0] ? proto : NULL);
+		break;
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		return up_receive(up, wsi, in, len);
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		return up_writeable(up, wsi);
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (len >= 2) {
+			const unsigned char *p = in;
+
+			up->peer_code = (p[0] << 8) | p[1];
+			up->peer_reason_len = len - 2 < sizeof(up->peer_reason) ?
+				len - 2 : sizeof(up->peer_reason);
+			memcpy(up->peer_reason, p + 2, up->peer_reason_len);
+		} else {
+			up->peer_code = 1005;   /* a close frame without a code */
+		}
+		break;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (up->arg)
+			up->h->closed(up->arg, up->peer_code ? up->peer_code : 1006,
+				      up->peer_reason, up->peer_reason_len);
+		up_detach(up);
+		break;
+	case LWS_CALLBACK_WSI_DESTROY:
+		if (up->in_dial) {
+			up->destroyed_in_dial = 1;
+			break;
+		}
+		up->ctx->live--;
+		pb_buf_free(&up->rx);
+		free(up);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+static const struct lws_protocols up_protocols[] = {
+	{ "pb-upstream", up_callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+/* Route libwebsockets' own log lines into ours, at debug level. */
+static void up_lws_log(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	pb_log_debug("lws: %.*s", (int)n, line);
+}
+
+struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+	struct pb_upstream_ctx *ctx = calloc(1, sizeof(*ctx));
+	void *loops[1] = { loop };
+
+	if (!ctx) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	lws_set_log_level(pb_log_enabled(PB_LOG_DEBUG) ? LLL_ERR | LLL_WARN | LLL_NOTICE : 0,
+			  up_lws_log);
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = up_protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+		       LWS_SERVER_OPTION_VALIDATE_UTF8 |
+		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+	info.foreign_loops = loops;
+	info.gid = -1;
+	info.uid = -1;
+	info.user = ctx;
+	ctx->loop = loop;
+	ctx->lws = lws_create_context(&info);
+	if (!ctx->lws) {
+		snprintf(err, errlen, "libwebsockets context creation failed "
+			 "(is libwebsockets-evlib-uv installed?)");
+		free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx)
+{
+	if (!ctx)
+		return;
+	lws_context_destroy(ctx->lws);
+	free(ctx);
+}
+
+size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx)
+{
+	return ctx->live;
+}
+
+struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct pb_upstream_dial *d,
+				     const struct pb_upstream_handler *h, void *arg, int *err)
+{
+	struct lws_client_connect_info i;
+	struct pb_upstream *up = calloc(1, sizeof(*up));
+	const struct pb_route *r = d->route;
+	char host[300];
+	struct lws *wsi;
+
+	if (!up) {
+		*err = PB_ENOMEM;
+		return NULL;
+	}
+	up->ctx = ctx;
+	up->h = h;
+	up->arg = arg;
+	up->max_message_bytes = d->max_message_bytes;
+	pb_buf_init(&up->rx, 0);
+	if (strchr(r->host, ':'))
+		snprintf(host, sizeof(host), "[%s]:%d", r->host, r->port);
+	else
+		snprintf(host, sizeof(host), "%s:%d", r->host, r->port);
+	memset(&i, 0, sizeof(i));
+	i.context = ctx->lws;
+	i.address = r->host;
+	i.port = r->port;
+	i.path = r->path;
+	i.host = host;
+	i.origin = d->origin;
+	i.protocol = d->protocols;
+	i.local_protocol_name = up_protocols[0].name;
+	i.userdata = up;
+	i.pwsi = &up->wsi;
+	if (r->tls) {
+		i.ssl_connection = LCCSCF_USE_SSL;
+		if (r->insecure)
+			i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+					    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+					    LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+	}
+	up->in_dial = 1;
+	wsi = lws_client_connect_via_info(&i);
+	up->in_dial = 0;
+	if (!wsi || up->failed_in_dial || up->destroyed_in_dial) {
+		/* Failed at once: libwebsockets no longer refers to up, unless
+		 * the connection object survived the failure. */
+		if (wsi && !up->destroyed_in_dial) {
+			up_detach(up);
+			ctx->live++;
+			lws_set_timeout(wsi, PENDING_TIMEOUT_AWAITING_PROXY_RESPONSE,
+					LWS_TO_KILL_ASYNC);
+		} else {
+			pb_buf_free(&up->rx);
+			free(up);
+		}
+		*err = PB_EUPSTREAM;
+		return NULL;
+	}
+	up->wsi = wsi;
+	ctx->live++;
+	return up;
+}
+
+void pb_upstream_want_write(struct pb_upstream *up)
+{
+	if (up->established && up->wsi)
+		lws_callback_on_writable(up->wsi);
+}
+
+void pb_upstream_pause(struct pb_upstream *up, int paused)
+{
+	if (up->established && up->wsi)
+		lws_rx_flow_control(up->wsi, !paused);
+}
+
+void pb_upstream_close(struct pb_upstream *up, int code, const char *reason)
+{
+	up_detach(up);
+	if (up->close_code)
+		return;
+	up->close_code = code ? code : 1000;
+	snprintf(up->close_reason, sizeof(up->close_reason), "%s", reason ? reason : "");
+	if (up->established) {
+		/* Reading is resumed so the peer's close acknowledgement arrives. */
+		lws_rx_flow_control(up->wsi, 1);
+		lws_callback_on_writable(up->wsi);
+	} else {
+		lws_set_timeout(up->wsi, PENDING_TIMEOUT_AWAITING_PROXY_RESPONSE, LWS_TO_KILL_ASYNC);
+	}
+}

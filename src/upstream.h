@@ -1,0 +1,80 @@
+/*
+ * upstream.h: the upstream link: one client WebSocket per session to a
+ * configured route, driven by libwebsockets on the daemon's libuv loop.
+ *
+ * It dials (handshake headers, subprotocols, TLS), reassembles fragmented
+ * messages into one pb_msg each (pings, pongs and close frames are never
+ * messages), writes outbound messages one frame per WRITEABLE, pauses
+ * reading on request (backpressure), and reports the close code and reason.
+ * It knows nothing of HTTP clients or stores: the session core drives it
+ * through the handler below.
+ */
+#ifndef PB_UPSTREAM_H
+#define PB_UPSTREAM_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "config.h"
+#include "msg.h"
+
+struct pb_upstream_ctx;
+struct pb_upstream;
+
+/* What the link reports to its owner. Each is called on the loop thread,
+ * never from inside pb_upstream_dial(). After pb_upstream_close(), or after
+ * failed() or closed() has been called, no callback fires again. */
+struct pb_upstream_handler {
+	/* The handshake completed; protocol is the chosen subprotocol or NULL. */
+	void (*opened)(void *arg, const char *protocol);
+	/* The dial failed (refused, HTTP error, TLS): PB_EUPSTREAM, and a reason. */
+	void (*failed)(void *arg, int err, const char *why);
+	/* A complete message arrived; ownership of m passes to the callee. */
+	void (*message)(void *arg, struct pb_msg *m);
+	/* The connection ended after opening: the peer's close code (1006 when
+	 * it vanished without one, 1009 for a message over the size limit) and
+	 * reason (not NUL-terminated). */
+	void (*closed)(void *arg, int code, const char *reason, size_t reason_len);
+	/* The socket can take a message: return the next one (a reference the
+	 * link takes over) or NULL when there is nothing to write. */
+	struct pb_msg *(*next_out)(void *arg);
+};
+
+/* Everything needed to dial one session's upstream. Borrowed during the call. */
+struct pb_upstream_dial {
+	const struct pb_route *route;
+	const char *protocols;          /* comma-separated offer, or NULL */
+	const char *origin;             /* Origin header to send, or NULL */
+	size_t max_message_bytes;
+};
+
+/* A libwebsockets client context on loop. NULL on failure, with a reason
+ * in err. */
+struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t errlen);
+
+/* Destroy the context. Every link must have been closed; the loop must run
+ * afterwards so libwebsockets can close its handles. NULL is ignored. */
+void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx);
+
+/* Number of links libwebsockets still holds (closing ones included). */
+size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx);
+
+/* Start dialling. On success returns the link; exactly one of opened() or
+ * failed() follows later (unless the link is closed first). NULL with
+ * *err set (PB_EUPSTREAM, PB_ENOMEM) if it failed at once. */
+struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct pb_upstream_dial *d,
+				     const struct pb_upstream_handler *h, void *arg, int *err);
+
+/* There is something to write: next_out() will be called when the socket
+ * is writable. */
+void pb_upstream_want_write(struct pb_upstream *up);
+
+/* Pause (1) or resume (0) reading messages from the upstream. */
+void pb_upstream_pause(struct pb_upstream *up, int paused);
+
+/* Detach the owner and close: an open link sends a close frame with code
+ * and reason, one still dialling is abandoned. No callback fires after this
+ * returns; the link frees itself when libwebsockets is done with it. */
+void pb_upstream_close(struct pb_upstream *up, int code, const char *reason);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * harness.h: what the end-to-end tests need to run real processes and talk
+ * real HTTP to them: a private temp dir, free loopback ports, spawning and
+ * stopping processes (all are killed when the test exits, however it exits),
+ * starting pollbridge, the bundled echo upstream and websocketd, and a
+ * libcurl-based HTTP client that parses JSON answers with jansson.
+ *
+ * Environment (set by `make check`, see Makefile.am):
+ *   PB_BIN        path of the pollbridge binary
+ *   PB_ECHO_BIN   path of pollbridge-echo
+ *   PB_UPSTREAMS  directory of the websocketd scripts (tests/upstreams)
+ *   PB_TEST_STORE optional --store value for every bridge (default: memory)
+ */
+#ifndef PB_HARNESS_H
+#define PB_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+struct h_proc {
+	pid_t pid;
+	char log_path[512];     /* stdout and stderr of the process */
+	int exited;             /* set once reaped */
+	int status;             /* waitpid status, once exited */
+};
+
+/* Initialise the harness: temp dir, atexit/signal cleanup, curl global
+ * init, raise RLIMIT_NOFILE. Call first in main(). */
+void h_init(void);
+
+/* The test's private temp dir (removed at exit unless PB_KEEP_TMP is set). */
+const char *h_tmpdir(void);
+
+/* A loopback TCP port that was free a moment ago. */
+int h_free_port(void);
+
+/* Start argv[0] with argv (NULL-terminated); its stdout+stderr go to a log
+ * file. If ready_prefix is not NULL, wait up to timeout_ms for a line of the
+ * log that contains it, and copy the rest of that line (after the prefix)
+ * into rest. NULL if it could not start or did not get ready (the process is
+ * then killed). The harness owns the struct; it stays valid until exit. */
+struct h_proc *h_spawn(char *const argv[], const char *ready_prefix, int timeout_ms,
+		       char *rest, size_t restlen);
+
+/* Send sig and wait up to timeout_ms for the process to exit (SIGKILL
+ * after that). Returns the exit code (0-255), or 128+signal if it died of a
+ * signal, or -1 if it had to be killed after the timeout. */
+int h_stop(struct h_proc *p, int sig, int timeout_ms);
+
+/* Wait up to timeout_ms for p to exit by itself; same return as h_stop,
+ * or -2 if it is still running. */
+int h_wait_exit(struct h_proc *p, int timeout_ms);
+
+/* 1 if the process is still running. */
+int h_alive(struct h_proc *p);
+
+/* Read a whole file into a malloc'd NUL-terminated string (NULL if absent). */
+char *h_read_file(const char *path);
+
+/* Number of threads of pid (from /proc/PID/status), -1 on error. */
+int h_thread_count(pid_t pid);
+
+/* Resident set size of pid in KiB (VmRSS), -1 on error. */
+long h_rss_kib(pid_t pid);
+
+/* Sleep ms milliseconds. */
+void h_sleep_ms(int ms);
+
+/* Monotonic time in milliseconds. */
+int64_t h_now_ms(void);
+
+/* ---- servers ---------------------------------------------------------- */
+
+/* A running pollbridge. */
+struct h_bridge {
+	struct h_proc *proc;
+	int port;
+	char base[64];          /* "http://127.0.0.1:PORT" */
+};
+
+/* Start pollbridge listening on 127.0.0.1:0 (the ready line tells the port)
+ * with PB_TEST_STORE's store, plus the NULL-terminated extra arguments.
+ * 0, or -1 if it did not print its ready line within 10 s. */
+int h_bridge_start(struct h_bridge *b, const char *arg, ...) __attribute__((sentinel));
+
+/* Start pollbridge-echo on a free port; extra arguments NULL-terminated.
+ * Returns the process and sets *port, or NULL. */
+struct h_proc *h_echo_start(int *port, const char *arg, ...) __attribute__((sentinel));
+
+/* Start websocketd on a free loopback port running the script
+ * PB_UPSTREAMS/<script> with the NULL-terminated extra arguments for the
+ * script; waits until the port accepts connections. NULL on failure. */
+struct h_proc *h_websocketd_start(int *port, const char *script, ...) __attribute__((sentinel));
+
+/* A listening socket that never accepts (so a WebSocket handshake to it
+ * never completes). Returns the fd and sets *port, or -1. */
+int h_blackhole_listen(int *port);
+
+/* ---- HTTP ------------------------------------------------------------- */
+
+struct h_resp {
+	long status;            /* 0 if the request failed at transport level */
+	char *body;             /* malloc'd, NUL-terminated */
+	size_t len;
+	json_t *json;           /* parsed body if it is JSON, else NULL */
+	char content_type[128];
+	char location[256];
+	char retry_after[32];
+	char allow[128];
+	char cache_control[128];
+	double seconds;         /* total time of the request */
+};
+
+/* Perform one request with libcurl. content_type may be NULL (no body
+ * header); body may be NULL with len 0; headers is a NULL-terminated list of
+ * "Name: value" lines or NULL. A zero-length body is still sent as a body
+ * (Content-Length: 0) for POST. Returns 0 if an HTTP answer arrived
+ * (whatever its status), -1 otherwise. r must be freed with h_resp_free. */
+int h_http(struct h_resp *r, const char *method, const char *url, const char *content_type,
+	   const void *body, size_t len, const char *const *headers);
+
+/* Free what a response holds and zero it. */
+void h_resp_free(struct h_resp *r);
+
+/* The error code string of an error JSON answer, or "" if none. */
+const char *h_err(const struct h_resp *r);
+
+/* ---- API shortcuts (all against b->base) ------------------------------ */
+
+/* POST /v1/sessions {"route":route}; on 201 copies the id into id
+ * (at least 64 bytes). Returns the status. r may be NULL. */
+long h_create(struct h_bridge *b, const char *route, char *id, struct h_resp *r);
+
+/* GET /v1/sessions/<id>/messages?<query> (query may be NULL or "").
+ * Returns the status; r is filled and must be freed. */
+long h_poll(struct h_bridge *b, const char *id, const char *query, struct h_resp *r);
+
+/* POST text/plain to /v1/sessions/<id>/messages. Returns the status. */
+long h_send_text(struct h_bridge *b, const char *id, const char *text, struct h_resp *r);
+
+/* DELETE /v1/sessions/<id>. Returns the status. */
+long h_delete(struct h_bridge *b, const char *id);
+
+/* Poll (long polls of up to 1 s) until at least n messages with seq > after
+ * have been seen in total or timeout_ms passes; appends each message object
+ * (a new reference) to out (a JSON array). Does not acknowledge anything past
+ * after. Returns the number collected. */
+size_t h_collect(struct h_bridge *b, const char *id, uint64_t after, size_t n, int timeout_ms,
+		 json_t *out);
+
+/* 1 if the bridge answers /healthz with 200 and can still create a session
+ * on route and echo one message through it: the "still serving" check used
+ * after every bad input. */
+int h_still_serving(struct h_bridge *b, const char *route);
+
+#endif
