@@ -79,13 +79,6 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_timer_start(&d->drain_timer, drain_tick, 0, 20);
 }
 
-/* Close any handle still open at shutdown. */
-static void close_walk(uv_handle_t *h, void *arg)
-{
-	if (!uv_is_closing(h))
-		uv_close(h, NULL);
-}
-
 /* Tear everything down in dependency order and let the loop finish. */
 static void shutdown_daemon(struct pb_daemon *d)
 {
@@ -95,12 +88,11 @@ static void shutdown_daemon(struct pb_daemon *d)
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
-	/* Let pending closes (and libwebsockets' closing links) run. */
+	/* Let closing links finish their close handshakes (bounded), then
+	 * destroy libwebsockets, which runs the loop to the end. */
 	for (int i = 0; i < 50 && pb_upstream_ctx_live(d->up); i++)
 		uv_run(&d->loop, UV_RUN_NOWAIT);
 	pb_upstream_ctx_free(d->up);
-	uv_run(&d->loop, UV_RUN_DEFAULT);
-	uv_walk(&d->loop, close_walk, NULL);
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&d->loop))
 		pb_log_warn("event loop closed with handles still open");

@@ -42,6 +42,7 @@ struct pb_upstream {
 	int peer_code;          /* from the peer's close frame, 0: none */
 	char peer_reason[124];
 	size_t peer_reason_len;
+	char protocol[128];     /* the subprotocol the upstream chose */
 	struct pb_buf rx;       /* a fragmented message being reassembled */
 	int rx_binary;
 };
@@ -127,7 +128,6 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		       void *in, size_t len)
 {
 	struct pb_upstream *up = lws_wsi_user(wsi);
-	char proto[128];
 
 	if (!up)
 		return 0;
@@ -140,16 +140,19 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 				      in ? (const char *)in : "connection failed");
 		up_detach(up);
 		break;
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		/* The response headers are still there: note the subprotocol. */
+		if (lws_hdr_copy(wsi, up->protocol, sizeof(up->protocol), WSI_TOKEN_PROTOCOL) <= 0)
+			up->protocol[0] = '\0';
+		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		up->established = 1;
 		if (up->close_code) {
 			lws_callback_on_writable(wsi);
 			break;
 		}
-		if (lws_hdr_copy(wsi, proto, sizeof(proto), WSI_TOKEN_PROTOCOL) <= 0)
-			proto[0] = '\0';
 		if (up->arg)
-			up->h->opened(up->arg, proto[0] ? proto : NULL);
+			up->h->opened(up->arg, up->protocol[0] ? up->protocol : NULL);
 		break;
 	case LWS_CALLBACK_CLIENT_RECEIVE:
 		return up_receive(up, wsi, in, len);
@@ -225,6 +228,7 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t e
 	info.gid = -1;
 	info.uid = -1;
 	info.user = ctx;
+	info.pcontext = &ctx->lws;
 	ctx->loop = loop;
 	ctx->lws = lws_create_context(&info);
 	if (!ctx->lws) {
@@ -240,7 +244,16 @@ void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	/* On a foreign loop libwebsockets 4.1 destroys its context in two
+	 * steps: the first call closes its loop handles, the loop must then
+	 * run their close callbacks, and a second call frees the rest (it
+	 * clears ctx->lws through info.pcontext when done). */
 	lws_context_destroy(ctx->lws);
+	uv_run(ctx->loop, UV_RUN_DEFAULT);
+	if (ctx->lws)
+		lws_context_destroy(ctx->lws);
+	if (ctx->lws)
+		pb_log_warn("libwebsockets context not fully destroyed");
 	free(ctx);
 }
 

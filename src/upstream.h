@@ -52,8 +52,9 @@ struct pb_upstream_dial {
  * in err. */
 struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t errlen);
 
-/* Destroy the context. Every link must have been closed; the loop must run
- * afterwards so libwebsockets can close its handles. NULL is ignored. */
+/* Destroy the context. Call it last, once every link is closed and every
+ * other handle on the loop has been closed: it runs the loop until
+ * libwebsockets has let go of it. NULL is ignored. */
 void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx);
 
 /* Number of links libwebsockets still holds (closing ones included). */
@@ -72,7 +73,9 @@ void pb_upstream_want_write(struct pb_upstream *up);
 /* Pause (1) or resume (0) reading messages from the upstream. */
 void pb_upstream_pause(struct pb_upstream *up, int paused);
 
-/* Detach the owner and close: an open link sends a close frame with code
+/* After failed() or closed() the link is gone: do not use it again.
+ *
+ * Detach the owner and close: an open link sends a close frame with code
  * and reason, one still dialling is abandoned. No callback fires after this
  * returns; the link frees itself when libwebsockets is done with it. */
 void pb_upstream_close(struct pb_upstream *up, int code, const char *reason);

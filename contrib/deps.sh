@@ -1,0 +1,19 @@
+#!/bin/sh
+# Install the Debian 12 packages pollbridge needs: "build" for building and
+# running it, "test" for the test suite as well (redis-server, websocketd,
+# clang, valgrind). Run as root.
+set -e
+what=${1:-build}
+build_pkgs="build-essential autoconf automake libtool pkg-config curl
+  libmicrohttpd-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+  libjansson-dev libhiredis-dev libcurl4-openssl-dev"
+test_pkgs="redis-server websocketd clang valgrind python3"
+case "$what" in
+build) pkgs=$build_pkgs ;;
+test) pkgs="$build_pkgs $test_pkgs" ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

@@ -1,0 +1,59 @@
+#!/bin/sh
+# The whole test suite, as CI runs it: install what the tests need, then
+# build and run `make check` twice, plainly and with ASan+UBSan, each in its
+# own build directory. Ends with "N passed, N failed" and exits non-zero if
+# anything failed. Set PB_SKIP_DEPS=1 to skip the apt-get step, and
+# PB_BUILDS="plain" (or "sanitizers") to run one build only.
+set -u
+cd "$(dirname "$0")/.."
+top=$(pwd)
+if [ "${PB_SKIP_DEPS:-0}" != 1 ]; then
+	sh contrib/deps.sh test || { echo "installing the test dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
+fi
+./autogen.sh >/dev/null 2>&1 || { echo "autogen.sh failed"; echo "0 passed, 1 failed"; exit 1; }
+jobs=$(nproc 2>/dev/null || echo 2)
+passed=0
+failed=0
+for build in ${PB_BUILDS:-plain sanitizers}; do
+	dir="$top/build-$build"
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	case $build in
+	sanitizers) flags="--enable-sanitizers" ;;
+	*) flags="" ;;
+	esac
+	echo "=== $build build"
+	if ! (cd "$dir" && "$top/configure" -q $flags >configure.out 2>&1 && make -s -j"$jobs" >make.out 2>&1); then
+		echo "$build: build failed:"
+		tail -n 30 "$dir/configure.out" "$dir/make.out" 2>/dev/null
+		failed=$((failed + 1))
+		continue
+	fi
+	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		make -s -j"$jobs" check >check.out 2>&1)
+	grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP|XFAIL):' "$dir/check.out" | grep -v '^PASS' || true
+	p=$(sed -n 's/^# PASS: *//p' "$dir/check.out" | tail -n 1)
+	f=$(sed -n 's/^# FAIL: *//p' "$dir/check.out" | tail -n 1)
+	e=$(sed -n 's/^# ERROR: *//p' "$dir/check.out" | tail -n 1)
+	x=$(sed -n 's/^# XPASS: *//p' "$dir/check.out" | tail -n 1)
+	if [ -z "$p" ]; then
+		echo "$build: make check produced no summary:"
+		tail -n 40 "$dir/check.out"
+		failed=$((failed + 1))
+		continue
+	fi
+	bad=$(( ${f:-0} + ${e:-0} + ${x:-0} ))
+	echo "$build: $p passed, $bad failed"
+	if [ "$bad" -gt 0 ]; then
+		for log in $(find "$dir/tests" -name '*.log' ! -name 'test-suite.log'); do
+			if grep -qE '^(not ok|Bail out!)' "$log" || grep -q '^ERROR' "${log%.log}.trs" 2>/dev/null; then
+				echo "--- $log"
+				grep -E '^(not ok|Bail out!|#)' "$log" | head -n 40
+			fi
+		done
+	fi
+	passed=$((passed + p))
+	failed=$((failed + bad))
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
