@@ -43,6 +43,7 @@ int pb_buf_reserve(struct pb_buf *b, size_t n)
 	p = realloc(b->data, cap);
 	if (!p)
 		return PB_ENOMEM;
+	p[b->len] = '\0';      /* a fresh allocation must read as a C string too */
 	b->data = p;
 	b->cap = cap;
 	return 0;

@@ -99,7 +99,8 @@ const char *pb_config_usage(void)
 	return pb_usage;
 }
 
-/* snprintf into err, ignoring truncation. */
+/* snprintf into err, ignoring truncation; control characters quoted from
+ * the command line become '?' so the reason stays one line. */
 static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
@@ -109,6 +110,9 @@ static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
+	for (size_t i = 0; i < errlen && err[i]; i++)
+		if ((unsigned char)err[i] < 0x20 || err[i] == 0x7f)
+			err[i] = '?';
 	return PB_EBADREQ;
 }
 
@@ -214,6 +218,7 @@ static int cfg_name_char(int c)
 int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errlen)
 {
 	const char *eq = strchr(spec, '='), *url, *p, *hostend, *end;
+	unsigned char addr[sizeof(struct in6_addr)];
 	size_t urllen;
 	int rc = PB_EBADREQ;
 
@@ -245,6 +250,10 @@ int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errle
 		if (!hostend || hostend == p + 1)
 			return cfg_fail(err, errlen, "--route %s: bad IPv6 host", spec);
 		r->host = strndup(p + 1, (size_t)(hostend - p - 1));
+		if (r->host && inet_pton(AF_INET6, r->host, addr) != 1) {
+			cfg_fail(err, errlen, "--route %s: bad IPv6 host", spec);
+			goto fail;
+		}
 		p = hostend + 1;
 	} else {
 		hostend = p;

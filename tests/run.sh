@@ -11,6 +11,11 @@ if [ "${PB_SKIP_DEPS:-0}" != 1 ]; then
 	sh contrib/deps.sh test || { echo "installing the test dependencies failed"; echo "0 passed, 1 failed"; exit 1; }
 fi
 ./autogen.sh >/dev/null 2>&1 || { echo "autogen.sh failed"; echo "0 passed, 1 failed"; exit 1; }
+# The builds happen in build-*/ directories, which needs an unconfigured tree.
+if [ -f config.status ]; then
+	echo "note: cleaning the in-tree build (make distclean) to build out of tree"
+	make -s distclean >/dev/null 2>&1 || rm -f config.status
+fi
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0
 failed=0

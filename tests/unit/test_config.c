@@ -42,23 +42,44 @@ static void run_argv(struct run *r, char *const *argv)
 #define ARGV(...) ((char *[]){ "pollbridge", __VA_ARGS__, NULL })
 #define RUN(r, ...) run_argv((r), ARGV(__VA_ARGS__))
 
+/* Render s printably into out (size outsz), for test names: TAP lines must not break. */
+static const char *vis(const char *s, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	for (; *s && o + 5 < outsz; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c >= 0x20 && c < 0x7f && c != '\\')
+			out[o++] = (char)c;
+		else
+			o += (size_t)snprintf(out + o, outsz - o, "\\x%02x", c);
+	}
+	out[o] = '\0';
+	return out;
+}
+
 /* Check that err is a usable one-line reason: non-empty, no CR or LF. */
 static void check_one_line(const char *err, const char *name)
 {
+	char v[1024];
+
 	tap_ok(err[0] != '\0', "%s: reason is not empty", name);
-	tap_ok(!strchr(err, '\n') && !strchr(err, '\r'), "%s: reason is one line: %s", name, err);
+	tap_ok(!strchr(err, '\n') && !strchr(err, '\r'), "%s: reason is one line: %s", name,
+	       vis(err, v, sizeof(v)));
 }
 
 /* Check that argv is rejected with a one-line reason containing want. */
 static void fails_argv(const char *name, const char *want, char *const *argv)
 {
 	struct run r;
+	char v[1024];
 
 	run_argv(&r, argv);
 	tap_is_int(r.rc, PB_EBADREQ, "%s: rejected", name);
 	check_one_line(r.err, name);
 	if (!tap_ok(strstr(r.err, want) != NULL, "%s: reason mentions '%s'", name, want))
-		tap_diag("  reason: %s", r.err);
+		tap_diag("  reason: %s", vis(r.err, v, sizeof(v)));
 	pb_config_free(&r.cfg);
 }
 
@@ -146,10 +167,15 @@ static const struct num_flag num_flags[] = {
 static unsigned long long num_get(const struct pb_config *cfg, const struct num_flag *f)
 {
 	const char *base = (const char *)cfg;
+	size_t z;
+	unsigned u;
 
-	if (f->is_size)
-		return *(const size_t *)(base + f->off);
-	return *(const unsigned *)(base + f->off);
+	if (f->is_size) {
+		memcpy(&z, base + f->off, sizeof(z));
+		return z;
+	}
+	memcpy(&u, base + f->off, sizeof(u));
+	return u;
 }
 
 /* "--name value" and "--name=value" with v; expect it stored. */
@@ -331,33 +357,35 @@ static void route_ok(const char *spec, struct route_want w)
 {
 	struct pb_route r;
 	struct run run;
-	char err[256] = "", eq[512];
+	char err[256] = "", eq[512], vspec[512], veq[600];
 
-	if (tap_is_int(pb_route_parse(spec, &r, err, sizeof(err)), 0, "route '%s': parsed", spec))
-		route_is(&r, &w, spec);
+	vis(spec, vspec, sizeof(vspec));
+	if (tap_is_int(pb_route_parse(spec, &r, err, sizeof(err)), 0, "route '%s': parsed", vspec))
+		route_is(&r, &w, vspec);
 	else
 		tap_diag("  reason: %s", err);
 	pb_route_free(&r);
 	tap_ok(r.name == NULL && r.host == NULL && r.path == NULL && r.url == NULL &&
-	       r.origin == NULL, "route '%s': pb_route_free clears", spec);
+	       r.origin == NULL, "route '%s': pb_route_free clears", vspec);
 
-	if (accepts_argv(&run, spec, ARGV("--route", (char *)spec)) &&
-	    tap_is_int(run.cfg.nroutes, 1, "--route '%s': one route", spec)) {
+	if (accepts_argv(&run, vspec, ARGV("--route", (char *)spec)) &&
+	    tap_is_int(run.cfg.nroutes, 1, "--route '%s': one route", vspec)) {
 		const struct pb_route *cr = pb_config_route(&run.cfg, w.name);
 
-		tap_ok(cr == &run.cfg.routes[0], "--route '%s': found by name", spec);
+		tap_ok(cr == &run.cfg.routes[0], "--route '%s': found by name", vspec);
 		if (cr)
-			route_is(cr, &w, spec);
+			route_is(cr, &w, vspec);
 	}
 	pb_config_free(&run.cfg);
 
 	snprintf(eq, sizeof(eq), "--route=%s", spec);
-	if (accepts_argv(&run, eq, ARGV(eq)) &&
-	    tap_is_int(run.cfg.nroutes, 1, "%s: one route", eq)) {
+	snprintf(veq, sizeof(veq), "--route=%s", vspec);
+	if (accepts_argv(&run, veq, ARGV(eq)) &&
+	    tap_is_int(run.cfg.nroutes, 1, "%s: one route", veq)) {
 		const struct pb_route *cr = pb_config_route(&run.cfg, w.name);
 
-		if (tap_ok(cr != NULL, "%s: found by name", eq))
-			route_is(cr, &w, eq);
+		if (tap_ok(cr != NULL, "%s: found by name", veq))
+			route_is(cr, &w, veq);
 	}
 	pb_config_free(&run.cfg);
 }
@@ -366,21 +394,22 @@ static void route_ok(const char *spec, struct route_want w)
 static void route_bad(const char *spec, const char *want)
 {
 	struct pb_route r;
-	char err[512] = "", name[512];
+	char err[512] = "", name[600], vspec[512], verr[1024];
 
+	vis(spec, vspec, sizeof(vspec));
 	memset(&r, 0x5a, sizeof(r));
 	tap_is_int(pb_route_parse(spec, &r, err, sizeof(err)), PB_EBADREQ,
-		   "route '%s': rejected", spec);
-	snprintf(name, sizeof(name), "route '%s'", spec);
+		   "route '%s': rejected", vspec);
+	snprintf(name, sizeof(name), "route '%s'", vspec);
 	check_one_line(err, name);
-	if (!tap_ok(strstr(err, want) != NULL, "route '%s': reason mentions '%s'", spec, want))
-		tap_diag("  reason: %s", err);
+	if (!tap_ok(strstr(err, want) != NULL, "route '%s': reason mentions '%s'", vspec, want))
+		tap_diag("  reason: %s", vis(err, verr, sizeof(verr)));
 	/* On failure nothing is left to free: pb_route_free must be harmless. */
 	tap_ok(r.name == NULL && r.url == NULL && r.host == NULL && r.path == NULL &&
-	       r.origin == NULL, "route '%s': nothing owned after failure", spec);
+	       r.origin == NULL, "route '%s': nothing owned after failure", vspec);
 	pb_route_free(&r);
 
-	snprintf(name, sizeof(name), "--route '%s'", spec);
+	snprintf(name, sizeof(name), "--route '%s'", vspec);
 	fails_argv(name, "--route", ARGV("--route", (char *)spec));
 }
 
@@ -429,6 +458,9 @@ static void test_routes(void)
 	route_ok("echo=ws://h/ origin=https://a.example", (struct route_want){
 		.name = "echo", .url = "ws://h/", .host = "h", .port = 80, .path = "/",
 		.origin = "https://a.example" });
+	route_ok("echo=ws://h/\tredial", (struct route_want){
+		.name = "echo", .url = "ws://h/", .host = "h", .port = 80, .path = "/",
+		.redial = 1 });
 	route_ok("echo=wss://h:9/p?q  redial\tinsecure origin=https://a.example:8443 ",
 		 (struct route_want){
 		.name = "echo", .url = "wss://h:9/p?q", .host = "h", .port = 9,

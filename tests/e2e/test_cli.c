@@ -1,0 +1,146 @@
+/*
+ * test_cli.c: the command line of the real binary: --help, --version,
+ * --check-config, every kind of bad flag and unparsable route (non-zero
+ * exit and exactly one line on stderr), the ready line, a listen address
+ * already in use, and SIGTERM/SIGINT draining to exit 0 while a poll waits.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e/harness.h"
+#include "tap.h"
+
+/* Run pollbridge with args to completion; returns the exit code and the
+ * captured output (malloc'd) in *out. */
+static int run_cli(char **out, const char *a1, const char *a2, const char *a3)
+{
+	char *argv[5] = { getenv("PB_BIN"), (char *)a1, (char *)a2, (char *)a3, NULL };
+	struct h_proc *p = h_spawn(argv, NULL, 0, NULL, 0);
+	int rc;
+
+	if (!p) {
+		*out = NULL;
+		return -1;
+	}
+	rc = h_wait_exit(p, 10000);
+	*out = h_read_file(p->log_path);
+	return rc;
+}
+
+/* Number of lines in s. */
+static int lines(const char *s)
+{
+	int n = 0;
+
+	for (; s && *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+/* A bad command line exits 2 with one line naming the problem. */
+static void bad(const char *why, const char *want, const char *a1, const char *a2, const char *a3)
+{
+	char *out;
+	int rc = run_cli(&out, a1, a2, a3);
+
+	tap_is_int(rc, 2, "%s: exit 2", why);
+	tap_is_int(lines(out), 1, "%s: one line", why);
+	tap_ok(out && strstr(out, want), "%s: says '%s' (%s)", why, want, out ? out : "");
+	free(out);
+}
+
+int main(void)
+{
+	struct h_bridge b;
+	struct h_resp r = { 0 };
+	char *out, id[64], url[256];
+	int rc, port;
+
+	h_init();
+
+	rc = run_cli(&out, "--help", NULL, NULL);
+	tap_is_int(rc, 0, "--help exits 0");
+	tap_ok(out && strstr(out, "--listen") && strstr(out, "--route") &&
+	       strstr(out, "--idle-timeout") && strstr(out, "--queue-max"), "--help lists the options");
+	free(out);
+	rc = run_cli(&out, "--version", NULL, NULL);
+	tap_is_int(rc, 0, "--version exits 0");
+	tap_ok(out && strncmp(out, "pollbridge ", 11) == 0, "--version prints the version");
+	free(out);
+	rc = run_cli(&out, "--check-config", "--route", "a=ws://127.0.0.1:1/x redial");
+	tap_is_int(rc, 0, "--check-config on good options exits 0");
+	tap_ok(out && strcmp(out, "config ok\n") == 0, "and prints 'config ok'");
+	free(out);
+
+	bad("unknown flag", "unknown option", "--frobnicate", NULL, NULL);
+	bad("positional argument", "unexpected argument", "hello", NULL, NULL);
+	bad("missing value", "needs a value", "--wait-max", NULL, NULL);
+	bad("non-numeric value", "--wait-max", "--wait-max", "ten", NULL);
+	bad("negative value", "--idle-timeout", "--idle-timeout", "-5", NULL);
+	bad("empty value", "--max-batch", "--max-batch=", NULL, NULL);
+	bad("zero where at least 1", "--max-sessions", "--max-sessions", "0", NULL);
+	bad("bad listen address", "--listen", "--listen", "localhost:80", NULL);
+	bad("bad listen port", "--listen", "--listen", "127.0.0.1:99999", NULL);
+	bad("route without URL", "--route", "--route", "echo", NULL);
+	bad("route with http URL", "ws://", "--route", "echo=http://127.0.0.1:9/", NULL);
+	bad("route with bad port", "bad port", "--route", "echo=ws://127.0.0.1:x/", NULL);
+	bad("route with unknown option", "unknown option", "--route", "echo=ws://h:1/ bogus", NULL);
+	bad("duplicate route", "twice", "--route=e=ws://h:1/", "--route=e=ws://h:2/", NULL);
+	bad("bad log level", "--log-level", "--log-level", "loud", NULL);
+	bad("unknown store", "--store", "--store", "postgres://x", NULL);
+	bad("check-config with a bad route", "--route", "--check-config", "--route", "x=ftp://y/");
+
+	/* The ready line, then a second instance on the same port fails. */
+	if (h_bridge_start(&b, NULL))
+		tap_bail("pollbridge did not start");
+	tap_ok(b.port > 0, "ready line names the port (%d)", b.port);
+	snprintf(url, sizeof(url), "127.0.0.1:%d", b.port);
+	rc = run_cli(&out, "--listen", url, NULL);
+	tap_ok(rc != 0, "a listen address in use: non-zero exit (%d)", rc);
+	tap_is_int(lines(out), 1, "with one line");
+	tap_ok(out && strstr(out, "cannot listen"), "that says why (%s)", out ? out : "");
+	free(out);
+
+	/* SIGTERM while a poll waits (the default route has no upstream here,
+	 * so use the echo server). */
+	h_stop(b.proc, SIGKILL, 1000);
+	if (!h_echo_start(&port, NULL))
+		tap_bail("echo did not start");
+	snprintf(url, sizeof(url), "--route=echo=ws://127.0.0.1:%d/", port);
+	if (h_bridge_start(&b, url, NULL))
+		tap_bail("pollbridge did not start");
+	tap_is_int(h_create(&b, "echo", id, NULL), 201, "session created");
+	{
+		pid_t kid = fork();
+
+		if (kid == 0) {
+			/* Send SIGTERM while the parent's poll is waiting. */
+			usleep(500000);
+			kill(b.proc->pid, SIGTERM);
+			_exit(0);
+		}
+		h_poll(&b, id, "wait=20", &r);
+		tap_is_int(r.status, 200, "the waiting poll is answered on SIGTERM");
+		tap_ok(r.seconds < 5, "at once (%.2f s)", r.seconds);
+		tap_ok(r.json && strcmp(json_string_value(json_object_get(r.json, "state")), "closed") == 0,
+		       "with state closed");
+		tap_is_int(json_integer_value(json_object_get(json_object_get(r.json, "close"), "code")),
+			   1001, "close code 1001");
+		h_resp_free(&r);
+	}
+	tap_is_int(h_wait_exit(b.proc, 6000), 0, "SIGTERM: drained and exited 0");
+
+	if (h_bridge_start(&b, url, NULL))
+		tap_bail("pollbridge did not start");
+	h_create(&b, "echo", id, NULL);
+	tap_is_int(h_stop(b.proc, SIGINT, 6000), 0, "SIGINT with an open session: exit 0");
+
+	/* An address that is not ours to bind (nothing is sent to it). */
+	rc = run_cli(&out, "--listen", "192.0.2.1:8080", NULL);
+	tap_ok(rc != 0, "an address not on this host: non-zero exit");
+	tap_is_int(lines(out), 1, "with one line");
+	free(out);
+	return tap_done();
+}
