@@ -830,11 +830,15 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	f->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
 				  (strchr(cfg->listen_host, ':') ? MHD_USE_IPv6 : 0),
 				  0, NULL, NULL, front_handler, f,
+				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
 				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
 				  MHD_OPTION_CONNECTION_LIMIT, limit,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
-				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
+				  /* Request line and headers live in this pool; bodies
+				   * and answers do not, so 16 KiB keeps idle
+				   * connections small. */
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 				  MHD_OPTION_END);
 	if (!f->mhd) {
 		snprintf(err, errlen, "libmicrohttpd failed to start on %s", f->address);

@@ -84,16 +84,16 @@ struct h_bridge {
 /* Start pollbridge listening on 127.0.0.1:0 (the ready line tells the port)
  * with PB_TEST_STORE's store, plus the NULL-terminated extra arguments.
  * 0, or -1 if it did not print its ready line within 10 s. */
-int h_bridge_start(struct h_bridge *b, const char *arg, ...) __attribute__((sentinel));
+int h_bridge_start(struct h_bridge *b, const char *arg, ...);
 
 /* Start pollbridge-echo on a free port; extra arguments NULL-terminated.
  * Returns the process and sets *port, or NULL. */
-struct h_proc *h_echo_start(int *port, const char *arg, ...) __attribute__((sentinel));
+struct h_proc *h_echo_start(int *port, const char *arg, ...);
 
 /* Start websocketd on a free loopback port running the script
  * PB_UPSTREAMS/<script> with the NULL-terminated extra arguments for the
  * script; waits until the port accepts connections. NULL on failure. */
-struct h_proc *h_websocketd_start(int *port, const char *script, ...) __attribute__((sentinel));
+struct h_proc *h_websocketd_start(int *port, const char *script, ...);
 
 /* A listening socket that never accepts (so a WebSocket handshake to it
  * never completes). Returns the fd and sets *port, or -1. */

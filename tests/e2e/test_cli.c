@@ -47,7 +47,8 @@ static void bad(const char *why, const char *want, const char *a1, const char *a
 
 	tap_is_int(rc, 2, "%s: exit 2", why);
 	tap_is_int(lines(out), 1, "%s: one line", why);
-	tap_ok(out && strstr(out, want), "%s: says '%s' (%s)", why, want, out ? out : "");
+	tap_ok(out && strstr(out, want), "%s: says '%s' (%.*s)", why, want,
+	       out ? (int)strcspn(out, "\n") : 0, out ? out : "");
 	free(out);
 }
 
@@ -100,7 +101,8 @@ int main(void)
 	rc = run_cli(&out, "--listen", url, NULL);
 	tap_ok(rc != 0, "a listen address in use: non-zero exit (%d)", rc);
 	tap_is_int(lines(out), 1, "with one line");
-	tap_ok(out && strstr(out, "cannot listen"), "that says why (%s)", out ? out : "");
+	tap_ok(out && strstr(out, "cannot listen"), "that says why (%.*s)",
+	       out ? (int)strcspn(out, "\n") : 0, out ? out : "");
 	free(out);
 
 	/* SIGTERM while a poll waits (the default route has no upstream here,

@@ -247,10 +247,24 @@ int main(void)
 	tap_ok(b.done && b.closed, "a waiting poll learns of the upstream close");
 	tap_is_int(b.code, 4001, "close code");
 	tap_is_str(b.reason, "going", "close reason");
-	tap_is_int(send_text(core, a.id, "too late"), PB_ECLOSED, "sends after the close: session_closed");
+	tap_is_int(b.n, 0, "the waiting poll had acknowledged everything: empty closed batch");
 	poll_start(core, a.id, 3, 0, &b);
-	tap_ok(b.closed && b.n == 0, "acknowledging the last message: empty closed batch");
-	poll_start(core, a.id, 3, 0, &b);
+	tap_is_int(b.err, PB_ECLOSED, "so that poll ended the session (410 after it)");
+	tap_is_int(send_text(core, a.id, "too late"), PB_ECLOSED, "sends after the end: session_closed");
+
+	/* With messages pending, the close rides on the batch carrying them. */
+	create(core, "echo", NULL, &a);
+	send_text(core, a.id, "one");
+	send_text(core, a.id, "/close 4002 done");
+	run_for(300);
+	poll_start(core, a.id, 0, 0, &b);
+	tap_ok(b.n == 1 && b.closed, "the last messages come with the closed state");
+	tap_is_int(b.code, 4002, "and the close code");
+	poll_start(core, a.id, 0, 0, &b);
+	tap_ok(b.n == 1 && b.closed, "unacknowledged: the same closed batch again");
+	poll_start(core, a.id, 1, 0, &b);
+	tap_ok(b.err == 0 && b.n == 0 && b.closed, "acknowledging the last message: empty closed batch");
+	poll_start(core, a.id, 1, 0, &b);
 	tap_is_int(b.err, PB_ECLOSED, "then the session has ended (410)");
 	tap_is_int(pb_core_session_count(core), 0, "and is no longer held");
 
