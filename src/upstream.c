@@ -222,7 +222,7 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t e
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = up_protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		       LWS_SERVER_OPTION_VALIDATE_UTF8 |
+		       LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN |
 		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
 	info.foreign_loops = loops;
 	info.gid = -1;
