@@ -8,10 +8,15 @@
  * one line per event to FILE so tests can check what reached the upstream.
  *
  * Subprotocols: none, "chat" or "echo". lws binds the first protocol of the
- * client's list that it knows; a client that offers only unknown protocols is
- * refused by lws 4.1 (the upgrade fails, no 101), there is no "accept without
- * a protocol" fallback. A client that sends no Sec-WebSocket-Protocol gets
- * protocols[0], reported as "none".
+ * client's list that it knows. A client that offers only unknown protocols
+ * is refused: lws 4.1.6 has no "accept without a protocol" fallback and
+ * closes the TCP connection without any HTTP answer (no 101, no 4xx). A
+ * client that sends no Sec-WebSocket-Protocol gets protocols[0], reported
+ * as "none".
+ *
+ * /close takes any CODE in 1000-4999 and sends it as given (reserved codes
+ * included, so tests can provoke a misbehaving upstream); "/close" alone is
+ * 1000 without a reason. Bad arguments make a command unknown: it is echoed.
  *
  * Every connection owns a bounded queue of outgoing items (messages, and
  * generators for /burst and /fragments, and a pending close or drop so that
@@ -732,7 +737,7 @@ int main(int argc, char **argv)
 
 	memset(&srv, 0, sizeof(srv));
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'l':
 			listen_at = optarg;
@@ -743,6 +748,10 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case ':':
+			fprintf(stderr, "pollbridge-echo: option '%s' needs an argument\n",
+				argv[optind - 1]);
+			return 2;
 		default:
 			fprintf(stderr, "pollbridge-echo: bad option '%s' (try --help)\n",
 				argv[optind - 1]);
