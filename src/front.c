@@ -517,7 +517,8 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 {
 	static const char prefix[] = "/v1/sessions";
 	const size_t plen = sizeof(prefix) - 1;
-	const char *rest, *slash;
+	const char *rest;
+	size_t idlen;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 
@@ -539,22 +540,24 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 		return;
 	}
 	rest++;
-	slash = strchr(rest, '/');
-	if (!slash) {
-		r->ep = EP_DELETE;
-		if (strcmp(method, "DELETE") != 0)
-			r->early_err = PB_EMETHOD;
-	} else if (strcmp(slash, "/messages") == 0) {
+	/* The path is already percent-decoded, so an id may hold a '/': take
+	 * the id as everything before the known suffix, and let the id check
+	 * refuse it (API: a malformed id is an unknown session). */
+	idlen = strlen(rest);
+	if (idlen >= 9 && strcmp(rest + idlen - 9, "/messages") == 0) {
+		idlen -= 9;
 		r->ep = post ? EP_SEND : EP_POLL;
 		if (!post && !get)
+			r->early_err = PB_EMETHOD;
+	} else if (!strchr(rest, '/')) {
+		r->ep = EP_DELETE;
+		if (strcmp(method, "DELETE") != 0)
 			r->early_err = PB_EMETHOD;
 	} else {
 		r->early_err = PB_ENOTFOUND;
 		return;
 	}
 	if (!r->early_err) {
-		size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
-
 		/* An id of the wrong shape can never have been handed out. */
 		if (!pb_session_id_valid(rest, idlen))
 			r->early_err = PB_ENOSESSION;
