@@ -21,6 +21,10 @@
 
 _Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PRE");
 
+/* The close opcode of lws_write(): libwebsockets 4.1 keeps it out of its
+ * public enum (between CONTINUATION and PING) but accepts it. */
+#define PB_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
 struct pb_upstream_ctx {
 	struct lws_context *lws;
 	uv_loop_t *loop;
@@ -38,7 +42,8 @@ struct pb_upstream {
 	int destroyed_in_dial;
 	int established;
 	int close_code;         /* ours to send, once the owner closed */
-	char close_reason[64];
+	int close_sent;
+	char close_reason[64];  /* at most 123 bytes fit a close frame */
 	int peer_code;          /* from the peer's close frame, 0: none */
 	char peer_reason[124];
 	size_t peer_reason_len;
@@ -103,9 +108,22 @@ static int up_writeable(struct pb_upstream *up, struct lws *wsi)
 	int n;
 
 	if (up->close_code) {
-		lws_close_reason(wsi, (enum lws_close_status)up->close_code,
-				 (unsigned char *)up->close_reason, strlen(up->close_reason));
-		return -1;
+		unsigned char frame[LWS_PRE + 125];
+		size_t rlen = strlen(up->close_reason);
+
+		if (up->close_sent)
+			return 0;
+		/* Write the close frame ourselves: libwebsockets 4.1 drops the
+		 * close_reason of a client connection closed by returning -1.
+		 * Then wait (bounded) for the peer's close in reply. */
+		frame[LWS_PRE] = (unsigned char)(up->close_code >> 8);
+		frame[LWS_PRE + 1] = (unsigned char)up->close_code;
+		memcpy(frame + LWS_PRE + 2, up->close_reason, rlen);
+		up->close_sent = 1;
+		if (lws_write(wsi, frame + LWS_PRE, 2 + rlen, PB_LWS_WRITE_CLOSE) < 0)
+			return -1;
+		lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+		return 0;
 	}
 	if (!up->arg)
 		return -1;
@@ -159,6 +177,9 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		return up_writeable(up, wsi);
 	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		/* The answer to our own close: done, do not echo it back. */
+		if (up->close_sent)
+			return -1;
 		if (len >= 2) {
 			const unsigned char *p = in;
 
@@ -345,8 +366,6 @@ void pb_upstream_close(struct pb_upstream *up, int code, const char *reason)
 	up->close_code = code ? code : 1000;
 	snprintf(up->close_reason, sizeof(up->close_reason), "%s", reason ? reason : "");
 	if (up->established) {
-		/* Reading is resumed so the peer's close acknowledgement arrives. */
-		lws_rx_flow_control(up->wsi, 1);
 		lws_callback_on_writable(up->wsi);
 	} else {
 		lws_set_timeout(up->wsi, PENDING_TIMEOUT_AWAITING_PROXY_RESPONSE, LWS_TO_KILL_ASYNC);

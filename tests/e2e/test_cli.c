@@ -60,6 +60,8 @@ int main(void)
 	int rc, port;
 
 	h_init();
+	if (!getenv("PB_BIN"))
+		tap_bail("PB_BIN is not set (run through make check)");
 
 	rc = run_cli(&out, "--help", NULL, NULL);
 	tap_is_int(rc, 0, "--help exits 0");

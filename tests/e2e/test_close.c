@@ -1,0 +1,551 @@
+/*
+ * test_close.c: how sessions end, against the real binary and the bundled
+ * echo upstream. Upstream close (a waiting long poll woken with the closed
+ * batch and its code and reason; pending messages: earlier batches "open",
+ * the one carrying the last messages "closed"; acknowledging the last
+ * message ends the session, then 410 for polls, sends and DELETE), an
+ * upstream that vanishes without a close frame (1006), an upstream message
+ * over --max-message-bytes (1009 to the client and the upstream), DELETE (204 with an empty
+ * body, close 1000 upstream, a waiting poll answered 410, then 410 for
+ * everything; a closed but unacknowledged session still deletable; unknown
+ * ids 404), the idle timeout (upstream gets 1001, 410 then 404 once the
+ * tombstone expires; waiting polls and sends keep a session alive), and
+ * drain on SIGTERM (the waiting poll gets closed 1001, upstream gets 1001,
+ * no new sessions, exit 0). The echo servers' --record files tell what
+ * reached the upstream; every group that leaves a bridge running ends with
+ * the still-serving check.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "e2e/harness.h"
+#include "tap.h"
+
+/* A well-formed id (22 base64url characters) that was never handed out. */
+#define UNKNOWN_ID "AAAAAAAAAAAAAAAAAAAAAA"
+
+/* What a forked child does after its delay (see later()). */
+struct act {
+	struct h_bridge *b;
+	const char *id;
+	const char *text;	/* send this text; NULL: DELETE the session */
+	pid_t kill_pid;		/* if not 0: send SIGTERM to it instead */
+};
+
+/* The "state" of a poll answer, or "" if none. */
+static const char *state_of(const struct h_resp *r)
+{
+	const char *s = json_string_value(json_object_get(r->json, "state"));
+
+	return s ? s : "";
+}
+
+/* The close code of a poll answer, or -1 if it has none. */
+static long long close_code(const struct h_resp *r)
+{
+	json_t *c = json_object_get(json_object_get(r->json, "close"), "code");
+
+	return json_is_integer(c) ? (long long)json_integer_value(c) : -1;
+}
+
+/* The close reason of a poll answer, or "(none)" if it has none. */
+static const char *close_reason(const struct h_resp *r)
+{
+	const char *s = json_string_value(json_object_get(json_object_get(r->json, "close"),
+							  "reason"));
+
+	return s ? s : "(none)";
+}
+
+/* Number of messages in a poll answer, or -1 if it has no such array. */
+static long nmsgs(const struct h_resp *r)
+{
+	json_t *m = json_object_get(r->json, "messages");
+
+	return json_is_array(m) ? (long)json_array_size(m) : -1;
+}
+
+/* The seq of message i of a poll answer, or -1. */
+static long long msg_seq(const struct h_resp *r, size_t i)
+{
+	json_t *s = json_object_get(json_array_get(json_object_get(r->json, "messages"), i), "seq");
+
+	return json_is_integer(s) ? (long long)json_integer_value(s) : -1;
+}
+
+/* The data of message i of a poll answer, or "(none)". */
+static const char *msg_data(const struct h_resp *r, size_t i)
+{
+	const char *s = json_string_value(json_object_get(
+		json_array_get(json_object_get(r->json, "messages"), i), "data"));
+
+	return s ? s : "(none)";
+}
+
+/* Poll with "after=<after>" plus extra (may be ""); returns the status. */
+static long poll_after(struct h_bridge *b, const char *id, unsigned after, const char *extra,
+		       struct h_resp *r)
+{
+	char q[96];
+
+	snprintf(q, sizeof(q), "after=%u%s", after, extra);
+	return h_poll(b, id, q, r);
+}
+
+/* Short-poll with after until the answer says closed or timeout_ms passes;
+ * r holds the last answer (to be freed). Returns its status. */
+static long wait_closed(struct h_bridge *b, const char *id, unsigned after, int timeout_ms,
+			struct h_resp *r)
+{
+	int64_t deadline = h_now_ms() + timeout_ms;
+
+	for (;;) {
+		if (poll_after(b, id, after, "", r) != 200 || !strcmp(state_of(r), "closed") ||
+		    h_now_ms() > deadline)
+			return r->status;
+		h_resp_free(r);
+		h_sleep_ms(50);
+	}
+}
+
+/* POST a JSON body to the session's messages; returns the status. */
+static long send_json(struct h_bridge *b, const char *id, const char *json, struct h_resp *r)
+{
+	char url[256];
+
+	snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages", b->base, id);
+	h_http(r, "POST", url, "application/json", json, strlen(json), NULL);
+	return r->status;
+}
+
+/* DELETE the session, keeping the answer in r; returns the status. */
+static long delete_resp(struct h_bridge *b, const char *id, struct h_resp *r)
+{
+	char url[256];
+
+	snprintf(url, sizeof(url), "%s/v1/sessions/%s", b->base, id);
+	h_http(r, "DELETE", url, NULL, NULL, 0, NULL);
+	return r->status;
+}
+
+/* Lines of the record file at path that start with prefix. */
+static int record_count(const char *path, const char *prefix)
+{
+	char *s = h_read_file(path), *p;
+	size_t n = strlen(prefix);
+	int count = 0;
+
+	for (p = s; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+		count += !strncmp(p, prefix, n);
+	free(s);
+	return count;
+}
+
+/* Wait up to timeout_ms for at least want such lines; returns the count. */
+static int wait_record(const char *path, const char *prefix, int want, int timeout_ms)
+{
+	int64_t deadline = h_now_ms() + timeout_ms;
+	int n;
+
+	while ((n = record_count(path, prefix)) < want && h_now_ms() < deadline)
+		h_sleep_ms(50);
+	return n;
+}
+
+/* Fork a child that does what a says after delay_ms and exits 0 if it worked:
+ * a send answered 200, a DELETE answered 204 with an empty body, a kill
+ * delivered. The parent's request runs meanwhile; reap() the child. */
+static pid_t later(int delay_ms, const struct act *a)
+{
+	struct h_resp r;
+	pid_t pid;
+	int ok;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		tap_bail("fork: cannot");
+	if (pid)
+		return pid;
+	h_sleep_ms(delay_ms);
+	if (a->kill_pid)
+		_exit(kill(a->kill_pid, SIGTERM) ? 1 : 0);
+	if (a->text) {
+		ok = h_send_text(a->b, a->id, a->text, NULL) == 200;
+	} else {
+		ok = delete_resp(a->b, a->id, &r) == 204 && r.len == 0;
+		h_resp_free(&r);
+	}
+	_exit(ok ? 0 : 1);
+}
+
+/* Wait for a child from later(); its exit code, or -1. */
+static int reap(pid_t pid)
+{
+	int st;
+
+	if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* Path of the record file named name in the temp dir, written into buf. */
+static const char *rec_path(char *buf, size_t len, const char *name)
+{
+	snprintf(buf, len, "%s/%s.rec", h_tmpdir(), name);
+	return buf;
+}
+
+/* Start an echo server recording to path; bails out if it cannot. */
+static int echo_rec(const char *path)
+{
+	int port;
+
+	if (!h_echo_start(&port, "--record", path, NULL))
+		tap_bail("pollbridge-echo --record %s did not start", path);
+	return port;
+}
+
+/* Create a session on route, send text and see it echoed as seq 1. */
+static void open_with_one(struct h_bridge *b, const char *route, char *id, const char *text)
+{
+	struct h_resp r;
+
+	tap_is_int(h_create(b, route, id, NULL), 201, "%s: session created", route);
+	tap_is_int(h_send_text(b, id, text, NULL), 200, "%s: send '%s'", route, text);
+	tap_is_int(h_poll(b, id, "after=0&wait=3", &r), 200, "%s: poll for the echo", route);
+	tap_ok(nmsgs(&r) == 1 && msg_seq(&r, 0) == 1 && !strcmp(msg_data(&r, 0), text),
+	       "%s: echo is seq 1 '%s' (%s)", route, text, r.body);
+	h_resp_free(&r);
+}
+
+/* Upstream closes: woken long poll, pending messages, ack, then 410. */
+static void check_upstream_close(struct h_bridge *b)
+{
+	struct act a = { b, NULL, "/close 4000 bye now", 0 };
+	struct h_resp r;
+	char id[64];
+	pid_t kid;
+	int i;
+
+	/* A long poll waiting when the upstream closes is woken by it. */
+	open_with_one(b, "echo", id, "hello");
+	a.id = id;
+	kid = later(500, &a);
+	tap_is_int(poll_after(b, id, 1, "&wait=5", &r), 200, "close: waiting poll answered 200");
+	tap_ok(r.seconds >= 0.4 && r.seconds < 4.0,
+	       "close: woken by the close, not the wait's end (%.2f s)", r.seconds);
+	tap_is_int(nmsgs(&r), 0, "close: no messages in it");
+	tap_is_str(state_of(&r), "closed", "close: state closed");
+	tap_is_int(close_code(&r), 4000, "close: code 4000");
+	tap_is_str(close_reason(&r), "bye now", "close: reason 'bye now'");
+	h_resp_free(&r);
+	tap_is_int(reap(kid), 0, "close: the /close send was accepted");
+	/* That poll acknowledged the last message: the session has ended. */
+	tap_is_int(poll_after(b, id, 1, "", &r), 410, "close: next poll is 410");
+	tap_is_str(h_err(&r), "session_closed", "close: session_closed");
+	h_resp_free(&r);
+	tap_is_int(delete_resp(b, id, &r), 410, "close: DELETE after the end is 410");
+	tap_is_str(h_err(&r), "session_closed", "close: DELETE says session_closed");
+	h_resp_free(&r);
+
+	/* Messages pending when the close arrives: one request, both commands. */
+	tap_is_int(h_create(b, "echo", id, NULL), 201, "pending: session created");
+	tap_is_int(send_json(b, id, "{\"messages\":[{\"type\":\"text\",\"data\":\"/burst 3\"},"
+			     "{\"type\":\"text\",\"data\":\"/close 4001 x\"}]}", &r), 200,
+		   "pending: JSON batch /burst 3 + /close 4001 x sent");
+	tap_is_int(json_integer_value(json_object_get(r.json, "accepted")), 2,
+		   "pending: accepted 2");
+	h_resp_free(&r);
+	tap_is_int(wait_closed(b, id, 0, 5000, &r), 200, "pending: poll after=0 answered");
+	tap_is_str(state_of(&r), "closed", "pending: the upstream close arrived");
+	tap_ok(nmsgs(&r) == 3 && msg_seq(&r, 0) == 1 && msg_seq(&r, 2) == 3 &&
+	       !strcmp(msg_data(&r, 0), "1") && !strcmp(msg_data(&r, 1), "2") &&
+	       !strcmp(msg_data(&r, 2), "3"), "pending: all three burst messages kept (%s)", r.body);
+	tap_is_int(close_code(&r), 4001, "pending: code 4001 with the last messages");
+	h_resp_free(&r);
+	tap_is_int(h_send_text(b, id, "too late", &r), 410,
+		   "pending: a send after the upstream closed is 410");
+	tap_is_str(h_err(&r), "session_closed", "pending: session_closed");
+	h_resp_free(&r);
+	for (i = 0; i < 2; i++) {
+		tap_is_int(poll_after(b, id, (unsigned)i, "&max=1", &r), 200,
+			   "pending: after=%d&max=1", i);
+		tap_ok(nmsgs(&r) == 1 && msg_seq(&r, 0) == i + 1, "pending: carries seq %d (%s)",
+		       i + 1, r.body);
+		tap_is_str(state_of(&r), "open", "pending: an earlier batch says open");
+		tap_ok(!json_object_get(r.json, "close"), "pending: and has no close object");
+		h_resp_free(&r);
+	}
+	for (i = 0; i < 2; i++) {
+		tap_is_int(poll_after(b, id, 2, "", &r), 200, "pending: after=2 (try %d)", i + 1);
+		tap_ok(nmsgs(&r) == 1 && msg_seq(&r, 0) == 3 && !strcmp(msg_data(&r, 0), "3"),
+		       "pending: the last message, seq 3 (%s)", r.body);
+		tap_is_str(state_of(&r), "closed", "pending: its batch says closed");
+		tap_is_int(close_code(&r), 4001, "pending: code 4001");
+		tap_is_str(close_reason(&r), "x", "pending: reason 'x'");
+		h_resp_free(&r);
+	}
+	tap_is_int(poll_after(b, id, 3, "", &r), 200, "pending: after=3 acknowledges the last");
+	tap_ok(nmsgs(&r) == 0, "pending: the empty batch (%s)", r.body);
+	tap_is_str(state_of(&r), "closed", "pending: closed");
+	tap_is_int(close_code(&r), 4001, "pending: code 4001 again");
+	tap_is_str(close_reason(&r), "x", "pending: reason 'x' again");
+	h_resp_free(&r);
+	tap_is_int(poll_after(b, id, 3, "", &r), 410, "pending: the next poll is 410");
+	tap_is_str(h_err(&r), "session_closed", "pending: session_closed");
+	h_resp_free(&r);
+	tap_is_int(h_send_text(b, id, "x", &r), 410, "pending: send after the end is 410");
+	h_resp_free(&r);
+	tap_is_int(delete_resp(b, id, &r), 410, "pending: DELETE then is 410");
+	tap_is_str(h_err(&r), "session_closed", "pending: DELETE says session_closed");
+	h_resp_free(&r);
+
+	/* The upstream vanishes without a close frame: 1006. */
+	open_with_one(b, "echo", id, "hi");
+	tap_is_int(h_send_text(b, id, "/drop", NULL), 200, "drop: /drop sent");
+	tap_is_int(wait_closed(b, id, 1, 5000, &r), 200, "drop: poll answered");
+	tap_is_str(state_of(&r), "closed", "drop: state closed");
+	tap_is_int(close_code(&r), 1006, "drop: close code 1006");
+	tap_is_int(nmsgs(&r), 0, "drop: no messages");
+	h_resp_free(&r);
+	tap_is_int(poll_after(b, id, 1, "", &r), 410, "drop: then 410");
+	h_resp_free(&r);
+	tap_ok(h_still_serving(b, "echo"), "upstream close: still serving");
+}
+
+/* DELETE: 204, upstream close 1000, waiting poll 410, then 410, and 404. */
+static void check_delete(struct h_bridge *b, const char *rec)
+{
+	struct act a = { b, NULL, NULL, 0 };
+	struct h_resp r;
+	char id[64];
+	pid_t kid;
+
+	open_with_one(b, "del", id, "x1");
+	tap_is_int(delete_resp(b, id, &r), 204, "delete: 204");
+	tap_ok(r.len == 0, "delete: empty body (%zu bytes)", r.len);
+	h_resp_free(&r);
+	tap_is_int(wait_record(rec, "disconnect", 1, 3000), 1, "delete: upstream disconnected");
+	tap_is_int(record_count(rec, "close 1000"), 1, "delete: upstream got close 1000 first");
+	tap_is_int(poll_after(b, id, 1, "", &r), 410, "delete: poll is 410");
+	tap_is_str(h_err(&r), "session_closed", "delete: session_closed");
+	h_resp_free(&r);
+	tap_is_int(h_send_text(b, id, "after", &r), 410, "delete: send is 410");
+	tap_is_str(h_err(&r), "session_closed", "delete: send says session_closed");
+	h_resp_free(&r);
+	tap_is_int(delete_resp(b, id, &r), 410, "delete: a second DELETE is 410");
+	tap_is_str(h_err(&r), "session_closed", "delete: second DELETE says session_closed");
+	h_resp_free(&r);
+
+	/* A long poll waiting when the session is deleted. */
+	open_with_one(b, "del", id, "x2");
+	a.id = id;
+	kid = later(500, &a);
+	tap_is_int(poll_after(b, id, 1, "&wait=5", &r), 410, "delete: the waiting poll is 410");
+	tap_is_str(h_err(&r), "session_closed", "delete: waiting poll says session_closed");
+	tap_ok(r.seconds >= 0.4 && r.seconds < 4.0, "delete: answered at the DELETE (%.2f s)",
+	       r.seconds);
+	h_resp_free(&r);
+	tap_is_int(reap(kid), 0, "delete: the concurrent DELETE was 204 with an empty body");
+	tap_is_int(wait_record(rec, "disconnect", 2, 3000), 2, "delete: that upstream disconnected");
+	tap_is_int(record_count(rec, "close 1000"), 2, "delete: and got close 1000 too");
+
+	/* The upstream closed, its messages unacknowledged: not ended yet. */
+	tap_is_int(h_create(b, "del", id, NULL), 201, "delete: third session created");
+	tap_is_int(send_json(b, id, "{\"messages\":[{\"data\":\"/burst 2\"},"
+			     "{\"data\":\"/close 4002 y\"}]}", &r), 200,
+		   "delete: /burst 2 + /close 4002 y sent");
+	h_resp_free(&r);
+	tap_is_int(wait_closed(b, id, 0, 5000, &r), 200, "delete: poll answered");
+	tap_is_str(state_of(&r), "closed", "delete: upstream closed");
+	tap_is_int(nmsgs(&r), 2, "delete: two messages unacknowledged");
+	h_resp_free(&r);
+	tap_is_int(delete_resp(b, id, &r), 204, "delete: closed but unacknowledged: 204");
+	h_resp_free(&r);
+	tap_is_int(poll_after(b, id, 0, "", &r), 410, "delete: then polls are 410");
+	h_resp_free(&r);
+
+	tap_is_int(delete_resp(b, UNKNOWN_ID, &r), 404, "delete: unknown id is 404");
+	tap_is_str(h_err(&r), "unknown_session", "delete: unknown_session");
+	h_resp_free(&r);
+	tap_ok(h_still_serving(b, "echo"), "delete: still serving");
+}
+
+/* An upstream message over --max-message-bytes 100 closes with 1009. */
+static void check_too_big(struct h_bridge *b, const char *rec)
+{
+	struct h_resp r;
+	char id[64], hundred[101];
+
+	memset(hundred, 'x', 100);
+	hundred[100] = '\0';
+	tap_is_int(h_create(b, "big", id, NULL), 201, "big: session created");
+	tap_is_int(h_send_text(b, id, "/big 100", NULL), 200, "big: /big 100 sent");
+	tap_is_int(h_poll(b, id, "after=0&wait=3", &r), 200, "big: poll");
+	tap_ok(nmsgs(&r) == 1 && !strcmp(msg_data(&r, 0), hundred),
+	       "big: a message of exactly the limit is delivered (%.60s...)", r.body);
+	tap_is_str(state_of(&r), "open", "big: still open");
+	h_resp_free(&r);
+	tap_is_int(h_send_text(b, id, "/big 200", NULL), 200, "big: /big 200 sent");
+	tap_is_int(wait_closed(b, id, 1, 5000, &r), 200, "big: poll answered");
+	tap_is_str(state_of(&r), "closed", "big: closed by the oversized message");
+	tap_is_int(close_code(&r), 1009, "big: close code 1009");
+	tap_is_int(nmsgs(&r), 0, "big: the oversized message is not delivered");
+	h_resp_free(&r);
+	tap_is_int(wait_record(rec, "disconnect", 1, 3000), 1, "big: upstream disconnected");
+	tap_is_int(record_count(rec, "close 1009"), 1, "big: upstream got close 1009 first");
+	tap_is_int(poll_after(b, id, 1, "", &r), 410, "big: then 410");
+	h_resp_free(&r);
+	tap_ok(h_still_serving(b, "echo"), "big: still serving");
+}
+
+/* --idle-timeout 1: idle sessions end (1001, 410, then 404); polls and
+ * sends keep a session alive. */
+static void check_idle(struct h_bridge *b, const char *rec)
+{
+	struct h_resp r;
+	char id[64], err[64];
+	json_t *got;
+	int64_t t0, t;
+	long last = 0;
+	int i, ok;
+
+	tap_is_int(h_create(b, "idle", id, &r), 201, "idle: session created");
+	t0 = h_now_ms();
+	tap_is_int(json_integer_value(json_object_get(r.json, "idle_timeout")), 1,
+		   "idle: idle_timeout 1 in the create answer");
+	h_resp_free(&r);
+	/* Polling would be activity: watch the upstream's side instead. */
+	tap_is_int(wait_record(rec, "disconnect", 1, 6000), 1, "idle: upstream disconnected");
+	t = h_now_ms() - t0;
+	tap_ok(t >= 900, "idle: not before the timeout (%lld ms)", (long long)t);
+	tap_is_int(h_poll(b, id, "after=0", &r), 410, "idle: poll after it is 410");
+	tap_is_str(h_err(&r), "session_closed", "idle: session_closed");
+	h_resp_free(&r);
+	tap_is_int(record_count(rec, "close 1001"), 1, "idle: upstream got close 1001");
+	t0 = h_now_ms();
+	err[0] = '\0';
+	while (h_now_ms() - t0 < 4000) {
+		last = h_poll(b, id, "after=0", &r);
+		snprintf(err, sizeof(err), "%s", h_err(&r));
+		h_resp_free(&r);
+		if (last != 410)
+			break;
+		h_sleep_ms(200);
+	}
+	tap_is_int(last, 404, "idle: the tombstone expires: 410 until 404 (%lld ms)",
+		   (long long)(h_now_ms() - t0));
+	tap_is_str(err, "unknown_session", "idle: then unknown_session");
+
+	/* Back-to-back long polls keep a session alive past the timeout. */
+	tap_is_int(h_create(b, "idle", id, NULL), 201, "keepalive: session created");
+	t0 = h_now_ms();
+	ok = 1;
+	for (i = 0; h_now_ms() - t0 < 4000; i++) {
+		h_poll(b, id, "after=0&wait=3", &r);
+		if (r.status != 200 || strcmp(state_of(&r), "open") || nmsgs(&r) != 0 ||
+		    r.seconds < 2.0) {
+			tap_diag("keepalive poll %d: %ld after %.2f s: %s", i, r.status, r.seconds,
+				 r.body);
+			ok = 0;
+		}
+		h_resp_free(&r);
+		if (!ok)
+			break;
+	}
+	tap_ok(ok && i >= 2, "keepalive: %d long polls of 3 s each, all open and empty", i);
+	/* Sends every 0.5 s count as activity too. */
+	ok = 1;
+	for (i = 0; i < 5; i++) {
+		h_sleep_ms(500);
+		if (h_send_text(b, id, "tick", NULL) != 200)
+			ok = 0;
+	}
+	tap_ok(ok, "keepalive: five sends 0.5 s apart all accepted");
+	got = json_array();
+	tap_is_int(h_collect(b, id, 0, 5, 5000, got), 5, "keepalive: the five echoes");
+	json_decref(got);
+	tap_is_int(h_poll(b, id, "after=5", &r), 200, "keepalive: session still there");
+	tap_is_str(state_of(&r), "open", "keepalive: still open");
+	h_resp_free(&r);
+	tap_is_int(record_count(rec, "disconnect"), 1, "keepalive: its upstream never closed");
+	tap_is_int(h_delete(b, id), 204, "keepalive: DELETE 204");
+	tap_ok(h_still_serving(b, "echo"), "idle: still serving");
+}
+
+/* SIGTERM while a poll waits: closed 1001, upstream 1001, exit 0. */
+static void check_drain(struct h_bridge *b, const char *rec)
+{
+	struct act a = { b, NULL, NULL, b->proc->pid };
+	struct h_resp r;
+	char id[64], *log;
+	pid_t kid;
+	long st;
+
+	open_with_one(b, "drain", id, "d");
+	kid = later(500, &a);
+	tap_is_int(poll_after(b, id, 1, "&wait=5", &r), 200, "drain: waiting poll answered");
+	tap_ok(r.seconds >= 0.4 && r.seconds < 4.0, "drain: at the SIGTERM (%.2f s)", r.seconds);
+	tap_is_str(state_of(&r), "closed", "drain: state closed");
+	tap_is_int(close_code(&r), 1001, "drain: close code 1001");
+	tap_is_str(close_reason(&r), "instance draining", "drain: reason 'instance draining'");
+	h_resp_free(&r);
+	tap_is_int(reap(kid), 0, "drain: SIGTERM delivered");
+	st = h_create(b, "echo", NULL, &r);
+	tap_ok(st == 0 || (st == 503 && !strcmp(h_err(&r), "draining")),
+	       "drain: a create during drain is refused (%ld %s)", st, h_err(&r));
+	tap_ok(r.seconds < 5.0, "drain: without hanging (%.2f s)", r.seconds);
+	h_resp_free(&r);
+	tap_is_int(h_wait_exit(b->proc, 6000), 0, "drain: exit 0 within 6 s");
+	tap_is_int(wait_record(rec, "disconnect", 1, 3000), 1, "drain: upstream disconnected");
+	tap_is_int(record_count(rec, "close 1001"), 1, "drain: upstream got close 1001 first");
+	log = h_read_file(b->proc->log_path);
+	tap_ok(log && strstr(log, "open -> closed"), "log has an 'open -> closed' transition");
+	free(log);
+}
+
+int main(void)
+{
+	struct h_bridge b1, b2, b3;
+	char del_rec[512], big_rec[512], idle_rec[512], drain_rec[512];
+	char r_echo[96], r_del[96], r_drain[96], r_big[96], r_idle[96];
+	int echo_port;
+
+	h_init();
+	if (!h_echo_start(&echo_port, NULL))
+		tap_bail("pollbridge-echo did not start");
+	snprintf(r_echo, sizeof(r_echo), "--route=echo=ws://127.0.0.1:%d/", echo_port);
+	snprintf(r_del, sizeof(r_del), "--route=del=ws://127.0.0.1:%d/",
+		 echo_rec(rec_path(del_rec, sizeof(del_rec), "del")));
+	snprintf(r_drain, sizeof(r_drain), "--route=drain=ws://127.0.0.1:%d/",
+		 echo_rec(rec_path(drain_rec, sizeof(drain_rec), "drain")));
+	snprintf(r_big, sizeof(r_big), "--route=big=ws://127.0.0.1:%d/",
+		 echo_rec(rec_path(big_rec, sizeof(big_rec), "big")));
+	snprintf(r_idle, sizeof(r_idle), "--route=idle=ws://127.0.0.1:%d/",
+		 echo_rec(rec_path(idle_rec, sizeof(idle_rec), "idle")));
+
+	if (h_bridge_start(&b1, r_echo, r_del, r_drain, "--wait-max", "5", "--connect-timeout",
+			   "2", NULL))
+		tap_bail("pollbridge did not start");
+	check_upstream_close(&b1);
+	check_delete(&b1, del_rec);
+
+	if (h_bridge_start(&b2, r_echo, r_big, "--max-message-bytes", "100", "--wait-max", "3",
+			   NULL))
+		tap_bail("pollbridge --max-message-bytes 100 did not start");
+	check_too_big(&b2, big_rec);
+	h_stop(b2.proc, SIGTERM, 6000);
+
+	if (h_bridge_start(&b3, r_echo, r_idle, "--idle-timeout", "1", "--wait-max", "3", NULL))
+		tap_bail("pollbridge --idle-timeout 1 did not start");
+	check_idle(&b3, idle_rec);
+	h_stop(b3.proc, SIGTERM, 6000);
+
+	check_drain(&b1, drain_rec);
+	return tap_done();
+}
