@@ -582,7 +582,7 @@ void pb_create_req_free(struct pb_create_req *req)
 }
 
 /* Give req the route s[0..len) after checking it. */
-static int create_set_route(struct pb_create_req *req, const char *s, size_t len,
+int pb_create_req_set_route(struct pb_create_req *req, const char *s, size_t len,
 			    const char **why)
 {
 	if (req->route)
@@ -600,7 +600,7 @@ static int create_set_route(struct pb_create_req *req, const char *s, size_t len
 }
 
 /* Add the protocol s[0..len) to req after checking it. */
-static int create_add_protocol(struct pb_create_req *req, const char *s, size_t len,
+int pb_create_req_add_protocol(struct pb_create_req *req, const char *s, size_t len,
 			       const char **why)
 {
 	size_t i;
@@ -682,7 +682,7 @@ int pb_codec_parse_create_json(const char *body, size_t len, struct pb_create_re
 		r = fail(why, "route is not a string", PB_EBADREQ);
 		goto out;
 	}
-	r = create_set_route(req, json_string_value(v), json_string_length(v), why);
+	r = pb_create_req_set_route(req, json_string_value(v), json_string_length(v), why);
 	if (r)
 		goto out;
 	v = json_get_opt(root, "protocols");
@@ -695,7 +695,7 @@ int pb_codec_parse_create_json(const char *body, size_t len, struct pb_create_re
 			r = fail(why, "protocol is not a string", PB_EBADREQ);
 			goto out;
 		}
-		r = create_add_protocol(req, json_string_value(p), json_string_length(p), why);
+		r = pb_create_req_add_protocol(req, json_string_value(p), json_string_length(p), why);
 		if (r)
 			goto out;
 	}
@@ -740,9 +740,9 @@ int pb_codec_parse_create_form(const char *body, size_t len, struct pb_create_re
 	pb_buf_init(&val, 0);
 	while ((r = pb_form_next(&p, end, &key, &val)) == 1) {
 		if (key_is(&key, "route"))
-			r = create_set_route(req, val.data ? val.data : "", val.len, why);
+			r = pb_create_req_set_route(req, val.data ? val.data : "", val.len, why);
 		else if (key_is(&key, "protocol"))
-			r = create_add_protocol(req, val.data ? val.data : "", val.len, why);
+			r = pb_create_req_add_protocol(req, val.data ? val.data : "", val.len, why);
 		else
 			r = 0;
 		if (r)

@@ -110,6 +110,16 @@ struct pb_create_req {
 /* Release what a create request owns and zero it. */
 void pb_create_req_free(struct pb_create_req *req);
 
+/* Set req's route from s[0..len): non-empty, at most PB_MAX_ROUTE_LEN
+ * bytes, no NUL, not set before. 0, or PB_EBADREQ/PB_ENOMEM with *why. */
+int pb_create_req_set_route(struct pb_create_req *req, const char *s, size_t len,
+			    const char **why);
+
+/* Add the subprotocol s[0..len) to req: a valid name, not offered yet, at
+ * most PB_MAX_PROTOCOLS in all. 0, or PB_EBADREQ/PB_ENOMEM with *why. */
+int pb_create_req_add_protocol(struct pb_create_req *req, const char *s, size_t len,
+			       const char **why);
+
 /* Parse {"route":"echo","protocols":["chat",...]} ("protocols" optional;
  * other keys ignored). The route must be a non-empty string of at most
  * PB_MAX_ROUTE_LEN bytes; protocols an array of valid, distinct protocol

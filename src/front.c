@@ -143,6 +143,17 @@ static void front_json(struct pb_req *r, unsigned status, struct pb_buf *body)
 	front_set_response(r, status, front_response(r, body, "application/json; charset=utf-8"));
 }
 
+/* Answer with body, unless building it failed (e != 0): then a 500. */
+static void front_json_built(struct pb_req *r, unsigned status, struct pb_buf *body, int e)
+{
+	if (e) {
+		pb_buf_free(body);
+		front_set_response(r, 500, NULL);
+		return;
+	}
+	front_json(r, status, body);
+}
+
 /* Answer with the error JSON of API.md for err; msg may be NULL. */
 static void front_error(struct pb_req *r, int err, const char *msg)
 {
@@ -151,8 +162,7 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 
 	pb_buf_init(&b, 0);
 	if (pb_codec_encode_error(&b, pb_err_code(err), msg ? msg : pb_err_message(err))) {
-		pb_buf_free(&b);
-		front_set_response(r, 500, NULL);
+		front_json_built(r, 500, &b, PB_ENOMEM);
 		return;
 	}
 	resp = front_response(r, &b, "application/json; charset=utf-8");
@@ -268,8 +278,7 @@ static void front_created(void *arg, int err, const char *id, const char *protoc
 				  "\"max_message_bytes\":%zu}",
 				  cfg->wait_max, cfg->idle_timeout, cfg->max_message_bytes);
 	if (e) {
-		pb_buf_free(&b);
-		front_error(r, PB_ENOMEM, NULL);
+		front_json_built(r, 500, &b, e);
 		return;
 	}
 	resp = front_response(r, &b, "application/json; charset=utf-8");
@@ -290,35 +299,18 @@ static void front_create(struct pb_req *r)
 
 	if (r->body.len == 0) {
 		MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
-		if (!q.has_route || !q.route[0]) {
+		if (!q.has_route) {
 			front_error(r, PB_EBADREQ, "a route is required (JSON, form or ?route=)");
 			return;
 		}
-		if (q.dup || q.nprotocols > PB_MAX_PROTOCOLS ||
-		    strlen(q.route) > PB_MAX_ROUTE_LEN) {
-			front_error(r, PB_EBADREQ, "bad route or protocol parameters");
+		if (q.dup) {
+			front_error(r, PB_EBADREQ, "route is given twice");
 			return;
 		}
-		cr.route = strdup(q.route);
-		err = cr.route ? 0 : PB_ENOMEM;
-		for (size_t i = 0; !err && i < q.nprotocols; i++) {
-			size_t len = strlen(q.protocols[i]);
-
-			if (!pb_protocol_valid(q.protocols[i], len)) {
-				why = "a protocol is not a valid subprotocol name";
-				err = PB_EBADREQ;
-				break;
-			}
-			for (size_t k = 0; k < i; k++)
-				if (strcmp(q.protocols[k], q.protocols[i]) == 0) {
-					why = "a protocol is offered twice";
-					err = PB_EBADREQ;
-				}
-			if (!err) {
-				cr.protocols[cr.nprotocols] = strdup(q.protocols[i]);
-				err = cr.protocols[cr.nprotocols++] ? 0 : PB_ENOMEM;
-			}
-		}
+		err = pb_create_req_set_route(&cr, q.route, strlen(q.route), &why);
+		for (size_t i = 0; !err && i < q.nprotocols; i++)
+			err = pb_create_req_add_protocol(&cr, q.protocols[i], strlen(q.protocols[i]),
+							 &why);
 	} else {
 		front_media_type(r, mt, sizeof(mt));
 		if (strcmp(mt, "application/json") == 0)
@@ -352,12 +344,7 @@ static void front_polled(void *arg, int err, const struct pb_store_batch *b)
 		return;
 	}
 	pb_buf_init(&out, 0);
-	if (pb_codec_encode_batch(&out, b->msgs, b->n, &b->close)) {
-		pb_buf_free(&out);
-		front_error(r, PB_ENOMEM, NULL);
-		return;
-	}
-	front_json(r, 200, &out);
+	front_json_built(r, 200, &out, pb_codec_encode_batch(&out, b->msgs, b->n, &b->close));
 }
 
 /* GET /v1/sessions/<id>/messages?after=&wait=&max= */
@@ -403,12 +390,7 @@ static void front_sent(void *arg, int err, const struct pb_store_send_result *re
 		e = e ? e : pb_json_put_string(&b, "the send sequence number skips ahead", 36);
 		e = e ? e : pb_buf_printf(&b, ",\"expected\":%llu}",
 					  (unsigned long long)res->expected);
-		if (!e) {
-			front_json(r, 409, &b);
-			return;
-		}
-		pb_buf_free(&b);
-		front_error(r, PB_ENOMEM, NULL);
+		front_json_built(r, 409, &b, e);
 		return;
 	}
 	if (err) {
@@ -419,12 +401,7 @@ static void front_sent(void *arg, int err, const struct pb_store_send_result *re
 	if (!e && r->send_seq)
 		e = pb_buf_printf(&b, ",\"send_seq\":%llu", (unsigned long long)res->send_seq);
 	e = e ? e : pb_buf_puts(&b, "}");
-	if (e) {
-		pb_buf_free(&b);
-		front_error(r, PB_ENOMEM, NULL);
-		return;
-	}
-	front_json(r, 200, &b);
+	front_json_built(r, 200, &b, e);
 }
 
 /* POST /v1/sessions/<id>/messages in any of the four body forms. */
@@ -503,13 +480,9 @@ static void front_healthz(struct pb_req *r)
 	int ok = pb_core_healthy(r->f->core);
 
 	pb_buf_init(&b, 0);
-	if (pb_buf_puts(&b, ok ? "{\"status\":\"ok\"}" :
-			"{\"status\":\"unavailable\",\"store\":\"unreachable\"}")) {
-		pb_buf_free(&b);
-		front_error(r, PB_ENOMEM, NULL);
-		return;
-	}
-	front_json(r, ok ? 200 : 503, &b);
+	front_json_built(r, ok ? 200 : 503, &b,
+			 pb_buf_puts(&b, ok ? "{\"status\":\"ok\"}" :
+				     "{\"status\":\"unavailable\",\"store\":\"unreachable\"}"));
 }
 
 /* Map the path and method onto an endpoint; errors go to early_err. */
