@@ -1,9 +1,11 @@
 #!/bin/sh
 # The whole test suite, as CI runs it: install what the tests need, then
-# build and run `make check` twice, plainly and with ASan+UBSan, each in its
-# own build directory. Ends with "N passed, N failed" and exits non-zero if
-# anything failed. Set PB_SKIP_DEPS=1 to skip the apt-get step, and
-# PB_BUILDS="plain" (or "sanitizers") to run one build only.
+# build and run `make check` three times, each in its own build directory:
+# plain (gcc; the end-to-end daemon also runs under valgrind there), with
+# ASan+UBSan (gcc), and with clang. Every build uses -Wall -Wextra -Werror.
+# Ends with "N passed, N failed" and exits non-zero if anything failed. Set
+# PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
+# "plain sanitizers clang") to run some builds only.
 set -u
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -19,12 +21,13 @@ fi
 jobs=$(nproc 2>/dev/null || echo 2)
 passed=0
 failed=0
-for build in ${PB_BUILDS:-plain sanitizers}; do
+for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	dir="$top/build-$build"
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	case $build in
 	sanitizers) flags="--enable-sanitizers" ;;
+	clang) flags="CC=clang" ;;
 	*) flags="" ;;
 	esac
 	echo "=== $build build"

@@ -664,11 +664,21 @@ static int parse_ready_port(const char *rest)
 int h_bridge_start(struct h_bridge *b, const char *arg, ...)
 {
 	char *argv[H_MAX_ARGS], rest[256];
+	static char wrapbuf[1024];
 	const char *store = getenv("PB_TEST_STORE");
+	const char *wrapper = getenv("PB_BRIDGE_WRAPPER");
 	va_list ap;
 	int argc = 0, r;
 
 	memset(b, 0, sizeof(*b));
+	/* PB_BRIDGE_WRAPPER (e.g. "valgrind -q ...") runs the bridge under a
+	 * tool; its words are split on spaces. */
+	if (wrapper && *wrapper) {
+		snprintf(wrapbuf, sizeof(wrapbuf), "%s", wrapper);
+		for (char *w = strtok(wrapbuf, " "); w && argc < H_MAX_ARGS / 2;
+		     w = strtok(NULL, " "))
+			argv[argc++] = w;
+	}
 	argv[argc++] = (char *)env_or("PB_BIN", "src/pollbridge");
 	argv[argc++] = "--listen";
 	argv[argc++] = "127.0.0.1:0";
@@ -687,7 +697,8 @@ int h_bridge_start(struct h_bridge *b, const char *arg, ...)
 		}
 	}
 	argv[argc] = NULL;
-	b->proc = h_spawn(argv, "listening on ", H_START_MS, rest, sizeof(rest));
+	b->proc = h_spawn(argv, "listening on ", wrapper && *wrapper ? 4 * H_START_MS : H_START_MS,
+			  rest, sizeof(rest));
 	if (!b->proc)
 		return -1;
 	b->port = parse_ready_port(rest);

@@ -10,6 +10,8 @@
  *   PB_ECHO_BIN   path of pollbridge-echo
  *   PB_UPSTREAMS  directory of the websocketd scripts (tests/upstreams)
  *   PB_TEST_STORE optional --store value for every bridge (default: memory)
+ *   PB_BRIDGE_WRAPPER optional command line every bridge runs under
+ *                 (e.g. "valgrind -q --error-exitcode=97"), split on spaces
  */
 #ifndef PB_HARNESS_H
 #define PB_HARNESS_H
