@@ -1,7 +1,7 @@
 #!/bin/sh
 # The whole test suite, as CI runs it: install what the tests need, then
 # build and run `make check` three times, each in its own build directory:
-# plain (gcc; the end-to-end daemon also runs under valgrind there), with
+# plain (gcc), with
 # ASan+UBSan (gcc), and with clang. Every build uses -Wall -Wextra -Werror.
 # Ends with "N passed, N failed" and exits non-zero if anything failed. Set
 # PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
@@ -25,13 +25,15 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	dir="$top/build-$build"
 	rm -rf "$dir"
 	mkdir -p "$dir"
+	cflags="-O2 -g"
 	case $build in
 	sanitizers) flags="--enable-sanitizers" ;;
-	clang) flags="CC=clang" ;;
+	# DWARF 4: valgrind 3.19 cannot read clang 14's default DWARF 5.
+	clang) flags="CC=clang" cflags="-O2 -g -gdwarf-4" ;;
 	*) flags="" ;;
 	esac
 	echo "=== $build build"
-	if ! (cd "$dir" && "$top/configure" -q $flags >configure.out 2>&1 && make -s -j"$jobs" >make.out 2>&1); then
+	if ! (cd "$dir" && "$top/configure" -q $flags CFLAGS="$cflags" >configure.out 2>&1 && make -s -j"$jobs" >make.out 2>&1); then
 		echo "$build: build failed:"
 		tail -n 30 "$dir/configure.out" "$dir/make.out" 2>/dev/null
 		failed=$((failed + 1))
