@@ -1,8 +1,8 @@
 #!/bin/sh
 # The whole test suite, as CI runs it: install what the tests need, then
 # build and run `make check` three times, each in its own build directory:
-# plain (gcc), with
-# ASan+UBSan (gcc), and with clang. Every build uses -Wall -Wextra -Werror.
+# plain (gcc), with ASan+UBSan (gcc), and with clang. Every build uses
+# -Wall -Wextra -Werror.
 # Ends with "N passed, N failed" and exits non-zero if anything failed. Set
 # PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
 # "plain sanitizers clang") to run some builds only.
