@@ -28,6 +28,7 @@ static const struct pb_err_row pb_err_table[PB_ERR_COUNT] = {
 	[14] = { 404, "not_found", "no such resource" },
 	[15] = { 405, "method_not_allowed", "method not allowed on this resource" },
 	[16] = { 503, "draining", "this instance is shutting down" },
+	[17] = { 500, "internal_error", "the session moved to another instance" },
 };
 
 /* The row for err, or the internal error row for an unknown code. */

@@ -26,8 +26,9 @@ enum pb_err {
 	PB_ENOTFOUND = -14,     /* 404 not_found (no such path) */
 	PB_EMETHOD = -15,       /* 405 method_not_allowed */
 	PB_EDRAINING = -16,     /* 503 draining (instance is shutting down) */
+	PB_ELOST = -17,         /* (internal) another instance owns the session */
 };
-#define PB_ERR_COUNT 17
+#define PB_ERR_COUNT 18
 
 /* The HTTP status for err (0 is 200). */
 int pb_err_status(int err);

@@ -37,6 +37,23 @@ struct pb_daemon {
 	int draining;
 };
 
+/* How long an instance's hold on a session lasts without renewal: the
+ * time within which the sessions of a dead instance are adopted. */
+#define PB_LEASE_MS 5000
+
+/* The instance id when none is configured: hostname-pid. */
+static int set_default_instance_id(struct pb_config *cfg)
+{
+	char host[64], id[96];
+
+	if (gethostname(host, sizeof(host)))
+		snprintf(host, sizeof(host), "pollbridge");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(id, sizeof(id), "%s-%ld", host, (long)getpid());
+	cfg->instance_id = strdup(id);
+	return cfg->instance_id ? 0 : -1;
+}
+
 /* Let as many descriptors be opened as the hard limit allows. */
 static void raise_fd_limit(void)
 {
@@ -102,7 +119,7 @@ int main(int argc, char **argv)
 {
 	static struct pb_daemon d;
 	struct pb_store_events ev;
-	struct pb_store_limits lim;
+	struct pb_store_limits lim = { 0 };
 	enum pb_config_action action;
 	char err[512];
 
@@ -136,6 +153,10 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pb_log_set_level(d.cfg.log_level);
+	if (!d.cfg.instance_id && set_default_instance_id(&d.cfg)) {
+		fprintf(stderr, "pollbridge: out of memory\n");
+		return 1;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 
@@ -149,6 +170,9 @@ int main(int argc, char **argv)
 	ev = pb_core_store_events(d.core);
 	lim.queue_max = d.cfg.queue_max;
 	lim.tombstone_secs = d.cfg.idle_timeout;
+	lim.idle_secs = d.cfg.idle_timeout;
+	lim.lease_ms = PB_LEASE_MS;
+	lim.instance = d.cfg.instance_id;
 	d.store = pb_store_memory_new(&d.loop, &ev, &lim);
 	if (!d.core || !d.store) {
 		fprintf(stderr, "pollbridge: out of memory\n");

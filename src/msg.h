@@ -42,4 +42,29 @@ struct pb_msg *pb_msg_ref(struct pb_msg *m);
 /* Drop a reference; frees m when it was the last. NULL is ignored. */
 void pb_msg_unref(struct pb_msg *m);
 
+/* A FIFO of message references that grows by doubling. Zero-initialised
+ * it is empty. */
+struct pb_msgq {
+	struct pb_msg **slots;
+	size_t cap;             /* a power of two, or 0 */
+	size_t head;
+	size_t count;
+};
+
+/* Append m; the queue takes over the caller's reference. 0 or PB_ENOMEM
+ * (then the reference is still the caller's). */
+int pb_msgq_push(struct pb_msgq *q, struct pb_msg *m);
+
+/* The i-th oldest message (borrowed), i < count. */
+struct pb_msg *pb_msgq_at(const struct pb_msgq *q, size_t i);
+
+/* Remove the oldest message and return its reference (NULL if empty). */
+struct pb_msg *pb_msgq_pop(struct pb_msgq *q);
+
+/* Drop the n oldest messages (their references). */
+void pb_msgq_drop(struct pb_msgq *q, size_t n);
+
+/* Drop every message and the storage; the queue is empty afterwards. */
+void pb_msgq_free(struct pb_msgq *q);
+
 #endif

@@ -7,8 +7,15 @@
  * poll is parked, that poll's wait deadline (a waiting poll keeps its
  * session alive, so the two never run together).
  *
- * Memory: a session is freed once it has ended, no store operation still
- * holds it (refs) and its timer's close callback has run.
+ * With a shared store (Redis) sessions live in the store and any instance
+ * answers for any of them. An instance then holds two kinds of session:
+ * owned ones, whose upstream WebSocket it holds under a lease it renews,
+ * and shadows, sessions owned elsewhere for which a poll waits here. It
+ * also adopts the sessions of instances whose lease ran out (died) or that
+ * released them (drained).
+ *
+ * Memory: a session is freed once it has ended here, no store operation
+ * still holds it (refs) and its timer's close callback has run.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,21 +35,26 @@ enum pb_session_state {
 
 static const char *const pb_state_names[] = { "connecting", "open", "closed", "ended" };
 
-/* Outbound messages fetched from the store, waiting for the socket. */
+/* Outbound messages fetched from the store at a time. */
 #define PB_OUT_FETCH 64
+/* Inbound messages waiting for the store before the upstream is paused. */
+#define PB_IN_WAIT_MAX 64
+/* Shared stores: how often leases are renewed and orphans looked for. */
+#define PB_ADOPT_INTERVAL_MS 1000
 
 struct pb_session {
 	struct pb_core *core;
 	char id[PB_ID_LEN + 1];
 	enum pb_session_state state;
-	const struct pb_route *route;
+	int owned;              /* this instance holds (or dials) the upstream */
+	int adopting;           /* dialling again after an adoption */
+	const struct pb_route *route;   /* NULL for a shadow */
 	struct pb_upstream *up;
 	uv_timer_t timer;
-	unsigned refs;          /* 1 for the map + 1 per store operation in flight */
+	unsigned refs;          /* 1 for the map + 1 per operation in flight */
 	/* While connecting: the creating request. */
 	pb_core_create_cb create_cb;
 	void *create_req;
-	int creating;           /* store create in flight */
 	char protocol[PB_MAX_PROTOCOL_LEN + 1];  /* chosen subprotocol, "" for none */
 	/* The waiting poll, if any. */
 	pb_core_poll_cb poll_cb;
@@ -50,16 +62,23 @@ struct pb_session {
 	uint64_t poll_after;
 	size_t poll_max;
 	unsigned poll_wait;
+	uint64_t poll_token;    /* announced to the other instances */
 	int parked;             /* poll_cb is waiting for a wakeup or its deadline */
 	int reading;            /* a read for the waiter is in flight */
 	int reread;             /* a wakeup came during that read */
-	/* Outbound: fetched from the store, not yet written. */
-	struct pb_msg *out[PB_OUT_FETCH];
-	size_t out_head, out_count;
+	/* Inbound: upstream messages not yet stored; one push in flight. */
+	struct pb_msgq in;
+	int pushing;
+	int store_wait;         /* the store failed: retry when it is back */
+	int full;               /* the stored inbound queue reached queue_max */
+	int paused;             /* upstream reading is paused */
+	/* Outbound: fetched from the store, not yet handed to the socket. */
+	struct pb_msgq out;
 	uint64_t out_fetched;   /* highest out-seq fetched */
+	uint64_t out_written;   /* highest out-seq handed to the socket */
+	uint64_t out_acked;     /* highest out-seq acknowledged to the store */
 	int fetching;
 	int refetch;            /* more may be waiting in the store */
-	int paused;             /* upstream reading paused: inbound queue full */
 };
 
 struct pb_core {
@@ -68,11 +87,17 @@ struct pb_core {
 	struct pb_upstream_ctx *up;
 	struct pb_store *store;
 	struct pb_map *sessions;
+	size_t owned;           /* owned sessions (the --max-sessions count) */
+	uint64_t tokens;        /* poll tokens handed out */
+	uv_timer_t adopt_timer; /* shared stores: leases and adoption */
+	int adopt_timer_on;
 	int draining;
 };
 
 static void session_timer_cb(uv_timer_t *t);
-static void session_answer_waiter(struct pb_session *s, int err, const struct pb_store_batch *b);
+static void session_read_for_waiter(struct pb_session *s);
+static void session_fetch_out(struct pb_session *s);
+static void session_push_next(struct pb_session *s);
 
 /* ---- lifetime ------------------------------------------------------- */
 
@@ -94,8 +119,8 @@ static void session_release(struct pb_session *s)
 {
 	if (--s->refs)
 		return;
-	for (size_t i = 0; i < s->out_count; i++)
-		pb_msg_unref(s->out[(s->out_head + i) % PB_OUT_FETCH]);
+	pb_msgq_free(&s->in);
+	pb_msgq_free(&s->out);
 	uv_close((uv_handle_t *)&s->timer, session_freed);
 }
 
@@ -107,303 +132,88 @@ static void session_set_state(struct pb_session *s, enum pb_session_state st, co
 	s->state = st;
 }
 
-/* Leave the map and drop the map's reference: the session has ended here. */
-static void session_forget(struct pb_session *s, const char *why)
+/* A new local session (owned or shadow) in the map, watched when the
+ * store is shared. NULL on allocation failure. */
+static struct pb_session *session_new(struct pb_core *c, const char *id, int owned)
 {
-	if (s->state == PB_S_ENDED)
-		return;
-	session_set_state(s, PB_S_ENDED, why);
-	uv_timer_stop(&s->timer);
+	struct pb_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->core = c;
+	s->refs = 1;
+	s->owned = owned;
+	memcpy(s->id, id, PB_ID_LEN);
+	uv_timer_init(c->loop, &s->timer);
+	s->timer.data = s;
+	if (pb_map_put(c->sessions, s->id, PB_ID_LEN, s)) {
+		session_release(s);
+		return NULL;
+	}
+	if (owned)
+		c->owned++;
+	if (c->store->ops->watch)
+		c->store->ops->watch(c->store, s->id);
+	return s;
+}
+
+/* Close the upstream (if any) with code and reason. */
+static void session_close_upstream(struct pb_session *s, int code, const char *reason)
+{
 	if (s->up) {
-		pb_upstream_close(s->up, 1000, "");
+		pb_upstream_close(s->up, code, reason);
 		s->up = NULL;
 	}
-	pb_map_del(s->core->sessions, s->id, PB_ID_LEN);
+}
+
+/* Leave the map and drop the map's reference: the session has ended here
+ * (which for a shadow or a session moved elsewhere only means this
+ * instance no longer holds it). */
+static void session_forget(struct pb_session *s, const char *why)
+{
+	struct pb_core *c = s->core;
+
+	if (s->state == PB_S_ENDED)
+		return;
+	if (s->owned)
+		session_set_state(s, PB_S_ENDED, why);
+	else
+		s->state = PB_S_ENDED;
+	uv_timer_stop(&s->timer);
+	session_close_upstream(s, 1000, "");
+	pb_map_del(c->sessions, s->id, PB_ID_LEN);
+	if (s->owned)
+		c->owned--;
+	if (c->store->ops->unwatch)
+		c->store->ops->unwatch(c->store, s->id);
 	session_release(s);
 }
 
-/* Arm the idle deadline (nothing is waiting). */
+/* Arm the idle deadline (owned sessions; nothing is waiting). */
 static void session_touch(struct pb_session *s)
 {
-	if (s->state == PB_S_OPEN || s->state == PB_S_CLOSED)
+	if (s->owned && (s->state == PB_S_OPEN || s->state == PB_S_CLOSED))
 		uv_timer_start(&s->timer, session_timer_cb,
 			       (uint64_t)s->core->cfg->idle_timeout * 1000, 0);
 }
 
-/* The session for id, if this instance holds it and it has not ended. */
+/* The session for id, if this instance holds it. */
 static struct pb_session *session_find(struct pb_core *c, const char *id)
 {
 	return pb_map_get(c->sessions, id, strlen(id));
 }
 
-/* ---- ending ----------------------------------------------------------- */
-
-/* Store answer to an end issued by the idle timer. */
-static void session_idle_ended(void *arg, int err)
+/* Pause the upstream while the stored queue is full or too much waits for
+ * the store; resume otherwise. */
+static void session_update_pause(struct pb_session *s)
 {
-	session_release(arg);
-}
+	int want = s->full || s->in.count >= PB_IN_WAIT_MAX;
 
-/* No request within idle_timeout: end the session, upstream gets 1001. */
-static void session_idle_expired(struct pb_session *s)
-{
-	if (s->up) {
-		pb_upstream_close(s->up, 1001, "idle timeout");
-		s->up = NULL;
+	if (s->up && want != s->paused) {
+		s->paused = want;
+		pb_upstream_pause(s->up, want);
+		pb_log_debug("session %.6s: upstream %s", s->id, want ? "paused" : "resumed");
 	}
-	session_hold(s);
-	if (s->core->store->ops->end(s->core->store, s->id, session_idle_ended, s))
-		session_release(s);
-	session_forget(s, "idle timeout");
-}
-
-/* ---- upstream events --------------------------------------------------- */
-
-/* Store answer to an upstream close. */
-static void session_close_stored(void *arg, int err)
-{
-	session_release(arg);
-}
-
-/* Mark the session closed in the store with code and reason. */
-static void session_mark_closed(struct pb_session *s, int code, const char *reason,
-				size_t reason_len, const char *why)
-{
-	struct pb_store *st = s->core->store;
-
-	for (; s->out_count; s->out_count--) {
-		pb_msg_unref(s->out[s->out_head]);
-		s->out_head = (s->out_head + 1) % PB_OUT_FETCH;
-	}
-	session_set_state(s, PB_S_CLOSED, why);
-	session_hold(s);
-	if (st->ops->close(st, s->id, code, reason, reason_len, session_close_stored, s))
-		session_release(s);
-	if (!s->parked)
-		session_touch(s);
-}
-
-/* Store answer to a create after the handshake. */
-static void session_created(void *arg, int err)
-{
-	struct pb_session *s = arg;
-	pb_core_create_cb cb = s->create_cb;
-	void *req = s->create_req;
-
-	s->creating = 0;
-	s->create_cb = NULL;
-	if (s->state != PB_S_CONNECTING) {
-		/* Drained or failed meanwhile; the request was answered then. */
-		session_release(s);
-		return;
-	}
-	if (err) {
-		cb(req, err, NULL, NULL);
-		session_forget(s, "store refused the session");
-		session_release(s);
-		return;
-	}
-	session_set_state(s, PB_S_OPEN, "upstream handshake done");
-	session_touch(s);
-	if (s->paused) {
-		s->paused = 0;
-		pb_upstream_pause(s->up, 0);
-	}
-	cb(req, 0, s->id, s->protocol[0] ? s->protocol : NULL);
-	session_release(s);
-}
-
-/* Upstream handshake done: record the session, then answer the creator. */
-static void up_opened(void *arg, const char *protocol)
-{
-	struct pb_session *s = arg;
-	struct pb_store *st = s->core->store;
-	int r;
-
-	uv_timer_stop(&s->timer);
-	snprintf(s->protocol, sizeof(s->protocol), "%s", protocol ? protocol : "");
-	s->creating = 1;
-	session_hold(s);
-	r = st->ops->create(st, s->id, s->route->name, protocol, session_created, s);
-	if (!r && s->creating && s->up) {
-		/* The answer comes later: hold inbound messages until then. */
-		s->paused = 1;
-		pb_upstream_pause(s->up, 1);
-	}
-	if (r) {
-		pb_core_create_cb cb = s->create_cb;
-
-		s->creating = 0;
-		s->create_cb = NULL;
-		cb(s->create_req, r, NULL, NULL);
-		session_forget(s, "store unavailable");
-		session_release(s);
-	}
-}
-
-/* The dial failed: answer the creator and drop the session. */
-static void up_failed(void *arg, int err, const char *why)
-{
-	struct pb_session *s = arg;
-	pb_core_create_cb cb = s->create_cb;
-
-	pb_log_info("session %.6s: upstream %s: %s", s->id, s->route->name, why);
-	s->up = NULL;
-	s->create_cb = NULL;
-	if (cb)
-		cb(s->create_req, err, NULL, NULL);
-	session_forget(s, "upstream unreachable");
-}
-
-/* Store answer to an inbound append: pause the upstream when full. */
-static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
-{
-	struct pb_session *s = arg;
-
-	if (!err && s->up && !s->paused && depth >= s->core->cfg->queue_max) {
-		s->paused = 1;
-		pb_upstream_pause(s->up, 1);
-		pb_log_debug("session %.6s: inbound queue full, upstream paused", s->id);
-	}
-	session_release(s);
-}
-
-/* A whole message from the upstream: buffer it in the store. */
-static void up_message(void *arg, struct pb_msg *m)
-{
-	struct pb_session *s = arg;
-	struct pb_store *st = s->core->store;
-
-	session_hold(s);
-	if (st->ops->push_in(st, s->id, m, session_pushed_in, s))
-		session_release(s);
-	pb_msg_unref(m);
-}
-
-/* The upstream closed: the session is closed, its messages stay readable. */
-static void up_closed(void *arg, int code, const char *reason, size_t reason_len)
-{
-	struct pb_session *s = arg;
-
-	s->up = NULL;
-	if (s->state == PB_S_CONNECTING) {
-		/* Closed before the store recorded it: the creator learns now. */
-		pb_core_create_cb cb = s->create_cb;
-
-		s->create_cb = NULL;
-		if (cb)
-			cb(s->create_req, PB_EUPSTREAM, NULL, NULL);
-		session_forget(s, "upstream closed during the handshake");
-		return;
-	}
-	session_mark_closed(s, code, reason, reason_len, "upstream closed");
-}
-
-static void session_fetch_out(struct pb_session *s);
-
-/* The upstream can take a message: hand over the next fetched one. */
-static struct pb_msg *up_next_out(void *arg)
-{
-	struct pb_session *s = arg;
-	struct pb_store *st = s->core->store;
-	struct pb_msg *m;
-
-	if (!s->out_count) {
-		if (s->refetch)
-			session_fetch_out(s);
-		return NULL;
-	}
-	m = s->out[s->out_head];
-	s->out_head = (s->out_head + 1) % PB_OUT_FETCH;
-	s->out_count--;
-	/* Handed to the socket: the store may forget it. */
-	session_hold(s);
-	if (st->ops->ack_out(st, s->id, m->seq, session_close_stored, s))
-		session_release(s);
-	if (!s->out_count && s->refetch)
-		session_fetch_out(s);
-	return m;
-}
-
-static const struct pb_upstream_handler pb_session_upstream = {
-	.opened = up_opened,
-	.failed = up_failed,
-	.message = up_message,
-	.closed = up_closed,
-	.next_out = up_next_out,
-};
-
-/* ---- outbound ---------------------------------------------------------- */
-
-/* Store answer to a fetch of outbound messages. */
-static void session_fetched_out(void *arg, int err, const struct pb_store_batch *b)
-{
-	struct pb_session *s = arg;
-
-	s->fetching = 0;
-	if (!err && s->state == PB_S_OPEN) {
-		for (size_t i = 0; i < b->n && s->out_count < PB_OUT_FETCH; i++) {
-			if (b->msgs[i]->seq <= s->out_fetched)
-				continue;
-			s->out[(s->out_head + s->out_count) % PB_OUT_FETCH] = pb_msg_ref(b->msgs[i]);
-			s->out_count++;
-			s->out_fetched = b->msgs[i]->seq;
-		}
-		if (b->n && b->msgs[b->n - 1]->seq > s->out_fetched)
-			s->refetch = 1;
-		if (s->out_count && s->up)
-			pb_upstream_want_write(s->up);
-	}
-	session_release(s);
-}
-
-/* Fetch what the store holds for the upstream beyond what we have. */
-static void session_fetch_out(struct pb_session *s)
-{
-	struct pb_store *st = s->core->store;
-	size_t room = PB_OUT_FETCH - s->out_count;
-
-	if (s->state != PB_S_OPEN || !s->up)
-		return;
-	if (s->fetching || !room) {
-		s->refetch = 1;
-		return;
-	}
-	s->fetching = 1;
-	s->refetch = 0;
-	session_hold(s);
-	if (st->ops->read_out(st, s->id, s->out_fetched, room, session_fetched_out, s)) {
-		s->fetching = 0;
-		session_release(s);
-	}
-}
-
-/* ---- store wakeups ----------------------------------------------------- */
-
-static void session_read_for_waiter(struct pb_session *s);
-
-/* Store wakeup: something changed on the inbound side of id. */
-static void core_on_inbound(void *arg, const char *id)
-{
-	struct pb_session *s = session_find(arg, id);
-
-	if (!s || !s->poll_cb)
-		return;
-	if (s->reading) {
-		s->reread = 1;
-		return;
-	}
-	if (s->parked)
-		session_read_for_waiter(s);
-}
-
-/* Store wakeup: new messages for id's upstream. */
-static void core_on_outbound(void *arg, const char *id)
-{
-	struct pb_session *s = session_find(arg, id);
-
-	if (s)
-		session_fetch_out(s);
 }
 
 /* ---- polls ------------------------------------------------------------- */
@@ -431,6 +241,13 @@ static void session_answer_empty(struct pb_session *s)
 	session_answer_waiter(s, 0, &b);
 }
 
+/* A shadow with no poll left has nothing to do here. */
+static void session_shadow_done(struct pb_session *s)
+{
+	if (!s->owned && !s->poll_cb && !s->reading)
+		session_forget(s, "poll answered");
+}
+
 /* Store answer to a read for the waiting poll. */
 static void session_read_done(void *arg, int err, const struct pb_store_batch *b)
 {
@@ -445,16 +262,19 @@ static void session_read_done(void *arg, int err, const struct pb_store_batch *b
 		session_read_for_waiter(s);
 	} else if (err || b->n || b->close.closed || !s->poll_wait) {
 		session_answer_waiter(s, err, b);
-		if (!err && s->paused && s->up && b->depth < s->core->cfg->queue_max) {
-			s->paused = 0;
-			pb_upstream_pause(s->up, 0);
+		if (!err && s->full && b->depth < s->core->cfg->queue_max) {
+			s->full = 0;
+			session_update_pause(s);
 		}
 		if (!err && b->ended)
 			session_forget(s, "client acknowledged the last message");
+		else if (err == PB_ENOSESSION || err == PB_ECLOSED)
+			session_forget(s, "ended");
 	} else if (!s->parked) {
 		s->parked = 1;
 		uv_timer_start(&s->timer, session_timer_cb, (uint64_t)s->poll_wait * 1000, 0);
 	}
+	session_shadow_done(s);
 	session_release(s);
 }
 
@@ -472,12 +292,13 @@ static void session_read_for_waiter(struct pb_session *s)
 	if (r) {
 		s->reading = 0;
 		session_answer_waiter(s, r, NULL);
+		session_shadow_done(s);
 		session_release(s);
 	}
 }
 
-/* A poll for a session this instance does not hold: the store knows
- * whether it never existed or has ended; answer at once. */
+/* A poll for a session this instance does not hold, answered at once (the
+ * store knows whether it never existed or has ended). */
 struct pb_poll_direct {
 	pb_core_poll_cb cb;
 	void *req;
@@ -492,11 +313,31 @@ static void core_poll_direct_done(void *arg, int err, const struct pb_store_batc
 	free(d);
 }
 
+/* Read once and answer, without waiting. */
+static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, size_t max,
+			     pb_core_poll_cb cb, void *req)
+{
+	struct pb_poll_direct *d = malloc(sizeof(*d));
+	int r;
+
+	if (!d) {
+		cb(req, PB_ENOMEM, NULL);
+		return;
+	}
+	d->cb = cb;
+	d->req = req;
+	r = c->store->ops->read_in(c->store, id, after, max, c->cfg->max_batch_bytes,
+				   core_poll_direct_done, d);
+	if (r) {
+		free(d);
+		cb(req, r, NULL);
+	}
+}
+
 void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
 		  pb_core_poll_cb cb, void *req)
 {
 	struct pb_session *s = session_find(c, id);
-	int r;
 
 	if (max > c->cfg->max_batch)
 		max = c->cfg->max_batch;
@@ -504,24 +345,23 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 		wait = c->cfg->wait_max;
 	if (c->draining)
 		wait = 0;
-	if (!s || s->state == PB_S_CONNECTING) {
-		struct pb_poll_direct *d = malloc(sizeof(*d));
-
-		if (!d) {
+	if ((s && s->state == PB_S_CONNECTING && !s->adopting) ||
+	    (!s && (!pb_store_shared(c->store) || !wait))) {
+		/* Not handed out yet, unknown here, or nothing to wait for. */
+		core_poll_direct(c, id, after, max, cb, req);
+		return;
+	}
+	if (!s) {
+		/* Owned elsewhere: wait here in a shadow. */
+		s = session_new(c, id, 0);
+		if (!s) {
 			cb(req, PB_ENOMEM, NULL);
 			return;
 		}
-		d->cb = cb;
-		d->req = req;
-		r = c->store->ops->read_in(c->store, id, after, max, c->cfg->max_batch_bytes,
-					   core_poll_direct_done, d);
-		if (r) {
-			free(d);
-			cb(req, r, NULL);
-		}
-		return;
+		s->state = PB_S_OPEN;
 	}
-	/* The single-waiter rule: a newer poll releases the older one. */
+	/* The single-waiter rule: a newer poll releases the older one, here
+	 * at once and on other instances through the store. */
 	if (s->poll_cb)
 		session_answer_empty(s);
 	s->poll_cb = cb;
@@ -529,11 +369,362 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 	s->poll_after = after;
 	s->poll_max = max;
 	s->poll_wait = wait;
+	s->poll_token = ++c->tokens;
+	if (c->store->ops->announce_waiter)
+		c->store->ops->announce_waiter(c->store, s->id, s->poll_token);
 	uv_timer_stop(&s->timer);
 	if (!s->reading)
 		session_read_for_waiter(s);
 	else
 		s->reread = 1;
+}
+
+/* ---- inbound: upstream -> store ---------------------------------------- */
+
+/* Store answer to an inbound append. */
+static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
+{
+	struct pb_session *s = arg;
+
+	s->pushing = 0;
+	if (err == PB_ESTORE || err == PB_ENOMEM) {
+		/* Keep it; retried when the store is back (nothing is dropped). */
+		s->store_wait = 1;
+		pb_log_warn("session %.6s: store unavailable, holding %zu upstream messages",
+			    s->id, s->in.count);
+	} else {
+		/* Stored, or refused for good (the session ended meanwhile). */
+		pb_msg_unref(pb_msgq_pop(&s->in));
+		if (!err)
+			s->full = depth >= s->core->cfg->queue_max;
+	}
+	session_update_pause(s);
+	session_push_next(s);
+	session_release(s);
+}
+
+/* Store the oldest waiting upstream message, one at a time so that the
+ * order survives a store failure. */
+static void session_push_next(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+
+	if (s->pushing || !s->in.count || s->store_wait || s->state == PB_S_ENDED ||
+	    s->state == PB_S_CONNECTING)
+		return;
+	s->pushing = 1;
+	session_hold(s);
+	if (st->ops->push_in(st, s->id, pb_msgq_at(&s->in, 0), session_pushed_in, s)) {
+		s->pushing = 0;
+		s->store_wait = 1;
+		session_update_pause(s);
+		session_release(s);
+	}
+}
+
+/* Queue an upstream message (ownership of m passes here) for the store. */
+static void session_take_in(struct pb_session *s, struct pb_msg *m)
+{
+	if (pb_msgq_push(&s->in, m)) {
+		pb_log_error("session %.6s: out of memory, upstream message lost", s->id);
+		pb_msg_unref(m);
+		return;
+	}
+	session_update_pause(s);
+	session_push_next(s);
+}
+
+/* ---- outbound: store -> upstream --------------------------------------- */
+
+/* Store answer to a fetch of outbound messages. */
+static void session_fetched_out(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_session *s = arg;
+
+	s->fetching = 0;
+	if (!err && s->state == PB_S_OPEN) {
+		for (size_t i = 0; i < b->n && s->out.count < PB_OUT_FETCH; i++) {
+			if (b->msgs[i]->seq <= s->out_fetched)
+				continue;
+			if (pb_msgq_push(&s->out, pb_msg_ref(b->msgs[i]))) {
+				pb_msg_unref(b->msgs[i]);
+				s->refetch = 1;
+				break;
+			}
+			s->out_fetched = b->msgs[i]->seq;
+		}
+		if (b->n && b->msgs[b->n - 1]->seq > s->out_fetched)
+			s->refetch = 1;
+		if (s->out.count && s->up)
+			pb_upstream_want_write(s->up);
+	}
+	session_release(s);
+}
+
+/* Fetch what the store holds for the upstream beyond what we have. */
+static void session_fetch_out(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+	size_t room = PB_OUT_FETCH - s->out.count;
+
+	if (s->state != PB_S_OPEN || !s->up || !s->owned)
+		return;
+	if (s->fetching || !room) {
+		s->refetch = 1;
+		return;
+	}
+	s->fetching = 1;
+	s->refetch = 0;
+	session_hold(s);
+	if (st->ops->read_out(st, s->id, s->out_fetched, room, session_fetched_out, s)) {
+		s->fetching = 0;
+		s->refetch = 1;
+		session_release(s);
+	}
+}
+
+/* Store answer to an acknowledgement of written messages. */
+static void session_acked_out(void *arg, int err)
+{
+	session_release(arg);
+}
+
+/* ---- upstream events --------------------------------------------------- */
+
+/* Store answer to an upstream close. */
+static void session_close_stored(void *arg, int err)
+{
+	session_release(arg);
+}
+
+/* Mark the session closed in the store with code and reason. */
+static void session_mark_closed(struct pb_session *s, int code, const char *reason,
+				size_t reason_len, const char *why)
+{
+	struct pb_store *st = s->core->store;
+
+	pb_msgq_drop(&s->out, s->out.count);
+	session_set_state(s, PB_S_CLOSED, why);
+	session_hold(s);
+	if (st->ops->close(st, s->id, code, reason, reason_len, session_close_stored, s))
+		session_release(s);
+	if (!s->parked)
+		session_touch(s);
+}
+
+/* Store answer to a create after the handshake. */
+static void session_created(void *arg, int err)
+{
+	struct pb_session *s = arg;
+	pb_core_create_cb cb = s->create_cb;
+	void *req = s->create_req;
+
+	s->create_cb = NULL;
+	if (s->state != PB_S_CONNECTING || !cb) {
+		/* Drained or failed meanwhile; the request was answered then. */
+		session_release(s);
+		return;
+	}
+	if (err) {
+		cb(req, err, NULL, NULL);
+		session_forget(s, "the store refused the session");
+		session_release(s);
+		return;
+	}
+	session_set_state(s, PB_S_OPEN, "upstream handshake done");
+	session_touch(s);
+	session_push_next(s);
+	cb(req, 0, s->id, s->protocol[0] ? s->protocol : NULL);
+	session_release(s);
+}
+
+/* Upstream handshake done: record the session (or, after an adoption,
+ * tell the client the upstream was dialled again), then carry on. */
+static void up_opened(void *arg, const char *protocol)
+{
+	struct pb_session *s = arg;
+	struct pb_store *st = s->core->store;
+	int r;
+
+	uv_timer_stop(&s->timer);
+	snprintf(s->protocol, sizeof(s->protocol), "%s", protocol ? protocol : "");
+	if (s->adopting) {
+		struct pb_msg *m = pb_msg_new(PB_MSG_REOPEN, NULL, 0);
+
+		s->adopting = 0;
+		session_set_state(s, PB_S_OPEN, "upstream dialled again");
+		if (m)
+			session_take_in(s, m);
+		session_touch(s);
+		session_fetch_out(s);
+		return;
+	}
+	session_hold(s);
+	r = st->ops->create(st, s->id, s->route->name, protocol, session_created, s);
+	if (r) {
+		pb_core_create_cb cb = s->create_cb;
+
+		s->create_cb = NULL;
+		cb(s->create_req, r, NULL, NULL);
+		session_forget(s, "store unavailable");
+		session_release(s);
+	}
+}
+
+/* Adoption could not reach the upstream again: close the session. */
+static void session_redial_failed(struct pb_session *s, const char *why)
+{
+	pb_log_info("session %.6s: re-dial of %s failed: %s", s->id, s->route->name, why);
+	s->adopting = 0;
+	s->up = NULL;
+	session_mark_closed(s, 1006, "upstream unreachable after adoption", 35,
+			    "re-dial failed");
+}
+
+/* The dial failed: answer the creator and drop the session. */
+static void up_failed(void *arg, int err, const char *why)
+{
+	struct pb_session *s = arg;
+	pb_core_create_cb cb = s->create_cb;
+
+	if (s->adopting) {
+		session_redial_failed(s, why);
+		return;
+	}
+	pb_log_info("session %.6s: upstream %s: %s", s->id, s->route->name, why);
+	s->up = NULL;
+	s->create_cb = NULL;
+	if (cb)
+		cb(s->create_req, err, NULL, NULL);
+	session_forget(s, "upstream unreachable");
+}
+
+/* A whole message from the upstream: on to the store. */
+static void up_message(void *arg, struct pb_msg *m)
+{
+	session_take_in(arg, m);
+}
+
+/* The upstream closed: the session is closed, its messages stay readable. */
+static void up_closed(void *arg, int code, const char *reason, size_t reason_len)
+{
+	struct pb_session *s = arg;
+
+	s->up = NULL;
+	s->paused = 0;
+	if (s->state == PB_S_CONNECTING) {
+		/* Closed before the store recorded it: the creator learns now. */
+		pb_core_create_cb cb = s->create_cb;
+
+		s->create_cb = NULL;
+		if (cb)
+			cb(s->create_req, PB_EUPSTREAM, NULL, NULL);
+		session_forget(s, "upstream closed during the handshake");
+		return;
+	}
+	session_mark_closed(s, code, reason, reason_len, "upstream closed");
+}
+
+/* The upstream can take a message: hand over the next fetched one. */
+static struct pb_msg *up_next_out(void *arg)
+{
+	struct pb_session *s = arg;
+	struct pb_store *st = s->core->store;
+	struct pb_msg *m;
+
+	/* libwebsockets asks again only once its own buffer is empty, so all
+	 * handed over so far has left this process: now the store may forget
+	 * it. (A message is never forgotten while it could still be lost
+	 * here; after a crash it may be written a second time instead.) */
+	if (s->out_written > s->out_acked) {
+		s->out_acked = s->out_written;
+		session_hold(s);
+		if (st->ops->ack_out(st, s->id, s->out_acked, session_acked_out, s))
+			session_release(s);
+	}
+	m = pb_msgq_pop(&s->out);
+	if (m)
+		s->out_written = m->seq;
+	if (s->out.count < PB_OUT_FETCH / 2 && s->refetch)
+		session_fetch_out(s);
+	return m;
+}
+
+static const struct pb_upstream_handler pb_session_upstream = {
+	.opened = up_opened,
+	.failed = up_failed,
+	.message = up_message,
+	.closed = up_closed,
+	.next_out = up_next_out,
+};
+
+/* Dial the session's route. 0 or an error (nothing to undo). */
+static int session_dial(struct pb_session *s, const char *protocols, const char *origin)
+{
+	struct pb_core *c = s->core;
+	struct pb_upstream_dial d = { 0 };
+	int r = 0;
+
+	d.route = s->route;
+	d.protocols = protocols;
+	d.origin = s->route->origin ? s->route->origin : origin;
+	d.max_message_bytes = c->cfg->max_message_bytes;
+	pb_log_debug("session %.6s: dialling %s (%s)", s->id, s->route->name, s->route->url);
+	s->up = pb_upstream_dial(c->up, &d, &pb_session_upstream, s, &r);
+	if (!s->up)
+		return r ? r : PB_EUPSTREAM;
+	uv_timer_start(&s->timer, session_timer_cb, (uint64_t)c->cfg->connect_timeout * 1000, 0);
+	return 0;
+}
+
+/* ---- ending ----------------------------------------------------------- */
+
+/* Store answer to the idle check. */
+static void session_idle_checked(void *arg, int err, int ended, uint64_t remaining_ms)
+{
+	struct pb_session *s = arg;
+
+	if (s->state == PB_S_ENDED) {
+		/* Gone meanwhile. */
+	} else if (!err && ended) {
+		session_close_upstream(s, 1001, "idle timeout");
+		session_answer_waiter(s, PB_ECLOSED, NULL);
+		session_forget(s, "idle timeout");
+	} else if (!err) {
+		/* A request reached another instance meanwhile. */
+		if (!s->parked)
+			uv_timer_start(&s->timer, session_timer_cb, remaining_ms ? remaining_ms : 1, 0);
+	} else if (err == PB_ENOSESSION || err == PB_ECLOSED) {
+		session_answer_waiter(s, PB_ECLOSED, NULL);
+		session_forget(s, "ended elsewhere");
+	} else {
+		session_touch(s);       /* store unavailable: check again later */
+	}
+	session_release(s);
+}
+
+/* The idle deadline passed here: end the session unless a request reached
+ * another instance meanwhile (the store knows). */
+static void session_idle_expired(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+
+	session_hold(s);
+	if (st->ops->end_if_idle(st, s->id, session_idle_checked, s)) {
+		session_touch(s);
+		session_release(s);
+	}
+}
+
+/* The session ended (DELETE here or on another instance): close the
+ * upstream with 1000 and let a waiting poll know. */
+static void session_end_here(struct pb_session *s, const char *why)
+{
+	session_hold(s);
+	session_close_upstream(s, 1000, "");
+	session_answer_waiter(s, PB_ECLOSED, NULL);
+	session_forget(s, why);
+	session_release(s);
 }
 
 /* ---- timers ------------------------------------------------------------ */
@@ -543,7 +734,10 @@ static void session_timer_cb(uv_timer_t *t)
 {
 	struct pb_session *s = t->data;
 
-	if (s->state == PB_S_CONNECTING) {
+	if (s->state == PB_S_CONNECTING && s->adopting) {
+		session_close_upstream(s, 1000, "");
+		session_redial_failed(s, "handshake timed out");
+	} else if (s->state == PB_S_CONNECTING) {
 		pb_core_create_cb cb = s->create_cb;
 
 		pb_log_info("session %.6s: upstream %s: handshake timed out", s->id, s->route->name);
@@ -558,9 +752,237 @@ static void session_timer_cb(uv_timer_t *t)
 			s->reread = 1;
 		else
 			session_read_for_waiter(s);
-	} else {
+	} else if (s->owned) {
 		session_idle_expired(s);
 	}
+}
+
+/* ---- store wakeups ----------------------------------------------------- */
+
+/* Something changed on the inbound side of id. */
+static void core_on_inbound(void *arg, const char *id)
+{
+	struct pb_session *s = session_find(arg, id);
+
+	if (!s || !s->poll_cb)
+		return;
+	if (s->reading) {
+		s->reread = 1;
+		return;
+	}
+	if (s->parked)
+		session_read_for_waiter(s);
+}
+
+/* New client messages for id's upstream. */
+static void core_on_outbound(void *arg, const char *id)
+{
+	struct pb_session *s = session_find(arg, id);
+
+	if (s)
+		session_fetch_out(s);
+}
+
+/* The client acknowledged messages of id: an upstream paused because the
+ * queue was full may read again (the next append tells if it still is). */
+static void core_on_acked(void *arg, const char *id)
+{
+	struct pb_session *s = session_find(arg, id);
+
+	if (s && s->full) {
+		s->full = 0;
+		session_update_pause(s);
+	}
+}
+
+/* id ended on another instance (or here: then it is already gone). */
+static void core_on_ended(void *arg, const char *id)
+{
+	struct pb_session *s = session_find(arg, id);
+
+	if (s)
+		session_end_here(s, "deleted");
+}
+
+/* A poll on id started on some instance: an older one here gives way. */
+static void core_on_waiter(void *arg, const char *id, const char *instance, uint64_t token)
+{
+	struct pb_core *c = arg;
+	struct pb_session *s = session_find(c, id);
+
+	if (!s || !s->poll_cb || strcmp(instance, c->store->limits.instance) == 0)
+		return;
+	session_hold(s);
+	session_answer_empty(s);
+	session_shadow_done(s);
+	session_release(s);
+}
+
+/* Call fn on every session this instance holds (safe if fn forgets it). */
+static void core_each(struct pb_core *c, void (*fn)(struct pb_session *s))
+{
+	size_t n = pb_map_count(c->sessions);
+	struct pb_session **all;
+
+	if (!n)
+		return;
+	all = malloc(n * sizeof(*all));
+	if (!all)
+		return;
+	n = pb_map_values(c->sessions, (void **)all, n);
+	for (size_t i = 0; i < n; i++)
+		session_hold(all[i]);
+	for (size_t i = 0; i < n; i++) {
+		if (all[i]->state != PB_S_ENDED)
+			fn(all[i]);
+		session_release(all[i]);
+	}
+	free(all);
+}
+
+/* After missed wakeups: re-read for waiting polls, retry the store. */
+static void session_resync(struct pb_session *s)
+{
+	s->store_wait = 0;
+	session_push_next(s);
+	if (s->owned)
+		session_fetch_out(s);
+	if (s->parked && !s->reading)
+		session_read_for_waiter(s);
+}
+
+/* The store may have missed wakeups (it reconnected). */
+static void core_on_resync(void *arg)
+{
+	core_each(arg, session_resync);
+}
+
+/* The store went up or down. */
+static void core_on_health(void *arg, int up)
+{
+	pb_log_warn("store %s", up ? "available again" : "unavailable");
+	if (up)
+		core_each(arg, session_resync);
+}
+
+/* ---- leases and adoption (shared stores) ------------------------------- */
+
+/* Store answer to a lease renewal. */
+static void session_renewed(void *arg, int err)
+{
+	struct pb_session *s = arg;
+
+	if (s->state == PB_S_ENDED) {
+		/* Gone meanwhile. */
+	} else if (err == PB_ELOST) {
+		/* Another instance adopted it (our lease lapsed): let go. */
+		session_close_upstream(s, 1001, "moved to another instance");
+		session_answer_empty(s);
+		session_forget(s, "adopted by another instance");
+	} else if (err == PB_ENOSESSION || err == PB_ECLOSED) {
+		session_end_here(s, "ended elsewhere");
+	}
+	session_release(s);
+}
+
+/* Renew the lease of one owned session. */
+static void session_renew(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+
+	if (!s->owned || (s->state == PB_S_CONNECTING && !s->adopting))
+		return;
+	session_hold(s);
+	if (st->ops->renew(st, s->id, session_renewed, s))
+		session_release(s);
+}
+
+/* Take over a session whose owner died or drained. */
+static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_claim *cl)
+{
+	const struct pb_route *route = pb_config_route(c->cfg, cl->route);
+	struct pb_session *s = session_find(c, id);
+	int code = cl->drained ? 1012 : 1006;
+	const char *reason = cl->drained ? "instance drained" : "instance lost";
+
+	if (s && s->owned)
+		return;
+	if (!s) {
+		s = session_new(c, id, 1);
+		if (!s)
+			return;
+	} else {
+		s->owned = 1;
+		c->owned++;
+	}
+	s->route = route;
+	pb_log_info("session %.6s: adopted from a %s instance", s->id,
+		    cl->drained ? "drained" : "lost");
+	if (cl->closed) {
+		session_set_state(s, PB_S_CLOSED, "adopted after the upstream closed");
+		if (!s->parked)
+			session_touch(s);
+		return;
+	}
+	s->state = PB_S_OPEN;
+	if (route && route->redial) {
+		session_set_state(s, PB_S_CONNECTING, "adopted: dialling the upstream again");
+		s->adopting = 1;
+		if (session_dial(s, NULL, NULL) == 0)
+			return;
+		session_redial_failed(s, "dial failed");
+		return;
+	}
+	session_mark_closed(s, code, reason, strlen(reason),
+			    route ? "adopted without redial" : "adopted: route not configured here");
+}
+
+/* A claim in flight. */
+struct pb_claim_op {
+	struct pb_core *c;
+	char id[PB_ID_LEN + 1];
+};
+
+/* Store answer to a claim. */
+static void core_claimed(void *arg, int err, const struct pb_store_claim *cl)
+{
+	struct pb_claim_op *op = arg;
+
+	if (!err && !op->c->draining)
+		core_adopt(op->c, op->id, cl);
+	free(op);
+}
+
+/* Store answer to the orphan scan: claim each one. */
+static void core_orphans(void *arg, int err, const char *const *ids, size_t n)
+{
+	struct pb_core *c = arg;
+
+	for (size_t i = 0; !err && !c->draining && i < n; i++) {
+		struct pb_session *s = session_find(c, ids[i]);
+		struct pb_claim_op *op;
+
+		if ((s && s->owned) || !pb_session_id_valid(ids[i], strlen(ids[i])))
+			continue;
+		op = malloc(sizeof(*op));
+		if (!op)
+			return;
+		op->c = c;
+		memcpy(op->id, ids[i], PB_ID_LEN + 1);
+		if (c->store->ops->claim(c->store, op->id, core_claimed, op))
+			free(op);
+	}
+}
+
+/* Every second: renew our leases, look for orphans to adopt. */
+static void core_adopt_tick(uv_timer_t *t)
+{
+	struct pb_core *c = t->data;
+
+	if (c->draining || !c->store->ops->healthy(c->store))
+		return;
+	core_each(c, session_renew);
+	c->store->ops->orphans(c->store, core_orphans, c);
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -569,9 +991,9 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		    pb_core_create_cb cb, void *req)
 {
 	const struct pb_route *route = pb_config_route(c->cfg, cr->route);
-	struct pb_upstream_dial d = { 0 };
-	struct pb_buf protos;
+	char id[PB_ID_LEN + 1];
 	struct pb_session *s;
+	struct pb_buf protos;
 	int r = 0;
 
 	if (!route) {
@@ -582,7 +1004,7 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		cb(req, PB_EDRAINING, NULL, NULL);
 		return;
 	}
-	if (pb_map_count(c->sessions) >= c->cfg->max_sessions) {
+	if (c->owned >= c->cfg->max_sessions) {
 		cb(req, PB_ETOOMANY, NULL, NULL);
 		return;
 	}
@@ -590,48 +1012,29 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		cb(req, PB_ESTORE, NULL, NULL);
 		return;
 	}
-	s = calloc(1, sizeof(*s));
+	do {
+		r = pb_session_id_new(id);
+	} while (!r && pb_map_get(c->sessions, id, PB_ID_LEN));
+	s = r ? NULL : session_new(c, id, 1);
 	if (!s) {
-		cb(req, PB_ENOMEM, NULL, NULL);
+		cb(req, r ? r : PB_ENOMEM, NULL, NULL);
 		return;
 	}
-	s->core = c;
 	s->route = route;
 	s->state = PB_S_CONNECTING;
-	s->refs = 1;
 	s->create_cb = cb;
 	s->create_req = req;
-	uv_timer_init(c->loop, &s->timer);
-	s->timer.data = s;
-	do {
-		r = pb_session_id_new(s->id);
-	} while (!r && pb_map_get(c->sessions, s->id, PB_ID_LEN));
-	if (!r)
-		r = pb_map_put(c->sessions, s->id, PB_ID_LEN, s);
-	if (r) {
-		session_release(s);
-		cb(req, r, NULL, NULL);
-		return;
-	}
 	pb_buf_init(&protos, 0);
 	for (size_t i = 0; i < cr->nprotocols && !r; i++)
 		r = pb_buf_printf(&protos, "%s%s", i ? ", " : "", cr->protocols[i]);
-	d.route = route;
-	d.protocols = protos.len ? protos.data : NULL;
-	d.origin = route->origin ? route->origin : client_origin;
-	d.max_message_bytes = c->cfg->max_message_bytes;
-	if (!r) {
-		pb_log_debug("session %.6s: dialling %s (%s)", s->id, route->name, route->url);
-		s->up = pb_upstream_dial(c->up, &d, &pb_session_upstream, s, &r);
-	}
+	if (!r)
+		r = session_dial(s, protos.len ? protos.data : NULL, client_origin);
 	pb_buf_free(&protos);
-	if (!s->up) {
+	if (r) {
 		s->create_cb = NULL;
-		cb(req, r ? r : PB_EUPSTREAM, NULL, NULL);
+		cb(req, r, NULL, NULL);
 		session_forget(s, "upstream unreachable");
-		return;
 	}
-	uv_timer_start(&s->timer, session_timer_cb, (uint64_t)c->cfg->connect_timeout * 1000, 0);
 }
 
 /* A send in flight: the front's callback. */
@@ -679,22 +1082,26 @@ void pb_core_send(struct pb_core *c, const char *id, const struct pb_send_req *s
 
 /* A delete in flight. */
 struct pb_delete_op {
+	struct pb_core *c;
+	char id[PB_ID_LEN + 1];
 	pb_core_done_cb cb;
 	void *req;
 };
 
-/* Store answer to a delete. */
+/* Store answer to a delete: end the session here too. */
 static void core_delete_done(void *arg, int err)
 {
 	struct pb_delete_op *op = arg;
+	struct pb_session *s = err ? NULL : session_find(op->c, op->id);
 
+	if (s)
+		session_end_here(s, "deleted by the client");
 	op->cb(op->req, err);
 	free(op);
 }
 
 void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void *req)
 {
-	struct pb_session *s = session_find(c, id);
 	struct pb_delete_op *op = malloc(sizeof(*op));
 	int r;
 
@@ -702,16 +1109,10 @@ void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void 
 		cb(req, PB_ENOMEM);
 		return;
 	}
+	op->c = c;
+	snprintf(op->id, sizeof(op->id), "%s", id);
 	op->cb = cb;
 	op->req = req;
-	if (s && s->state != PB_S_CONNECTING) {
-		if (s->up) {
-			pb_upstream_close(s->up, 1000, "");
-			s->up = NULL;
-		}
-		session_answer_waiter(s, PB_ECLOSED, NULL);
-		session_forget(s, "deleted by the client");
-	}
 	r = c->store->ops->end(c->store, id, core_delete_done, op);
 	if (r) {
 		free(op);
@@ -719,43 +1120,56 @@ void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void 
 	}
 }
 
-/* ---- the core ---------------------------------------------------------- */
+/* ---- drain ------------------------------------------------------------- */
+
+/* Store answer to a release. */
+static void session_released(void *arg, int err)
+{
+	session_release(arg);
+}
+
+/* Drain one session. Single instance: it closes with 1001. Shared store:
+ * it is released for another instance to adopt, and its poll answered
+ * empty so the client polls again elsewhere. */
+static void session_drain(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+
+	if (s->state == PB_S_CONNECTING && !s->adopting) {
+		pb_core_create_cb cb = s->create_cb;
+
+		s->create_cb = NULL;
+		if (cb)
+			cb(s->create_req, PB_EDRAINING, NULL, NULL);
+		session_forget(s, "instance draining");
+		return;
+	}
+	if (!pb_store_shared(st)) {
+		if (s->state == PB_S_OPEN) {
+			session_close_upstream(s, 1001, "going away");
+			session_mark_closed(s, 1001, "instance draining", 17, "instance draining");
+		}
+		return;
+	}
+	session_close_upstream(s, 1001, "going away");
+	session_answer_empty(s);
+	if (s->owned) {
+		session_hold(s);
+		if (st->ops->release(st, s->id, session_released, s))
+			session_release(s);
+	}
+	session_forget(s, "instance draining");
+}
 
 void pb_core_drain(struct pb_core *c)
 {
-	size_t n = pb_map_count(c->sessions);
-	struct pb_session **all;
-
 	c->draining = 1;
-	if (!n)
-		return;
-	all = malloc(n * sizeof(*all));
-	if (!all)
-		return;
-	n = pb_map_values(c->sessions, (void **)all, n);
-	for (size_t i = 0; i < n; i++)
-		session_hold(all[i]);
-	for (size_t i = 0; i < n; i++) {
-		struct pb_session *s = all[i];
-
-		if (s->state == PB_S_CONNECTING) {
-			pb_core_create_cb cb = s->create_cb;
-
-			s->create_cb = NULL;
-			if (cb)
-				cb(s->create_req, PB_EDRAINING, NULL, NULL);
-			session_forget(s, "instance draining");
-		} else if (s->state == PB_S_OPEN) {
-			if (s->up) {
-				pb_upstream_close(s->up, 1001, "going away");
-				s->up = NULL;
-			}
-			session_mark_closed(s, 1001, "instance draining", 17, "instance draining");
-		}
-		session_release(s);
-	}
-	free(all);
+	if (c->adopt_timer_on)
+		uv_timer_stop(&c->adopt_timer);
+	core_each(c, session_drain);
 }
+
+/* ---- the core ---------------------------------------------------------- */
 
 struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 			    struct pb_upstream_ctx *up)
@@ -772,12 +1186,23 @@ struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 	c->loop = loop;
 	c->cfg = cfg;
 	c->up = up;
+	uv_timer_init(loop, &c->adopt_timer);
+	c->adopt_timer.data = c;
 	return c;
 }
 
 struct pb_store_events pb_core_store_events(struct pb_core *c)
 {
-	struct pb_store_events ev = { core_on_inbound, core_on_outbound, c };
+	struct pb_store_events ev = {
+		.inbound = core_on_inbound,
+		.outbound = core_on_outbound,
+		.ended = core_on_ended,
+		.acked = core_on_acked,
+		.waiter = core_on_waiter,
+		.resync = core_on_resync,
+		.health = core_on_health,
+		.arg = c,
+	};
 
 	return ev;
 }
@@ -785,32 +1210,39 @@ struct pb_store_events pb_core_store_events(struct pb_core *c)
 void pb_core_attach_store(struct pb_core *c, struct pb_store *store)
 {
 	c->store = store;
+	if (pb_store_shared(store)) {
+		uv_timer_start(&c->adopt_timer, core_adopt_tick, PB_ADOPT_INTERVAL_MS,
+			       PB_ADOPT_INTERVAL_MS);
+		c->adopt_timer_on = 1;
+	}
+}
+
+/* Answer and forget one session at shutdown. */
+static void session_shutdown(struct pb_session *s)
+{
+	session_answer_empty(s);
+	session_forget(s, "shutdown");
+}
+
+/* The core's timer is closed: free the core. */
+static void core_freed(uv_handle_t *h)
+{
+	free(h->data);
 }
 
 void pb_core_free(struct pb_core *c)
 {
-	size_t n;
-	struct pb_session **all;
-
 	if (!c)
 		return;
-	n = pb_map_count(c->sessions);
-	all = n ? malloc(n * sizeof(*all)) : NULL;
-	if (all) {
-		n = pb_map_values(c->sessions, (void **)all, n);
-		for (size_t i = 0; i < n; i++) {
-			session_answer_empty(all[i]);
-			session_forget(all[i], "shutdown");
-		}
-		free(all);
-	}
+	core_each(c, session_shutdown);
 	pb_map_free(c->sessions);
-	free(c);
+	c->sessions = NULL;
+	uv_close((uv_handle_t *)&c->adopt_timer, core_freed);
 }
 
 size_t pb_core_session_count(const struct pb_core *c)
 {
-	return pb_map_count(c->sessions);
+	return c->owned;
 }
 
 int pb_core_healthy(const struct pb_core *c)

@@ -20,6 +20,9 @@
  * Wakeups: the store calls the events it was created with whenever a
  * session's inbound side changes (new message, close, end) or its outbound
  * queue grows, so the core can answer a waiting poll or feed the upstream.
+ * A shared store (Redis) also reports sessions ended and polls started on
+ * other instances, and the ownership operations (leases, orphans, claim,
+ * release) that let instances adopt each other's sessions.
  */
 #ifndef PB_STORE_H
 #define PB_STORE_H
@@ -56,17 +59,37 @@ typedef void (*pb_store_push_cb)(void *arg, int err, uint64_t seq, size_t depth)
 typedef void (*pb_store_batch_cb)(void *arg, int err, const struct pb_store_batch *b);
 typedef void (*pb_store_send_cb)(void *arg, int err, const struct pb_store_send_result *r);
 
+/* What an adopting instance learns of a session it claimed. */
+struct pb_store_claim {
+	int closed;                     /* the upstream had closed already */
+	int drained;                    /* the old owner drained (else: died) */
+	const char *route;              /* borrowed */
+};
+
+typedef void (*pb_store_idle_cb)(void *arg, int err, int ended, uint64_t remaining_ms);
+typedef void (*pb_store_claim_cb)(void *arg, int err, const struct pb_store_claim *c);
+typedef void (*pb_store_ids_cb)(void *arg, int err, const char *const *ids, size_t n);
+
 /* Wakeups raised by the store; id is borrowed. */
 struct pb_store_events {
 	void (*inbound)(void *arg, const char *id);     /* re-read for waiting polls */
 	void (*outbound)(void *arg, const char *id);    /* new messages for the upstream */
+	void (*ended)(void *arg, const char *id);       /* ended elsewhere (shared stores) */
+	void (*acked)(void *arg, const char *id);       /* the client acknowledged messages */
+	/* a poll started on instance `instance` with `token` (shared stores) */
+	void (*waiter)(void *arg, const char *id, const char *instance, uint64_t token);
+	void (*resync)(void *arg);                      /* wakeups may have been missed */
+	void (*health)(void *arg, int up);              /* the store went up or down */
 	void *arg;
 };
 
-/* Limits the store enforces. */
+/* Limits and identity the store works with. */
 struct pb_store_limits {
 	size_t queue_max;               /* messages per session and direction */
 	unsigned tombstone_secs;        /* how long an ended session answers 410 */
+	unsigned idle_secs;             /* a live session's idle timeout */
+	unsigned lease_ms;              /* how long an owner's lease lasts */
+	const char *instance;           /* this instance's id (borrowed) */
 };
 
 struct pb_store_ops {
@@ -107,6 +130,27 @@ struct pb_store_ops {
 	/* End the session now (DELETE, idle timeout): free both queues and leave
 	 * a tombstone. PB_ENOSESSION, PB_ECLOSED if it had already ended. */
 	int (*end)(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg);
+	/* The owner's idle timer fired: end the session unless a request
+	 * reached it (on any instance) within idle_secs; else report how long
+	 * until it would be idle. */
+	int (*end_if_idle)(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg);
+
+	/* ---- shared stores only (NULL in a single-instance store) ---- */
+	/* Deliver this session's wakeups to this instance, or stop. */
+	int (*watch)(struct pb_store *s, const char *id);
+	void (*unwatch)(struct pb_store *s, const char *id);
+	/* Tell every instance a poll with token started here. */
+	int (*announce_waiter)(struct pb_store *s, const char *id, uint64_t token);
+	/* Extend this instance's lease on the session. PB_ELOST if another
+	 * instance owns it now; PB_ENOSESSION/PB_ECLOSED if it is gone. */
+	int (*renew)(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg);
+	/* Sessions whose owner's lease has run out. */
+	int (*orphans)(struct pb_store *s, pb_store_ids_cb cb, void *arg);
+	/* Become the owner of an orphan. PB_ELOST if its lease is live (someone
+	 * else claimed it first). */
+	int (*claim)(struct pb_store *s, const char *id, pb_store_claim_cb cb, void *arg);
+	/* Give up ownership on drain so another instance adopts at once. */
+	int (*release)(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg);
 };
 
 /* A store: its operations and the events it raises. Implementations embed
@@ -117,9 +161,18 @@ struct pb_store {
 	struct pb_store_limits limits;
 };
 
-/* Raise the inbound/outbound wakeups (for implementations). */
+/* Raise the wakeups (for implementations); absent handlers are skipped. */
 void pb_store_wake_inbound(struct pb_store *s, const char *id);
 void pb_store_wake_outbound(struct pb_store *s, const char *id);
+void pb_store_wake_ended(struct pb_store *s, const char *id);
+void pb_store_wake_acked(struct pb_store *s, const char *id);
+void pb_store_wake_waiter(struct pb_store *s, const char *id, const char *instance,
+			  uint64_t token);
+void pb_store_wake_resync(struct pb_store *s);
+void pb_store_wake_health(struct pb_store *s, int up);
+
+/* 1 if the store is shared between instances (it has watch()). */
+int pb_store_shared(const struct pb_store *s);
 
 /* Destroy a store; NULL is ignored. */
 void pb_store_destroy(struct pb_store *s);

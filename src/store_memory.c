@@ -1,6 +1,6 @@
 /*
  * store_memory.c: the memory store (see store.h for the contract). Per
- * session it keeps two rings of message references, the client cursor
+ * session it keeps two FIFOs of message references, the client cursor
  * trimming the inbound one and the owner's write position trimming the
  * outbound one. Ended sessions shrink to a tombstone on a FIFO list (every
  * tombstone lives equally long, so the oldest is always at the head) that
@@ -13,14 +13,6 @@
 #include "map.h"
 #include "store_memory.h"
 
-/* A FIFO of message references; grows by doubling. */
-struct mem_ring {
-	struct pb_msg **slots;
-	size_t cap;             /* power of two, or 0 */
-	size_t head;
-	size_t count;
-};
-
 enum mem_state { MEM_OPEN, MEM_CLOSED, MEM_ENDED };
 
 struct mem_session {
@@ -31,9 +23,9 @@ struct mem_session {
 	int close_code;
 	char *close_reason;
 	size_t close_reason_len;
-	struct mem_ring in;     /* holds seqs in_last - in.count + 1 .. in_last */
+	struct pb_msgq in;     /* holds seqs in_last - in.count + 1 .. in_last */
 	uint64_t in_last;
-	struct mem_ring out;    /* holds out-seqs out_last - out.count + 1 .. out_last */
+	struct pb_msgq out;    /* holds out-seqs out_last - out.count + 1 .. out_last */
 	uint64_t out_last;
 	uint64_t send_seq;
 	uint64_t forget_at;     /* tombstones: loop time (ms) to forget it */
@@ -48,56 +40,11 @@ struct mem_store {
 	struct mem_session *tomb_head, *tomb_tail;
 };
 
-/* The i-th oldest reference in the ring. */
-static struct pb_msg *mem_ring_at(const struct mem_ring *r, size_t i)
-{
-	return r->slots[(r->head + i) & (r->cap - 1)];
-}
-
-/* Append a reference (taken by the ring). 0 or PB_ENOMEM. */
-static int mem_ring_push(struct mem_ring *r, struct pb_msg *m)
-{
-	if (r->count == r->cap) {
-		size_t ncap = r->cap ? r->cap * 2 : 8;
-		struct pb_msg **s = malloc(ncap * sizeof(*s));
-
-		if (!s)
-			return PB_ENOMEM;
-		for (size_t i = 0; i < r->count; i++)
-			s[i] = mem_ring_at(r, i);
-		free(r->slots);
-		r->slots = s;
-		r->cap = ncap;
-		r->head = 0;
-	}
-	r->slots[(r->head + r->count) & (r->cap - 1)] = m;
-	r->count++;
-	return 0;
-}
-
-/* Drop the n oldest references. */
-static void mem_ring_drop(struct mem_ring *r, size_t n)
-{
-	for (; n && r->count; n--) {
-		pb_msg_unref(r->slots[r->head]);
-		r->head = (r->head + 1) & (r->cap - 1);
-		r->count--;
-	}
-}
-
-/* Drop everything and the storage. */
-static void mem_ring_free(struct mem_ring *r)
-{
-	mem_ring_drop(r, r->count);
-	free(r->slots);
-	memset(r, 0, sizeof(*r));
-}
-
 /* Free what a live session holds besides its tombstone identity. */
 static void mem_session_strip(struct mem_session *ms)
 {
-	mem_ring_free(&ms->in);
-	mem_ring_free(&ms->out);
+	pb_msgq_free(&ms->in);
+	pb_msgq_free(&ms->out);
 	free(ms->route);
 	free(ms->protocol);
 	free(ms->close_reason);
@@ -208,7 +155,7 @@ static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
 	if (!r && ms->state == MEM_CLOSED)
 		r = PB_ECLOSED;
 	if (!r)
-		r = mem_ring_push(&ms->in, pb_msg_ref(m));
+		r = pb_msgq_push(&ms->in, pb_msg_ref(m));
 	if (r) {
 		if (r == PB_ENOMEM)
 			pb_msg_unref(m);
@@ -229,7 +176,7 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 	struct mem_session *ms;
 	uint64_t first;
 	size_t n = 0, bytes = 0;
-	int r = mem_live(st, id, &ms), ended;
+	int r = mem_live(st, id, &ms), ended, acked = 0;
 
 	if (!r && after > ms->in_last)
 		r = PB_EBADREQ;
@@ -239,10 +186,12 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 	}
 	/* Acknowledge: everything <= after may go. */
 	first = ms->in_last - ms->in.count + 1;
-	if (after >= first)
-		mem_ring_drop(&ms->in, (size_t)(after - first + 1));
+	if (after >= first) {
+		pb_msgq_drop(&ms->in, (size_t)(after - first + 1));
+		acked = 1;
+	}
 	while (n < ms->in.count && n < max) {
-		size_t len = mem_ring_at(&ms->in, n)->len;
+		size_t len = pb_msgq_at(&ms->in, n)->len;
 
 		if (n > 0 && bytes + len > max_bytes)
 			break;
@@ -254,7 +203,7 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 		if (!b.msgs)
 			return PB_ENOMEM;
 		for (size_t i = 0; i < n; i++)
-			b.msgs[i] = mem_ring_at(&ms->in, i);
+			b.msgs[i] = pb_msgq_at(&ms->in, i);
 	}
 	b.n = n;
 	b.last_seq = ms->in_last;
@@ -269,6 +218,8 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 	b.ended = ended;
 	cb(arg, 0, &b);
 	free(b.msgs);
+	if (acked && !ended)
+		pb_store_wake_acked(s, id);
 	if (ended) {
 		/* The callback may not end it (it is the store's to end), but be
 		 * safe against a re-entrant end. */
@@ -309,7 +260,7 @@ static int mem_push_out(struct pb_store *s, const char *id, struct pb_msg *const
 		return 0;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (mem_ring_push(&ms->out, pb_msg_ref(msgs[i]))) {
+		if (pb_msgq_push(&ms->out, pb_msg_ref(msgs[i]))) {
 			/* Undo the part of the batch already queued. */
 			pb_msg_unref(msgs[i]);
 			while (i--) {
@@ -357,7 +308,7 @@ static int mem_read_out(struct pb_store *s, const char *id, uint64_t after, size
 		if (!b.msgs)
 			return PB_ENOMEM;
 		for (size_t i = 0; i < n; i++)
-			b.msgs[i] = mem_ring_at(&ms->out, skip + i);
+			b.msgs[i] = pb_msgq_at(&ms->out, skip + i);
 	}
 	b.n = n;
 	b.last_seq = ms->out_last;
@@ -378,7 +329,7 @@ static int mem_ack_out(struct pb_store *s, const char *id, uint64_t upto,
 	if (!r) {
 		first = ms->out_last - ms->out.count + 1;
 		if (upto >= first)
-			mem_ring_drop(&ms->out, (size_t)(upto - first + 1));
+			pb_msgq_drop(&ms->out, (size_t)(upto - first + 1));
 	}
 	cb(arg, r);
 	return 0;
@@ -404,7 +355,7 @@ static int mem_close(struct pb_store *s, const char *id, int code, const char *r
 	ms->close_reason_len = reason_len;
 	ms->close_code = code;
 	ms->state = MEM_CLOSED;
-	mem_ring_free(&ms->out);
+	pb_msgq_free(&ms->out);
 	cb(arg, 0);
 	pb_store_wake_inbound(s, id);
 	return 0;
@@ -423,6 +374,23 @@ static int mem_end(struct pb_store *s, const char *id, pb_store_done_cb cb, void
 	mem_bury(st, ms);
 	cb(arg, 0);
 	pb_store_wake_inbound(s, id);
+	return 0;
+}
+
+/* One instance sees every request, so its idle timer is exact: end. */
+static int mem_end_if_idle(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg)
+{
+	struct mem_store *st = (struct mem_store *)s;
+	struct mem_session *ms;
+	int r = mem_live(st, id, &ms);
+
+	if (!r) {
+		mem_bury(st, ms);
+		cb(arg, 0, 1, 0);
+		pb_store_wake_inbound(s, id);
+		return 0;
+	}
+	cb(arg, r, 0, 0);
 	return 0;
 }
 
@@ -468,6 +436,7 @@ static const struct pb_store_ops mem_ops = {
 	.ack_out = mem_ack_out,
 	.close = mem_close,
 	.end = mem_end,
+	.end_if_idle = mem_end_if_idle,
 };
 
 struct pb_store *pb_store_memory_new(uv_loop_t *loop, const struct pb_store_events *events,

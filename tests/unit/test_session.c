@@ -146,7 +146,7 @@ int main(void)
 	struct pb_core *core;
 	struct pb_store *store;
 	struct pb_store_events ev;
-	struct pb_store_limits lim;
+	struct pb_store_limits lim = { .instance = "test" };
 	struct answer a, b, d;
 	char err[256], spec[128];
 	int echo_port, dead_port, hole_port, hole;

@@ -297,7 +297,7 @@ static void test_outbound(struct pb_store *s)
 int main(void)
 {
 	uv_loop_t loop;
-	struct pb_store_events ev = { wake_in, wake_out, NULL };
+	struct pb_store_events ev = { .inbound = wake_in, .outbound = wake_out };
 	struct pb_store_limits lim = { .queue_max = 8, .tombstone_secs = 1 };
 	struct pb_store *s;
 
