@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "config.h"
 #include "error.h"
+#include "redis.h"
 
 enum opt_kind {
 	OPT_UINT,       /* unsigned seconds */
@@ -70,8 +71,12 @@ static const char pb_usage[] =
 "  --route NAME=URL [OPTS]   map route NAME to the upstream ws:// or wss:// URL;\n"
 "                            repeatable; OPTS (space-separated, in the same argument):\n"
 "                            redial, origin=ORIGIN, insecure\n"
-"  --store memory            where sessions are buffered (default memory)\n"
-"  --instance-id ID          this instance's name in logs (default: hostname-pid)\n"
+"  --store memory|redis://[:PASSWORD@]HOST:PORT[/DB]\n"
+"                            where sessions are buffered (default memory); with\n"
+"                            Redis, instances share sessions and adopt each\n"
+"                            other's when one drains or dies\n"
+"  --instance-id ID          this instance's name in logs and in Redis; unique\n"
+"                            per running instance (default: hostname-pid)\n"
 "  --wait-max S              longest long poll, seconds (default 30)\n"
 "  --idle-timeout S          end a session after S seconds without a request;\n"
 "                            also how long an ended session answers 410 (default 60)\n"
@@ -379,9 +384,14 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 	case OPT_STORE:
 		if (strcmp(v, "memory") == 0)
 			return cfg_set_str(&cfg->store, v, strlen(v));
-		if (strncmp(v, "redis://", 8) == 0)
-			return cfg_fail(err, errlen,
-					"--store %s: the Redis store is not available in this version", v);
+		if (strncmp(v, "redis://", 8) == 0) {
+			struct pb_redis_url u;
+			char why[256];
+
+			if (pb_redis_parse_url(v, &u, why, sizeof(why)))
+				return cfg_fail(err, errlen, "--store: %s", why);
+			return cfg_set_str(&cfg->store, v, strlen(v));
+		}
 		return cfg_fail(err, errlen, "--store %s: expected memory or redis://HOST:PORT", v);
 	case OPT_STRING:
 		if (strlen(v) < o->min || strlen(v) > o->max)

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "session.h"
 #include "store_memory.h"
+#include "store_redis.h"
 #include "upstream.h"
 
 /* The demo route used when none is configured (the bundled echo server's
@@ -65,6 +66,32 @@ static void raise_fd_limit(void)
 	}
 }
 
+/* A timer that only wakes the loop. */
+static void wake_only(uv_timer_t *t)
+{
+	(void)t;
+}
+
+/* Give a store that connects in the background (Redis) up to 2 s before
+ * the ready line, so a supervisor that waits for it finds a working
+ * instance; if the store is still down the daemon starts anyway and
+ * answers 503 (and /healthz 503) until it is up. */
+static void wait_for_store(struct pb_daemon *d)
+{
+	uint64_t until = uv_now(&d->loop) + 2000;
+	uv_timer_t t;
+
+	uv_timer_init(&d->loop, &t);
+	uv_timer_start(&t, wake_only, 50, 50);
+	while (!d->store->ops->healthy(d->store) && uv_now(&d->loop) < until)
+		uv_run(&d->loop, UV_RUN_ONCE);
+	if (!d->store->ops->healthy(d->store))
+		pb_log_warn("store %s is not reachable yet; answering 503 until it is",
+			    d->cfg.store);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&d->loop, UV_RUN_NOWAIT);
+}
+
 /* Check, every few milliseconds, whether draining is complete. */
 static void drain_tick(uv_timer_t *t)
 {
@@ -99,6 +126,8 @@ static void on_signal(uv_signal_t *h, int signum)
 /* Tear everything down in dependency order and let the loop finish. */
 static void shutdown_daemon(struct pb_daemon *d)
 {
+	/* The front and the core are freed through loop callbacks, so the
+	 * store's failed operations can still call into them here. */
 	pb_front_free(d->front);
 	pb_core_free(d->core);
 	pb_store_destroy(d->store);
@@ -173,9 +202,12 @@ int main(int argc, char **argv)
 	lim.idle_secs = d.cfg.idle_timeout;
 	lim.lease_ms = PB_LEASE_MS;
 	lim.instance = d.cfg.instance_id;
-	d.store = pb_store_memory_new(&d.loop, &ev, &lim);
+	if (strcmp(d.cfg.store, "memory") == 0)
+		d.store = pb_store_memory_new(&d.loop, &ev, &lim);
+	else
+		d.store = pb_store_redis_new(&d.loop, d.cfg.store, &ev, &lim, err, sizeof(err));
 	if (!d.core || !d.store) {
-		fprintf(stderr, "pollbridge: out of memory\n");
+		fprintf(stderr, "pollbridge: %s\n", d.core ? err : "out of memory");
 		return 1;
 	}
 	pb_core_attach_store(d.core, d.store);
@@ -191,9 +223,11 @@ int main(int argc, char **argv)
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 
+	wait_for_store(&d);
 	for (size_t i = 0; i < d.cfg.nroutes; i++)
 		pb_log_info("route %s -> %s", d.cfg.routes[i].name, d.cfg.routes[i].url);
-	pb_log_info("store %s, wait-max %us, idle-timeout %us", d.cfg.store, d.cfg.wait_max,
+	pb_log_info("instance %s, store %s, wait-max %us, idle-timeout %us", d.cfg.instance_id,
+		    strncmp(d.cfg.store, "redis", 5) ? d.cfg.store : "redis", d.cfg.wait_max,
 		    d.cfg.idle_timeout);
 	/* The ready line (API.md): tests and supervisors wait for it. */
 	fprintf(stderr, "listening on %s\n", pb_front_address(d.front));

@@ -79,6 +79,11 @@ struct pb_session {
 	uint64_t out_acked;     /* highest out-seq acknowledged to the store */
 	int fetching;
 	int refetch;            /* more may be waiting in the store */
+	/* The upstream's close, stored once the inbound messages before it are. */
+	int close_pending;
+	int close_code;
+	char close_reason[124];
+	size_t close_reason_len;
 };
 
 struct pb_core {
@@ -98,6 +103,7 @@ static void session_timer_cb(uv_timer_t *t);
 static void session_read_for_waiter(struct pb_session *s);
 static void session_fetch_out(struct pb_session *s);
 static void session_push_next(struct pb_session *s);
+static void session_store_close(struct pb_session *s);
 
 /* ---- lifetime ------------------------------------------------------- */
 
@@ -241,11 +247,13 @@ static void session_answer_empty(struct pb_session *s)
 	session_answer_waiter(s, 0, &b);
 }
 
-/* A shadow with no poll left has nothing to do here. */
+/* A shadow with no poll left lingers (still subscribed, so the client's
+ * next poll here needs no new subscription) until idle_timeout passes. */
 static void session_shadow_done(struct pb_session *s)
 {
-	if (!s->owned && !s->poll_cb && !s->reading)
-		session_forget(s, "poll answered");
+	if (!s->owned && !s->poll_cb && !s->reading && s->state != PB_S_ENDED)
+		uv_timer_start(&s->timer, session_timer_cb,
+			       (uint64_t)s->core->cfg->idle_timeout * 1000, 0);
 }
 
 /* Store answer to a read for the waiting poll. */
@@ -253,14 +261,18 @@ static void session_read_done(void *arg, int err, const struct pb_store_batch *b
 {
 	struct pb_session *s = arg;
 
+	/* An error or the end of the session is the last word, whatever
+	 * arrived during the read. */
+	int final = err || b->ended;
+
 	s->reading = 0;
 	if (!s->poll_cb) {
 		/* Answered meanwhile (replaced by a newer poll, deleted). */
-	} else if (s->reread) {
+	} else if (s->reread && !final) {
 		/* A newer poll or a wakeup came during the read: read again. */
 		s->reread = 0;
 		session_read_for_waiter(s);
-	} else if (err || b->n || b->close.closed || !s->poll_wait) {
+	} else if (final || b->n || b->close.closed || !s->poll_wait) {
 		session_answer_waiter(s, err, b);
 		if (!err && s->full && b->depth < s->core->cfg->queue_max) {
 			s->full = 0;
@@ -400,6 +412,8 @@ static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
 	}
 	session_update_pause(s);
 	session_push_next(s);
+	if (!s->in.count && s->close_pending && s->state == PB_S_CLOSED)
+		session_store_close(s);
 	session_release(s);
 }
 
@@ -494,20 +508,42 @@ static void session_acked_out(void *arg, int err)
 /* Store answer to an upstream close. */
 static void session_close_stored(void *arg, int err)
 {
-	session_release(arg);
+	struct pb_session *s = arg;
+
+	if (err == PB_ESTORE && s->state != PB_S_ENDED)
+		s->close_pending = 1;   /* retried on resync */
+	session_release(s);
 }
 
-/* Mark the session closed in the store with code and reason. */
-static void session_mark_closed(struct pb_session *s, int code, const char *reason,
-				size_t reason_len, const char *why)
+/* Record the upstream's close in the store. */
+static void session_store_close(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
 
+	s->close_pending = 0;
+	session_hold(s);
+	if (st->ops->close(st, s->id, s->close_code, s->close_reason, s->close_reason_len,
+			   session_close_stored, s)) {
+		s->close_pending = 1;   /* store unavailable: retried on resync */
+		session_release(s);
+	}
+}
+
+/* The upstream is gone with code and reason: the session is closed. The
+ * store learns it after every message that came before the close. */
+static void session_mark_closed(struct pb_session *s, int code, const char *reason,
+				size_t reason_len, const char *why)
+{
 	pb_msgq_drop(&s->out, s->out.count);
 	session_set_state(s, PB_S_CLOSED, why);
-	session_hold(s);
-	if (st->ops->close(st, s->id, code, reason, reason_len, session_close_stored, s))
-		session_release(s);
+	s->close_code = code;
+	s->close_reason_len = reason_len < sizeof(s->close_reason) ?
+			      reason_len : sizeof(s->close_reason);
+	memcpy(s->close_reason, reason, s->close_reason_len);
+	if (s->in.count)
+		s->close_pending = 1;
+	else
+		session_store_close(s);
 	if (!s->parked)
 		session_touch(s);
 }
@@ -754,6 +790,8 @@ static void session_timer_cb(uv_timer_t *t)
 			session_read_for_waiter(s);
 	} else if (s->owned) {
 		session_idle_expired(s);
+	} else if (!s->poll_cb) {
+		session_forget(s, "no poll for a while");
 	}
 }
 
@@ -795,13 +833,22 @@ static void core_on_acked(void *arg, const char *id)
 	}
 }
 
-/* id ended on another instance (or here: then it is already gone). */
+/* id ended (DELETE, idle, or its last message acknowledged) somewhere:
+ * close the upstream; a waiting poll reads once more, which tells it how
+ * (the final closed batch, or 410), and then the session is forgotten. */
 static void core_on_ended(void *arg, const char *id)
 {
 	struct pb_session *s = session_find(arg, id);
 
-	if (s)
-		session_end_here(s, "deleted");
+	if (!s)
+		return;
+	session_close_upstream(s, 1000, "");
+	if (!s->poll_cb)
+		session_end_here(s, "ended");
+	else if (s->reading)
+		s->reread = 1;
+	else
+		session_read_for_waiter(s);
 }
 
 /* A poll on id started on some instance: an older one here gives way. */
@@ -845,6 +892,8 @@ static void session_resync(struct pb_session *s)
 {
 	s->store_wait = 0;
 	session_push_next(s);
+	if (!s->in.count && s->close_pending && s->state == PB_S_CLOSED)
+		session_store_close(s);
 	if (s->owned)
 		session_fetch_out(s);
 	if (s->parked && !s->reading)
@@ -948,7 +997,7 @@ static void core_claimed(void *arg, int err, const struct pb_store_claim *cl)
 {
 	struct pb_claim_op *op = arg;
 
-	if (!err && !op->c->draining)
+	if (!err && !op->c->draining && op->c->sessions)
 		core_adopt(op->c, op->id, cl);
 	free(op);
 }
@@ -958,7 +1007,7 @@ static void core_orphans(void *arg, int err, const char *const *ids, size_t n)
 {
 	struct pb_core *c = arg;
 
-	for (size_t i = 0; !err && !c->draining && i < n; i++) {
+	for (size_t i = 0; !err && !c->draining && c->sessions && i < n; i++) {
 		struct pb_session *s = session_find(c, ids[i]);
 		struct pb_claim_op *op;
 
@@ -1234,6 +1283,8 @@ void pb_core_free(struct pb_core *c)
 {
 	if (!c)
 		return;
+	c->draining = 1;
+	uv_timer_stop(&c->adopt_timer);
 	core_each(c, session_shutdown);
 	pb_map_free(c->sessions);
 	c->sessions = NULL;

@@ -53,7 +53,11 @@ static struct {
 	struct h_proc *procs[H_MAX_PROCS];
 	volatile sig_atomic_t nprocs;
 	unsigned int spawned;	/* for log file names */
+	int redis_port;		/* PB_TEST_STORE=redis: the private Redis */
+	char store_url[300];	/* --store for every bridge, "" for the default */
 } h;
+
+static int collect_args(char **argv, int *argc, va_list ap);
 
 /* ---- cleanup -------------------------------------------------------- */
 
@@ -172,6 +176,7 @@ void h_init(void)
 	char path[PATH_MAX], real[PATH_MAX];
 	struct sigaction sa;
 	struct rlimit rl;
+	const char *store;
 
 	if (h.inited)
 		return;
@@ -213,6 +218,60 @@ void h_init(void)
 	if (curl_global_init(CURL_GLOBAL_DEFAULT))
 		tap_bail("curl_global_init failed");
 	h.inited = 1;
+	store = getenv("PB_TEST_STORE");
+	if (store && strcmp(store, "redis") == 0) {
+		/* One private Redis for the whole test program. */
+		if (!h_redis_start(&h.redis_port, NULL))
+			tap_bail("cannot start redis-server for PB_TEST_STORE=redis");
+		snprintf(h.store_url, sizeof(h.store_url), "redis://127.0.0.1:%d", h.redis_port);
+	} else if (store && *store && strcmp(store, "memory") != 0) {
+		snprintf(h.store_url, sizeof(h.store_url), "%s", store);
+	}
+}
+
+const char *h_store(void)
+{
+	return h.store_url[0] ? h.store_url : NULL;
+}
+
+int h_store_shared(void)
+{
+	return strncmp(h.store_url, "redis://", 8) == 0;
+}
+
+struct h_proc *h_redis_start(int *port, const char *arg, ...)
+{
+	char *argv[H_MAX_ARGS], portbuf[16], dir[300];
+	struct h_proc *p = NULL;
+	va_list ap;
+	int argc = 0;
+
+	for (int attempt = 0; attempt < 3 && !p; attempt++) {
+		*port = h_free_port();
+		snprintf(portbuf, sizeof(portbuf), "%d", *port);
+		snprintf(dir, sizeof(dir), "%s", h.tmpdir);
+		argc = 0;
+		argv[argc++] = "redis-server";
+		argv[argc++] = "--port";
+		argv[argc++] = portbuf;
+		argv[argc++] = "--bind";
+		argv[argc++] = "127.0.0.1";
+		argv[argc++] = "--save";
+		argv[argc++] = "";
+		argv[argc++] = "--dir";
+		argv[argc++] = dir;
+		argv[argc++] = "--daemonize";
+		argv[argc++] = "no";
+		if (arg) {
+			argv[argc++] = (char *)arg;
+			va_start(ap, arg);
+			collect_args(argv, &argc, ap);
+			va_end(ap);
+		}
+		argv[argc] = NULL;
+		p = h_spawn(argv, "Ready to accept connections", H_START_MS, NULL, 0);
+	}
+	return p;
 }
 
 const char *h_tmpdir(void)
@@ -665,7 +724,7 @@ int h_bridge_start(struct h_bridge *b, const char *arg, ...)
 {
 	char *argv[H_MAX_ARGS], rest[256];
 	static char wrapbuf[1024];
-	const char *store = getenv("PB_TEST_STORE");
+	const char *store = h_store();
 	const char *wrapper = getenv("PB_BRIDGE_WRAPPER");
 	va_list ap;
 	int argc = 0, r;

@@ -9,7 +9,9 @@
  *   PB_BIN        path of the pollbridge binary
  *   PB_ECHO_BIN   path of pollbridge-echo
  *   PB_UPSTREAMS  directory of the websocketd scripts (tests/upstreams)
- *   PB_TEST_STORE optional --store value for every bridge (default: memory)
+ *   PB_TEST_STORE "redis": every bridge uses a private redis-server that
+ *                 h_init() starts; "memory" or unset: the memory store;
+ *                 anything else is passed to --store as it is
  *   PB_BRIDGE_WRAPPER optional command line every bridge runs under
  *                 (e.g. "valgrind -q --error-exitcode=97"), split on spaces
  */
@@ -87,6 +89,19 @@ struct h_bridge {
  * with PB_TEST_STORE's store, plus the NULL-terminated extra arguments.
  * 0, or -1 if it did not print its ready line within 10 s. */
 int h_bridge_start(struct h_bridge *b, const char *arg, ...);
+
+/* The --store value every bridge gets (NULL: the default memory store). */
+const char *h_store(void);
+
+/* 1 if the bridges share a store (Redis): drain and instance failure then
+ * hand sessions over instead of closing them. */
+int h_store_shared(void);
+
+/* Start a redis-server on a free loopback port (no persistence unless the
+ * NULL-terminated extra arguments say so, e.g. "--appendonly", "yes"),
+ * with its files in the temp dir. Returns the process and sets *port, or
+ * NULL. */
+struct h_proc *h_redis_start(int *port, const char *arg, ...);
 
 /* Start pollbridge-echo on a free port; extra arguments NULL-terminated.
  * Returns the process and sets *port, or NULL. */

@@ -558,8 +558,15 @@ static void test_other_flags(void)
 	if (ACCEPTS(&r, "--store=memory"))
 		tap_is_str(r.cfg.store, "memory", "--store=memory: stored");
 	pb_config_free(&r.cfg);
-	FAILS("--store", "--store", "redis://x:1");
-	FAILS("not available", "--store=redis://:pw@x:1/2");
+	if (ACCEPTS(&r, "--store", "redis://x:1"))
+		tap_is_str(r.cfg.store, "redis://x:1", "--store redis://x:1: stored");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--store=redis://:pw@x:1/2"))
+		tap_is_str(r.cfg.store, "redis://:pw@x:1/2", "--store with password and db: stored");
+	pb_config_free(&r.cfg);
+	FAILS("--store", "--store", "redis://x:notaport");
+	FAILS("--store", "--store", "redis://");
+	FAILS("--store", "--store", "redis://x:1/db");
 	FAILS("--store", "--store", "bogus");
 	FAILS("--store", "--store=");
 	FAILS("--store", "--store", "Memory");

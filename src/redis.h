@@ -1,0 +1,91 @@
+/*
+ * redis.h: an asynchronous Redis client on the daemon's libuv loop
+ * (hiredis 0.14 and its libuv adapter), adding what hiredis lacks: connect
+ * and command timeouts, reconnection with backoff, Lua scripts run by SHA
+ * (loaded on connect, reloaded on NOSCRIPT), and a subscriber connection
+ * whose channels survive reconnects.
+ *
+ * One pb_redis owns two connections: one for commands, one for pub/sub.
+ * Together with store_redis.c this is the only code that includes hiredis.
+ *
+ * Callback contract (as hiredis): a command that was accepted (return 0)
+ * calls its callback exactly once: with the reply, or with reply NULL and
+ * err PB_ESTORE when the connection failed, timed out or was freed. The
+ * reply is borrowed for the duration of the callback. A command that was
+ * refused (non-zero return) never calls back.
+ */
+#ifndef PB_REDIS_H
+#define PB_REDIS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+struct redisReply;
+struct pb_redis;
+
+/* A parsed redis://[:PASSWORD@]HOST:PORT[/DB] URL. */
+struct pb_redis_url {
+	char host[256];
+	int port;               /* default 6379 */
+	char password[256];     /* "" for none */
+	int db;                 /* default 0 */
+};
+
+/* Parse url. 0, or PB_EBADREQ with a one-line reason in err. */
+int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen);
+
+struct pb_redis_opts {
+	struct pb_redis_url url;
+	unsigned connect_timeout_ms;    /* per attempt; default 1000 */
+	unsigned command_timeout_ms;    /* per command; default 1000 */
+	/* Lua sources to load (SCRIPT LOAD) on every (re)connect, before the
+	 * command connection counts as up; pb_redis_eval() names them by index.
+	 * The array and strings are borrowed for the client's life. */
+	const char *const *scripts;
+	size_t nscripts;
+	/* The command connection went up (1) or down (0). May be NULL. */
+	void (*on_state)(void *arg, int up);
+	/* A message on a subscribed channel (borrowed bytes). May be NULL. */
+	void (*on_message)(void *arg, const char *channel, size_t chlen, const char *msg,
+			   size_t len);
+	/* The subscriber connection is (re)subscribed to every channel after a
+	 * reconnect: messages may have been missed meanwhile. May be NULL. */
+	void (*on_resubscribed)(void *arg);
+	void *arg;
+};
+
+typedef void (*pb_redis_cb)(void *arg, int err, struct redisReply *reply);
+
+/* A client on loop; it starts connecting at once and keeps reconnecting
+ * (backoff 100 ms doubling to 2 s) whenever a connection is lost. NULL on
+ * allocation failure. */
+struct pb_redis *pb_redis_new(uv_loop_t *loop, const struct pb_redis_opts *opts);
+
+/* Fail every pending command (PB_ESTORE), close both connections and the
+ * timers; the memory is reclaimed once the loop has run the close
+ * callbacks. NULL is ignored. */
+void pb_redis_free(struct pb_redis *r);
+
+/* 1 if the command connection is up (connected, authenticated, db
+ * selected, scripts loaded). */
+int pb_redis_ready(const struct pb_redis *r);
+
+/* Send a command (argv borrowed during the call; argvlen may be NULL for
+ * C strings). PB_ESTORE at once if the command connection is not up. */
+int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
+		     const char *const *argv, const size_t *argvlen);
+
+/* EVALSHA script number `script` with nkeys keys followed by the other
+ * arguments in argv. A NOSCRIPT answer reloads the script and retries
+ * once, transparently. Same contract as pb_redis_command(). */
+int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
+		  const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg);
+
+/* Subscribe to / unsubscribe from a channel on the subscriber connection.
+ * Channels are remembered and re-subscribed after a reconnect; calls while
+ * disconnected only update that set. Reference-counted: n subscribes need
+ * n unsubscribes. 0 or PB_ENOMEM. */
+int pb_redis_subscribe(struct pb_redis *r, const char *channel);
+void pb_redis_unsubscribe(struct pb_redis *r, const char *channel);
+
+#endif

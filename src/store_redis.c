@@ -1,0 +1,1160 @@
+/*
+ * store_redis.c: the Redis store (see store.h for the contract and
+ * docs/REDIS.md for the key layout and why it is safe). Every operation on
+ * a session is one Lua script run atomically on the session's three keys,
+ * which share the hash tag {id} (one cluster slot):
+ *
+ *   pb:{id}:m   hash: state, route, protocol, owner, lease, cursors, seqs
+ *   pb:{id}:i   list: inbound messages (upstream -> client), oldest first
+ *   pb:{id}:o   list: outbound messages (client -> upstream), oldest first
+ *
+ * Wakeups travel on the channel pb:{id}; an instance subscribes to the
+ * channels of the sessions it holds. The only key outside a session is
+ * pb:leases, a sorted set of session ids by lease deadline that instances
+ * scan for orphans.
+ *
+ * Stored messages are one type byte ('t' text, 'b' binary, 'r' reopen)
+ * followed by the data. Replies are checked before use: anything of an
+ * unexpected shape is PB_ESTORE, never a crash.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "error.h"
+#include "log.h"
+#include "redis.h"
+#include "store_redis.h"
+
+/* How many orphans one scan may claim. */
+#define RS_ORPHANS_PER_SCAN 100
+
+/* Scripts share this prelude: Redis' clock (so instances with skewed
+ * clocks agree on leases), and touch(), which refreshes the TTL of the
+ * session's three keys. */
+#define RS_PRELUDE \
+	"local t = redis.call('TIME')\n" \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+	"local function touch(ttl) for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end end\n"
+
+/* Script numbers, in the order of rs_scripts[]. */
+enum rs_script {
+	RS_CREATE, RS_PUSH_IN, RS_READ_IN, RS_PUSH_OUT, RS_READ_OUT, RS_ACK_OUT,
+	RS_CLOSE, RS_END, RS_END_IF_IDLE, RS_RENEW, RS_CLAIM, RS_RELEASE, RS_ORPHANS,
+	RS_NSCRIPTS
+};
+
+/* Every session script: KEYS = meta, in, out; ARGV[1] = key TTL (ms),
+ * ARGV[2] = the session's channel. Replies are arrays whose first element
+ * is 0 or a negative PB_E* code. */
+static const char *const rs_scripts[RS_NSCRIPTS] = {
+	/* CREATE: route, protocol, owner, lease_ms -> {0, lease} */
+	[RS_CREATE] = RS_PRELUDE
+	"if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end\n"
+	"local lease = now + tonumber(ARGV[6])\n"
+	"redis.call('HSET', KEYS[1], 'st', 'open', 'route', ARGV[3], 'proto', ARGV[4],\n"
+	"  'owner', ARGV[5], 'lease', lease, 'drained', 0, 'in_last', 0, 'in_first', 1,\n"
+	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now)\n"
+	"touch(ARGV[1])\n"
+	"return {0, lease}\n",
+	/* PUSH_IN: payload, owner -> {0, seq, depth} */
+	[RS_PUSH_IN] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] ~= 'open' then return {-4} end\n"
+	"if m[2] ~= ARGV[4] then return {-17} end\n"
+	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', 1)\n"
+	"local depth = redis.call('RPUSH', KEYS[2], ARGV[3])\n"
+	"touch(ARGV[1])\n"
+	"redis.call('PUBLISH', ARGV[2], 'i')\n"
+	"return {0, seq, depth}\n",
+	/* READ_IN: after, max, max_bytes, tombstone_ms ->
+	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
+	[RS_READ_IN] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] == 'ended' then return {-4} end\n"
+	"local last, first, after = tonumber(m[2]), tonumber(m[3]), tonumber(ARGV[3])\n"
+	"if after > last then return {-1} end\n"
+	"local acked = false\n"
+	"if after >= first then\n"
+	"  redis.call('LTRIM', KEYS[2], after - first + 1, -1)\n"
+	"  first = after + 1\n"
+	"  redis.call('HSET', KEYS[1], 'in_first', first)\n"
+	"  acked = true\n"
+	"end\n"
+	"local depth = last - first + 1\n"
+	"local msgs = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)\n"
+	"local n, bytes, maxb = 0, 0, tonumber(ARGV[5])\n"
+	"for i = 1, #msgs do\n"
+	"  local l = #msgs[i] - 1\n"
+	"  if n > 0 and bytes + l > maxb then break end\n"
+	"  bytes = bytes + l\n"
+	"  n = n + 1\n"
+	"end\n"
+	"local closed, ended = 0, 0\n"
+	"if m[1] == 'closed' and n == depth then closed = 1 end\n"
+	"if m[1] == 'closed' and depth == 0 then ended = 1 end\n"
+	"redis.call('HSET', KEYS[1], 'act', now)\n"
+	"if ended == 1 then\n"
+	"  redis.call('HSET', KEYS[1], 'st', 'ended')\n"
+	"  redis.call('DEL', KEYS[2], KEYS[3])\n"
+	"  redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
+	"  redis.call('PUBLISH', ARGV[2], 'e')\n"
+	"else\n"
+	"  touch(ARGV[1])\n"
+	"  if acked then redis.call('PUBLISH', ARGV[2], 'a') end\n"
+	"end\n"
+	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first}\n"
+	"for i = 1, n do out[#out + 1] = msgs[i] end\n"
+	"return out\n",
+	/* PUSH_OUT: send_seq, queue_max, payload... -> {0, accepted, send_seq}
+	 * or {-12, send_seq, expected} or {-11} */
+	[RS_PUSH_OUT] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'send_seq', 'out_last', 'out_first')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] ~= 'open' then return {-4} end\n"
+	"redis.call('HSET', KEYS[1], 'act', now)\n"
+	"touch(ARGV[1])\n"
+	"local cur, seq = tonumber(m[2]), tonumber(ARGV[3])\n"
+	"if seq > 0 and seq <= cur then return {0, 0, cur} end\n"
+	"if seq > 0 and seq > cur + 1 then return {-12, cur, cur + 1} end\n"
+	"local n = #ARGV - 4\n"
+	"if tonumber(m[3]) - tonumber(m[4]) + 1 + n > tonumber(ARGV[4]) then return {-11} end\n"
+	"for i = 5, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
+	"if n > 0 then redis.call('HINCRBY', KEYS[1], 'out_last', n) end\n"
+	"if seq > 0 then redis.call('HSET', KEYS[1], 'send_seq', seq); cur = seq end\n"
+	"touch(ARGV[1])\n"
+	"if n > 0 then redis.call('PUBLISH', ARGV[2], 'o') end\n"
+	"return {0, n, cur}\n",
+	/* READ_OUT: after, max -> {0, first_seq, msg...} */
+	[RS_READ_OUT] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_first')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] == 'ended' then return {-4} end\n"
+	"local first, after = tonumber(m[2]), tonumber(ARGV[3])\n"
+	"local skip = 0\n"
+	"if after >= first then skip = after - first + 1 end\n"
+	"local msgs = redis.call('LRANGE', KEYS[3], skip, skip + tonumber(ARGV[4]) - 1)\n"
+	"local out = {0, first + skip}\n"
+	"for i = 1, #msgs do out[#out + 1] = msgs[i] end\n"
+	"return out\n",
+	/* ACK_OUT: upto -> {0} */
+	[RS_ACK_OUT] = RS_PRELUDE
+	"local first = redis.call('HGET', KEYS[1], 'out_first')\n"
+	"if not first then return {-3} end\n"
+	"first = tonumber(first)\n"
+	"local upto = tonumber(ARGV[3])\n"
+	"if upto >= first then\n"
+	"  redis.call('LTRIM', KEYS[3], upto - first + 1, -1)\n"
+	"  redis.call('HSET', KEYS[1], 'out_first', upto + 1)\n"
+	"end\n"
+	"return {0}\n",
+	/* CLOSE: code, reason -> {0} */
+	[RS_CLOSE] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_last')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] ~= 'open' then return {-4} end\n"
+	"redis.call('HSET', KEYS[1], 'st', 'closed', 'code', ARGV[3], 'reason', ARGV[4],\n"
+	"  'out_first', tonumber(m[2]) + 1)\n"
+	"redis.call('DEL', KEYS[3])\n"
+	"touch(ARGV[1])\n"
+	"redis.call('PUBLISH', ARGV[2], 'i')\n"
+	"return {0}\n",
+	/* END: tombstone_ms -> {0} */
+	[RS_END] = RS_PRELUDE
+	"local st = redis.call('HGET', KEYS[1], 'st')\n"
+	"if not st then return {-3} end\n"
+	"if st == 'ended' then return {-4} end\n"
+	"redis.call('HSET', KEYS[1], 'st', 'ended')\n"
+	"redis.call('DEL', KEYS[2], KEYS[3])\n"
+	"redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+	"redis.call('PUBLISH', ARGV[2], 'e')\n"
+	"return {0}\n",
+	/* END_IF_IDLE: tombstone_ms, idle_ms -> {0, ended, remaining_ms} */
+	[RS_END_IF_IDLE] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'act')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] == 'ended' then return {-4} end\n"
+	"local left = tonumber(m[2]) + tonumber(ARGV[4]) - now\n"
+	"if left > 0 then return {0, 0, left} end\n"
+	"redis.call('HSET', KEYS[1], 'st', 'ended')\n"
+	"redis.call('DEL', KEYS[2], KEYS[3])\n"
+	"redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
+	"redis.call('PUBLISH', ARGV[2], 'e')\n"
+	"return {0, 1, 0}\n",
+	/* RENEW: owner, lease_ms -> {0, lease} or {-17} */
+	[RS_RENEW] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] == 'ended' then return {-4} end\n"
+	"if m[2] ~= ARGV[3] then return {-17} end\n"
+	"local lease = now + tonumber(ARGV[4])\n"
+	"redis.call('HSET', KEYS[1], 'lease', lease)\n"
+	"touch(ARGV[1])\n"
+	"return {0, lease}\n",
+	/* CLAIM: owner, lease_ms -> {0, lease, closed, drained, route} or {-17} */
+	[RS_CLAIM] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'lease', 'drained', 'route')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[1] == 'ended' then return {-4} end\n"
+	"if tonumber(m[3]) > now then return {-17, tonumber(m[3])} end\n"
+	"local lease = now + tonumber(ARGV[4])\n"
+	"redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease', lease, 'drained', 0)\n"
+	"touch(ARGV[1])\n"
+	"local closed = 0\n"
+	"if m[1] == 'closed' then closed = 1 end\n"
+	"return {0, lease, closed, tonumber(m[4]) or 0, m[5] or ''}\n",
+	/* RELEASE: owner -> {0} or {-17} */
+	[RS_RELEASE] = RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
+	"if not m[1] then return {-3} end\n"
+	"if m[2] ~= ARGV[3] then return {-17} end\n"
+	"redis.call('HSET', KEYS[1], 'lease', 0, 'drained', 1)\n"
+	"return {0}\n",
+	/* ORPHANS: KEYS = pb:leases; limit -> ids whose lease has run out */
+	[RS_ORPHANS] =
+	"local t = redis.call('TIME')\n"
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+	"return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))\n",
+};
+
+#define RS_LEASES_KEY "pb:leases"
+
+struct redis_store {
+	struct pb_store base;   /* first: the pb_store we hand out */
+	struct pb_redis *r;
+	int up;
+	unsigned long long ttl_ms;      /* of a live session's keys */
+	unsigned long long tomb_ms;     /* of a tombstone */
+};
+
+/* One operation in flight: which callback to call, and for whom. */
+struct rs_op {
+	struct redis_store *st;
+	char id[PB_ID_LEN + 1];
+	union {
+		pb_store_done_cb done;
+		pb_store_push_cb push;
+		pb_store_batch_cb batch;
+		pb_store_send_cb send;
+		pb_store_idle_cb idle;
+		pb_store_claim_cb claim;
+		pb_store_ids_cb ids;
+	} cb;
+	void *arg;
+};
+
+/* Arguments of one script call, built in place. */
+struct rs_args {
+	const char *v[16];
+	size_t len[16];
+	char num[8][24];
+	int n, nums;
+	char keys[3][PB_ID_LEN + 16];
+	char chan[PB_ID_LEN + 8];
+};
+
+/* ---- building calls ---------------------------------------------------- */
+
+/* Start the arguments of a session script: three keys, TTL, channel. */
+static void rs_args_init(struct rs_args *a, const struct redis_store *st, const char *id,
+			 unsigned long long ttl_ms)
+{
+	static const char suffix[3] = { 'm', 'i', 'o' };
+
+	a->n = 0;
+	a->nums = 0;
+	for (int i = 0; i < 3; i++) {
+		snprintf(a->keys[i], sizeof(a->keys[i]), "pb:{%.*s}:%c", PB_ID_LEN, id, suffix[i]);
+		a->v[a->n] = a->keys[i];
+		a->len[a->n++] = strlen(a->keys[i]);
+	}
+	snprintf(a->num[a->nums], sizeof(a->num[0]), "%llu", ttl_ms);
+	a->v[a->n] = a->num[a->nums++];
+	a->len[a->n] = strlen(a->v[a->n]);
+	a->n++;
+	snprintf(a->chan, sizeof(a->chan), "pb:{%.*s}", PB_ID_LEN, id);
+	a->v[a->n] = a->chan;
+	a->len[a->n++] = strlen(a->chan);
+	(void)st;
+}
+
+/* Append a byte string argument (borrowed until the call). */
+static void rs_args_bytes(struct rs_args *a, const void *p, size_t len)
+{
+	a->v[a->n] = p;
+	a->len[a->n++] = len;
+}
+
+/* Append a number argument. */
+static void rs_args_num(struct rs_args *a, unsigned long long v)
+{
+	snprintf(a->num[a->nums], sizeof(a->num[0]), "%llu", v);
+	rs_args_bytes(a, a->num[a->nums], strlen(a->num[a->nums]));
+	a->nums++;
+}
+
+/* A new operation record for id. NULL on allocation failure. */
+static struct rs_op *rs_op_new(struct redis_store *st, const char *id, void *arg)
+{
+	struct rs_op *op = calloc(1, sizeof(*op));
+
+	if (!op)
+		return NULL;
+	op->st = st;
+	if (id)
+		snprintf(op->id, sizeof(op->id), "%.*s", PB_ID_LEN, id);
+	op->arg = arg;
+	return op;
+}
+
+/* Run a session script (3 keys). 0, or an error and op freed. */
+static int rs_eval(struct redis_store *st, enum rs_script script, struct rs_args *a,
+		   pb_redis_cb cb, struct rs_op *op)
+{
+	int r = pb_redis_eval(st->r, script, 3, a->n, a->v, a->len, cb, op);
+
+	if (r) {
+		free(op);
+		return PB_ESTORE;
+	}
+	return 0;
+}
+
+/* Fire-and-forget command (lease index upkeep): no callback needed. */
+static void rs_ignore(void *arg, int err, struct redisReply *reply)
+{
+	(void)arg;
+	if (err)
+		pb_log_debug("redis: lease index update failed");
+	(void)reply;
+}
+
+/* Record (ZADD) or forget (ZREM, score NULL) a lease deadline. */
+static void rs_lease_index(struct redis_store *st, const char *id, const long long *score)
+{
+	char num[24], key[PB_ID_LEN + 1];
+	const char *v[4];
+	size_t len[4];
+
+	snprintf(key, sizeof(key), "%.*s", PB_ID_LEN, id);
+	if (score) {
+		snprintf(num, sizeof(num), "%lld", *score);
+		v[0] = "ZADD";
+		v[1] = RS_LEASES_KEY;
+		v[2] = num;
+		v[3] = key;
+		for (int i = 0; i < 4; i++)
+			len[i] = strlen(v[i]);
+		pb_redis_command(st->r, rs_ignore, NULL, 4, v, len);
+	} else {
+		v[0] = "ZREM";
+		v[1] = RS_LEASES_KEY;
+		v[2] = key;
+		for (int i = 0; i < 3; i++)
+			len[i] = strlen(v[i]);
+		pb_redis_command(st->r, rs_ignore, NULL, 3, v, len);
+	}
+}
+
+/* ---- reading replies --------------------------------------------------- */
+
+/* The status of a script reply: 0, a PB_E* code, or PB_ESTORE if the
+ * reply is not an array starting with an integer of a known code. */
+static int rs_status(int err, const redisReply *rep, size_t min_elements)
+{
+	long long code;
+
+	if (err || !rep)
+		return PB_ESTORE;
+	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
+	    rep->element[0]->type != REDIS_REPLY_INTEGER) {
+		if (rep->type == REDIS_REPLY_ERROR)
+			pb_log_warn("redis: script error: %.*s", (int)rep->len, rep->str);
+		return PB_ESTORE;
+	}
+	code = rep->element[0]->integer;
+	switch (code) {
+	case 0:
+		return rep->elements >= min_elements ? 0 : PB_ESTORE;
+	case PB_EBADREQ:
+	case PB_ENOSESSION:
+	case PB_ECLOSED:
+	case PB_EQFULL:
+	case PB_ESEQGAP:
+	case PB_ELOST:
+		return (int)code;
+	default:
+		return PB_ESTORE;
+	}
+}
+
+/* Element i as a non-negative integer, or -1. */
+static long long rs_int(const redisReply *rep, size_t i)
+{
+	if (i >= rep->elements || rep->element[i]->type != REDIS_REPLY_INTEGER ||
+	    rep->element[i]->integer < 0)
+		return -1;
+	return rep->element[i]->integer;
+}
+
+/* Element i as a string (NULL if it is not one). */
+static const redisReply *rs_str(const redisReply *rep, size_t i)
+{
+	if (i >= rep->elements || rep->element[i]->type != REDIS_REPLY_STRING)
+		return NULL;
+	return rep->element[i];
+}
+
+/* Decode stored messages from elements [from, elements) into b, numbered
+ * from first_seq. 0, or PB_ESTORE/PB_ENOMEM (b is then empty). */
+static int rs_decode_msgs(const redisReply *rep, size_t from, long long first_seq,
+			  struct pb_store_batch *b)
+{
+	size_t n = rep->elements > from ? rep->elements - from : 0;
+
+	b->n = 0;
+	b->msgs = NULL;
+	if (!n)
+		return 0;
+	if (first_seq < 1)
+		return PB_ESTORE;
+	b->msgs = calloc(n, sizeof(*b->msgs));
+	if (!b->msgs)
+		return PB_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = rs_str(rep, from + i);
+		enum pb_msg_type type;
+
+		if (!e || e->len < 1)
+			goto bad;
+		switch (e->str[0]) {
+		case 't':
+			type = PB_MSG_TEXT;
+			break;
+		case 'b':
+			type = PB_MSG_BINARY;
+			break;
+		case 'r':
+			type = PB_MSG_REOPEN;
+			break;
+		default:
+			goto bad;
+		}
+		b->msgs[i] = pb_msg_new(type, e->str + 1, e->len - 1);
+		if (!b->msgs[i])
+			goto bad;
+		b->msgs[i]->seq = (uint64_t)first_seq + i;
+		b->n++;
+	}
+	return 0;
+bad:
+	for (size_t i = 0; i < b->n; i++)
+		pb_msg_unref(b->msgs[i]);
+	free(b->msgs);
+	b->msgs = NULL;
+	b->n = 0;
+	return PB_ESTORE;
+}
+
+/* Release what rs_decode_msgs() made. */
+static void rs_free_msgs(struct pb_store_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		pb_msg_unref(b->msgs[i]);
+	free(b->msgs);
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+/* Reply to a script answering just a status. */
+static void rs_done_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+
+	op->cb.done(op->arg, rs_status(err, rep, 1));
+	free(op);
+}
+
+/* Reply to CREATE: record the lease in the index. */
+static void rs_create_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 2);
+	long long lease = r ? 0 : rs_int(rep, 1);
+
+	if (!r && lease < 0)
+		r = PB_ESTORE;
+	if (!r)
+		rs_lease_index(op->st, op->id, &lease);
+	op->cb.done(op->arg, r);
+	free(op);
+}
+
+static int rs_create(struct pb_store *s, const char *id, const char *route,
+		     const char *protocol, pb_store_done_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op = rs_op_new(st, id, arg);
+	struct rs_args a;
+
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.done = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_bytes(&a, route, strlen(route));
+	rs_args_bytes(&a, protocol ? protocol : "", protocol ? strlen(protocol) : 0);
+	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
+	rs_args_num(&a, s->limits.lease_ms);
+	return rs_eval(st, RS_CREATE, &a, rs_create_reply, op);
+}
+
+/* Reply to PUSH_IN. */
+static void rs_push_in_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 3);
+	long long seq = r ? 0 : rs_int(rep, 1), depth = r ? 0 : rs_int(rep, 2);
+
+	if (!r && (seq < 1 || depth < 0))
+		r = PB_ESTORE;
+	op->cb.push(op->arg, r, r ? 0 : (uint64_t)seq, r ? 0 : (size_t)depth);
+	free(op);
+}
+
+/* The stored form of a message: type byte, then the data (malloc'd). */
+static char *rs_encode_msg(const struct pb_msg *m, size_t *len)
+{
+	char *p = malloc(m->len + 1);
+
+	if (!p)
+		return NULL;
+	p[0] = m->type == PB_MSG_BINARY ? 'b' : m->type == PB_MSG_REOPEN ? 'r' : 't';
+	memcpy(p + 1, m->data, m->len);
+	*len = m->len + 1;
+	return p;
+}
+
+static int rs_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
+		      pb_store_push_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+	size_t len;
+	char *payload;
+	int r;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	payload = op ? rs_encode_msg(m, &len) : NULL;
+	if (!payload) {
+		free(op);
+		return PB_ENOMEM;
+	}
+	op->cb.push = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_bytes(&a, payload, len);
+	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
+	r = rs_eval(st, RS_PUSH_IN, &a, rs_push_in_reply, op);
+	free(payload);
+	return r;
+}
+
+/* Reply to READ_IN. */
+static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	struct pb_store_batch b = { 0 };
+	const redisReply *reason;
+	long long last, depth, closed, ended, code, first;
+	int r = rs_status(err, rep, 8);
+
+	if (!r) {
+		last = rs_int(rep, 1);
+		depth = rs_int(rep, 2);
+		closed = rs_int(rep, 3);
+		ended = rs_int(rep, 4);
+		code = rs_int(rep, 5);
+		reason = rs_str(rep, 6);
+		first = rs_int(rep, 7);
+		if (last < 0 || depth < 0 || closed < 0 || ended < 0 || code < 0 || !reason ||
+		    first < 1)
+			r = PB_ESTORE;
+		else
+			r = rs_decode_msgs(rep, 8, first, &b);
+		if (!r) {
+			b.last_seq = (uint64_t)last;
+			b.depth = (size_t)depth;
+			b.close.closed = closed == 1;
+			b.close.code = (int)code;
+			b.close.reason = reason->str;
+			b.close.reason_len = reason->len;
+			b.ended = ended == 1;
+			if (b.ended)
+				rs_lease_index(op->st, op->id, NULL);
+		}
+	}
+	op->cb.batch(op->arg, r, r ? NULL : &b);
+	rs_free_msgs(&b);
+	free(op);
+}
+
+static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, size_t max,
+		      size_t max_bytes, pb_store_batch_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.batch = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_num(&a, after);
+	rs_args_num(&a, max);
+	rs_args_num(&a, max_bytes);
+	rs_args_num(&a, st->tomb_ms);
+	return rs_eval(st, RS_READ_IN, &a, rs_read_in_reply, op);
+}
+
+/* Reply to PUSH_OUT. */
+static void rs_push_out_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	struct pb_store_send_result res = { 0 };
+	int r = rs_status(err, rep, 1);
+
+	if (r == 0 || r == PB_ESEQGAP) {
+		long long x = rs_int(rep, 1), y = rs_int(rep, 2);
+
+		if (x < 0 || y < 0) {
+			r = PB_ESTORE;
+		} else if (r == 0) {
+			res.accepted = (size_t)x;
+			res.send_seq = (uint64_t)y;
+		} else {
+			res.send_seq = (uint64_t)x;
+			res.expected = (uint64_t)y;
+		}
+	}
+	op->cb.send(op->arg, r, &res);
+	free(op);
+}
+
+static int rs_push_out(struct pb_store *s, const char *id, struct pb_msg *const *msgs,
+		       size_t n, uint64_t send_seq, pb_store_send_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	const char **v;
+	size_t *len, argc = 7 + n;
+	char **payloads;
+	struct rs_args a;
+	struct rs_op *op;
+	int r = PB_ENOMEM;
+
+	if (!st->up)
+		return PB_ESTORE;
+	if (n > s->limits.queue_max) {
+		struct pb_store_send_result res = { 0 };
+
+		cb(arg, PB_EQFULL, &res);
+		return 0;
+	}
+	op = rs_op_new(st, id, arg);
+	v = calloc(argc, sizeof(*v));
+	len = calloc(argc, sizeof(*len));
+	payloads = calloc(n ? n : 1, sizeof(*payloads));
+	if (!op || !v || !len || !payloads)
+		goto out;
+	op->cb.send = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_num(&a, send_seq);
+	rs_args_num(&a, s->limits.queue_max);
+	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
+	memcpy(len, a.len, (size_t)a.n * sizeof(*len));
+	for (size_t i = 0; i < n; i++) {
+		payloads[i] = rs_encode_msg(msgs[i], &len[a.n + i]);
+		if (!payloads[i])
+			goto out;
+		v[a.n + i] = payloads[i];
+	}
+	r = pb_redis_eval(st->r, RS_PUSH_OUT, 3, a.n + (int)n, v, len, rs_push_out_reply, op);
+	if (r)
+		r = PB_ESTORE;
+	else
+		op = NULL;
+out:
+	if (payloads)
+		for (size_t i = 0; i < n; i++)
+			free(payloads[i]);
+	free(payloads);
+	free(v);
+	free(len);
+	free(op);
+	return r;
+}
+
+/* Reply to READ_OUT. */
+static void rs_read_out_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	struct pb_store_batch b = { 0 };
+	int r = rs_status(err, rep, 2);
+
+	if (!r)
+		r = rs_decode_msgs(rep, 2, rs_int(rep, 1), &b);
+	op->cb.batch(op->arg, r, r ? NULL : &b);
+	rs_free_msgs(&b);
+	free(op);
+}
+
+static int rs_read_out(struct pb_store *s, const char *id, uint64_t after, size_t max,
+		       pb_store_batch_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.batch = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_num(&a, after);
+	rs_args_num(&a, max);
+	return rs_eval(st, RS_READ_OUT, &a, rs_read_out_reply, op);
+}
+
+/* Run a status-only session script with the numbers nums[0..nnums). */
+static int rs_simple(struct pb_store *s, enum rs_script script, const char *id,
+		     const unsigned long long *nums, int nnums, pb_store_done_cb cb, void *arg,
+		     pb_redis_cb reply)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.done = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	for (int i = 0; i < nnums; i++)
+		rs_args_num(&a, nums[i]);
+	return rs_eval(st, script, &a, reply ? reply : rs_done_reply, op);
+}
+
+static int rs_ack_out(struct pb_store *s, const char *id, uint64_t upto,
+		      pb_store_done_cb cb, void *arg)
+{
+	unsigned long long n = upto;
+
+	return rs_simple(s, RS_ACK_OUT, id, &n, 1, cb, arg, NULL);
+}
+
+static int rs_close(struct pb_store *s, const char *id, int code, const char *reason,
+		    size_t reason_len, pb_store_done_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.done = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_num(&a, (unsigned long long)code);
+	rs_args_bytes(&a, reason, reason_len);
+	return rs_eval(st, RS_CLOSE, &a, rs_done_reply, op);
+}
+
+/* Reply to END: the session leaves the lease index. */
+static void rs_end_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 1);
+
+	if (!r || r == PB_ECLOSED || r == PB_ENOSESSION)
+		rs_lease_index(op->st, op->id, NULL);
+	op->cb.done(op->arg, r);
+	free(op);
+}
+
+static int rs_end(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	unsigned long long n = st->tomb_ms;
+
+	return rs_simple(s, RS_END, id, &n, 1, cb, arg, rs_end_reply);
+}
+
+/* Reply to END_IF_IDLE. */
+static void rs_idle_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 3);
+	long long ended = r ? 0 : rs_int(rep, 1), left = r ? 0 : rs_int(rep, 2);
+
+	if (!r && (ended < 0 || left < 0))
+		r = PB_ESTORE;
+	if (!r && ended)
+		rs_lease_index(op->st, op->id, NULL);
+	op->cb.idle(op->arg, r, r ? 0 : ended == 1, r ? 0 : (uint64_t)left);
+	free(op);
+}
+
+static int rs_end_if_idle(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.idle = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_num(&a, st->tomb_ms);
+	rs_args_num(&a, (unsigned long long)s->limits.idle_secs * 1000);
+	return rs_eval(st, RS_END_IF_IDLE, &a, rs_idle_reply, op);
+}
+
+/* ---- ownership -------------------------------------------------------- */
+
+/* Reply to RENEW: refresh the index. */
+static void rs_renew_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 2);
+	long long lease = r ? 0 : rs_int(rep, 1);
+
+	if (!r && lease < 0)
+		r = PB_ESTORE;
+	if (!r)
+		rs_lease_index(op->st, op->id, &lease);
+	op->cb.done(op->arg, r);
+	free(op);
+}
+
+/* Run RENEW or RELEASE, which take the owner (and RENEW the lease). */
+static int rs_owner_script(struct pb_store *s, enum rs_script script, const char *id,
+			   pb_store_done_cb cb, void *arg, pb_redis_cb reply)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.done = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
+	rs_args_num(&a, s->limits.lease_ms);
+	return rs_eval(st, script, &a, reply, op);
+}
+
+static int rs_renew(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
+{
+	return rs_owner_script(s, RS_RENEW, id, cb, arg, rs_renew_reply);
+}
+
+/* Reply to RELEASE: the lease index says "expired now". */
+static void rs_release_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 1);
+	long long zero = 0;
+
+	if (!r)
+		rs_lease_index(op->st, op->id, &zero);
+	op->cb.done(op->arg, r);
+	free(op);
+}
+
+static int rs_release(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
+{
+	return rs_owner_script(s, RS_RELEASE, id, cb, arg, rs_release_reply);
+}
+
+/* Reply to CLAIM. */
+static void rs_claim_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	struct pb_store_claim c = { 0 };
+	char route[PB_MAX_ROUTE_LEN + 1];
+	int r = rs_status(err, rep, 5);
+
+	if (!r) {
+		long long lease = rs_int(rep, 1), closed = rs_int(rep, 2),
+			  drained = rs_int(rep, 3);
+		const redisReply *rt = rs_str(rep, 4);
+
+		if (lease < 0 || closed < 0 || drained < 0 || !rt || rt->len > PB_MAX_ROUTE_LEN) {
+			r = PB_ESTORE;
+		} else {
+			memcpy(route, rt->str, rt->len);
+			route[rt->len] = '\0';
+			c.closed = closed == 1;
+			c.drained = drained == 1;
+			c.route = route;
+			rs_lease_index(op->st, op->id, &lease);
+		}
+	} else if (r == PB_ENOSESSION || r == PB_ECLOSED) {
+		/* Gone (expired or ended): drop it from the index. */
+		rs_lease_index(op->st, op->id, NULL);
+	}
+	op->cb.claim(op->arg, r, r ? NULL : &c);
+	free(op);
+}
+
+static int rs_claim(struct pb_store *s, const char *id, pb_store_claim_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	struct rs_args a;
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, id, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.claim = cb;
+	rs_args_init(&a, st, id, st->ttl_ms);
+	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
+	rs_args_num(&a, s->limits.lease_ms);
+	return rs_eval(st, RS_CLAIM, &a, rs_claim_reply, op);
+}
+
+/* Reply to ORPHANS: an array of ids. */
+static void rs_orphans_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	const char *ids[RS_ORPHANS_PER_SCAN];
+	char buf[RS_ORPHANS_PER_SCAN][PB_ID_LEN + 1];
+	size_t n = 0;
+	int r = err || !rep || rep->type != REDIS_REPLY_ARRAY ? PB_ESTORE : 0;
+
+	for (size_t i = 0; !r && i < rep->elements && n < RS_ORPHANS_PER_SCAN; i++) {
+		const redisReply *e = rs_str(rep, i);
+
+		if (!e || e->len != PB_ID_LEN)
+			continue;
+		memcpy(buf[n], e->str, PB_ID_LEN);
+		buf[n][PB_ID_LEN] = '\0';
+		ids[n] = buf[n];
+		n++;
+	}
+	op->cb.ids(op->arg, r, ids, n);
+	free(op);
+}
+
+static int rs_orphans(struct pb_store *s, pb_store_ids_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_op *op;
+	const char *v[2] = { RS_LEASES_KEY, "100" };
+	size_t len[2] = { strlen(RS_LEASES_KEY), 3 };
+
+	if (!st->up)
+		return PB_ESTORE;
+	op = rs_op_new(st, NULL, arg);
+	if (!op)
+		return PB_ENOMEM;
+	op->cb.ids = cb;
+	if (pb_redis_eval(st->r, RS_ORPHANS, 1, 2, v, len, rs_orphans_reply, op)) {
+		free(op);
+		return PB_ESTORE;
+	}
+	return 0;
+}
+
+/* ---- wakeups ---------------------------------------------------------- */
+
+static int rs_watch(struct pb_store *s, const char *id)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	char chan[PB_ID_LEN + 8];
+
+	snprintf(chan, sizeof(chan), "pb:{%.*s}", PB_ID_LEN, id);
+	return pb_redis_subscribe(st->r, chan);
+}
+
+static void rs_unwatch(struct pb_store *s, const char *id)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	char chan[PB_ID_LEN + 8];
+
+	snprintf(chan, sizeof(chan), "pb:{%.*s}", PB_ID_LEN, id);
+	pb_redis_unsubscribe(st->r, chan);
+}
+
+static int rs_announce_waiter(struct pb_store *s, const char *id, uint64_t token)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	char chan[PB_ID_LEN + 8], msg[160];
+	const char *v[3] = { "PUBLISH", chan, msg };
+	size_t len[3];
+
+	snprintf(chan, sizeof(chan), "pb:{%.*s}", PB_ID_LEN, id);
+	snprintf(msg, sizeof(msg), "w%llu %s", (unsigned long long)token, s->limits.instance);
+	len[0] = 7;
+	len[1] = strlen(chan);
+	len[2] = strlen(msg);
+	return pb_redis_command(st->r, rs_ignore, NULL, 3, v, len);
+}
+
+/* A message on a session channel: turn it into the store's wakeup. */
+static void rs_on_message(void *arg, const char *channel, size_t chlen, const char *msg,
+			  size_t len)
+{
+	struct pb_store *s = arg;
+	char id[PB_ID_LEN + 1], inst[128];
+	unsigned long long token;
+
+	/* "pb:{" id "}" */
+	if (chlen != PB_ID_LEN + 5 || memcmp(channel, "pb:{", 4) != 0 ||
+	    channel[chlen - 1] != '}' || len < 1)
+		return;
+	memcpy(id, channel + 4, PB_ID_LEN);
+	id[PB_ID_LEN] = '\0';
+	switch (msg[0]) {
+	case 'i':
+		pb_store_wake_inbound(s, id);
+		break;
+	case 'o':
+		pb_store_wake_outbound(s, id);
+		break;
+	case 'e':
+		pb_store_wake_ended(s, id);
+		break;
+	case 'a':
+		pb_store_wake_acked(s, id);
+		break;
+	case 'w': {
+		char tmp[160];
+
+		if (len >= sizeof(tmp))
+			return;
+		memcpy(tmp, msg, len);
+		tmp[len] = '\0';
+		if (sscanf(tmp, "w%llu %127s", &token, inst) == 2)
+			pb_store_wake_waiter(s, id, inst, token);
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/* The command connection went up or down. */
+static void rs_on_state(void *arg, int up)
+{
+	struct redis_store *st = arg;
+
+	st->up = up;
+	pb_store_wake_health(&st->base, up);
+}
+
+/* Subscriptions restored after a reconnect: wakeups may have been lost. */
+static void rs_on_resubscribed(void *arg)
+{
+	pb_store_wake_resync(arg);
+}
+
+/* ---- the store --------------------------------------------------------- */
+
+static int rs_healthy(struct pb_store *s)
+{
+	return ((struct redis_store *)s)->up;
+}
+
+static void rs_destroy(struct pb_store *s)
+{
+	struct redis_store *st = (struct redis_store *)s;
+
+	/* Pending operations still get their callbacks; wakeups stop now. */
+	memset(&st->base.events, 0, sizeof(st->base.events));
+	pb_redis_free(st->r);
+	free(st);
+}
+
+static const struct pb_store_ops rs_ops = {
+	.name = "redis",
+	.destroy = rs_destroy,
+	.healthy = rs_healthy,
+	.create = rs_create,
+	.push_in = rs_push_in,
+	.read_in = rs_read_in,
+	.push_out = rs_push_out,
+	.read_out = rs_read_out,
+	.ack_out = rs_ack_out,
+	.close = rs_close,
+	.end = rs_end,
+	.end_if_idle = rs_end_if_idle,
+	.watch = rs_watch,
+	.unwatch = rs_unwatch,
+	.announce_waiter = rs_announce_waiter,
+	.renew = rs_renew,
+	.orphans = rs_orphans,
+	.claim = rs_claim,
+	.release = rs_release,
+};
+
+struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
+				    const struct pb_store_events *events,
+				    const struct pb_store_limits *limits, char *err, size_t errlen)
+{
+	struct redis_store *st = calloc(1, sizeof(*st));
+	struct pb_redis_opts o = { 0 };
+
+	if (!st) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (pb_redis_parse_url(url, &o.url, err, errlen)) {
+		free(st);
+		return NULL;
+	}
+	st->base.ops = &rs_ops;
+	st->base.events = *events;
+	st->base.limits = *limits;
+	/* A live session's keys outlive two idle timeouts (its owner ends it
+	 * after one); they expire by themselves only if every instance died. */
+	st->ttl_ms = (unsigned long long)limits->idle_secs * 2000 + 10000;
+	st->tomb_ms = (unsigned long long)limits->tombstone_secs * 1000;
+	o.connect_timeout_ms = 1000;
+	o.command_timeout_ms = 1000;
+	o.scripts = rs_scripts;
+	o.nscripts = RS_NSCRIPTS;
+	o.on_state = rs_on_state;
+	o.on_message = rs_on_message;
+	o.on_resubscribed = rs_on_resubscribed;
+	o.arg = st;
+	st->r = pb_redis_new(loop, &o);
+	if (!st->r) {
+		snprintf(err, errlen, "out of memory");
+		free(st);
+		return NULL;
+	}
+	return &st->base;
+}

@@ -1,0 +1,24 @@
+/*
+ * store_redis.h: the shared, durable session store on Redis. Several
+ * pollbridge instances on one Redis share every session: any instance
+ * answers any request, and the sessions of an instance that drains or dies
+ * are adopted by the others. See docs/REDIS.md.
+ */
+#ifndef PB_STORE_REDIS_H
+#define PB_STORE_REDIS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "store.h"
+
+/* A Redis store on loop for url (redis://[:PASSWORD@]HOST:PORT[/DB]).
+ * events and limits are copied (limits->instance is borrowed). It starts
+ * connecting at once; until connected it answers PB_ESTORE. NULL on a bad
+ * URL or allocation failure, with a one-line reason in err. Destroy with
+ * pb_store_destroy(); pending operations then fail with PB_ESTORE. */
+struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
+				    const struct pb_store_events *events,
+				    const struct pb_store_limits *limits, char *err, size_t errlen);
+
+#endif

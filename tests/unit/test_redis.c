@@ -1,0 +1,946 @@
+/*
+ * test_redis.c: the Redis client against real redis-server processes: URL
+ * parsing; commands, scripts and NOSCRIPT recovery; refusals while down; a
+ * command timeout and the reconnect after it; a server killed and started
+ * again on the same port (state callbacks, resubscription); subscription
+ * reference counts; AUTH and SELECT; garbage from a fake server; a server
+ * that never answers; freeing with commands in flight, also from inside a
+ * reply callback. Every client runs on its own loop, which must close
+ * cleanly after pb_redis_free().
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "e2e/harness.h"
+#include "error.h"
+#include "redis.h"
+#include "tap.h"
+
+#define MAX_ARGS 16
+
+static const char *const scripts[] = {
+	"return ARGV[1]..KEYS[1]",
+	"return redis.call('INCR', KEYS[1])",
+};
+
+/* One client on its own loop, and what its callbacks reported. */
+struct client {
+	uv_loop_t loop;
+	struct pb_redis *r;
+	int ups, downs, resubs, msgs;
+	int free_on_down;       /* pb_redis_free() from on_state(0) */
+	char msg_ch[64];
+	char msg[64];
+	size_t msg_len;
+};
+
+/* What one command's callback reported. */
+struct res {
+	int calls, err, type;
+	long long integer;
+	char str[512];
+	size_t len, elements;
+	long long el_int[4];
+	int64_t at_ms;
+	struct client *free_client;     /* pb_redis_free() it from the callback */
+};
+
+/* Run c's loop until cond holds or ms pass. */
+#define RUN_UNTIL(c, cond, ms) \
+	do { \
+		int64_t end_ = h_now_ms() + (ms); \
+		while (!(cond) && h_now_ms() < end_) { \
+			uv_run(&(c)->loop, UV_RUN_NOWAIT); \
+			usleep(1000); \
+		} \
+	} while (0)
+
+/* on_state: count ups and downs. */
+static void on_state(void *arg, int up)
+{
+	struct client *c = arg;
+
+	if (up)
+		c->ups++;
+	else
+		c->downs++;
+	if (!up && c->free_on_down) {
+		pb_redis_free(c->r);
+		c->r = NULL;
+	}
+}
+
+/* on_message: count and copy the last message. */
+static void on_message(void *arg, const char *ch, size_t chlen, const char *msg, size_t len)
+{
+	struct client *c = arg;
+
+	c->msgs++;
+	snprintf(c->msg_ch, sizeof(c->msg_ch), "%.*s", (int)chlen, ch);
+	c->msg_len = len < sizeof(c->msg) ? len : sizeof(c->msg);
+	memcpy(c->msg, msg, c->msg_len);
+}
+
+/* on_resubscribed: count. */
+static void on_resub(void *arg)
+{
+	struct client *c = arg;
+
+	c->resubs++;
+}
+
+/* A command's callback: copy what the reply says. */
+static void on_reply(void *arg, int err, struct redisReply *reply)
+{
+	struct res *res = arg;
+
+	res->calls++;
+	res->err = err;
+	res->at_ms = h_now_ms();
+	res->type = reply ? reply->type : -1;
+	if (reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS ||
+		      reply->type == REDIS_REPLY_ERROR)) {
+		res->len = reply->len;
+		memcpy(res->str, reply->str, reply->len < sizeof(res->str) ? reply->len
+									  : sizeof(res->str) - 1);
+		res->str[reply->len < sizeof(res->str) ? reply->len : sizeof(res->str) - 1] = '\0';
+	}
+	if (reply && reply->type == REDIS_REPLY_INTEGER)
+		res->integer = reply->integer;
+	if (reply && reply->type == REDIS_REPLY_ARRAY) {
+		res->elements = reply->elements;
+		for (size_t i = 0; i < reply->elements && i < 4; i++)
+			if (reply->element[i]->type == REDIS_REPLY_INTEGER)
+				res->el_int[i] = reply->element[i]->integer;
+	}
+	if (res->free_client) {
+		pb_redis_free(res->free_client->r);
+		res->free_client->r = NULL;
+	}
+}
+
+/* Open a client on a fresh loop. */
+static void client_open(struct client *c, const char *url, unsigned connect_ms, unsigned cmd_ms)
+{
+	struct pb_redis_opts o;
+	char err[128];
+
+	memset(c, 0, sizeof(*c));
+	if (uv_loop_init(&c->loop))
+		tap_bail("uv_loop_init failed");
+	memset(&o, 0, sizeof(o));
+	if (pb_redis_parse_url(url, &o.url, err, sizeof(err)))
+		tap_bail("bad test URL %s: %s", url, err);
+	o.connect_timeout_ms = connect_ms;
+	o.command_timeout_ms = cmd_ms;
+	o.scripts = scripts;
+	o.nscripts = sizeof(scripts) / sizeof(scripts[0]);
+	o.on_state = on_state;
+	o.on_message = on_message;
+	o.on_resubscribed = on_resub;
+	o.arg = c;
+	c->r = pb_redis_new(&c->loop, &o);
+	if (!c->r)
+		tap_bail("pb_redis_new failed");
+}
+
+/* Free the client (if not yet), run the loop until nothing is left and
+ * close it. Returns uv_loop_close()'s answer. */
+static int client_close(struct client *c)
+{
+	int64_t end = h_now_ms() + 3000;
+
+	pb_redis_free(c->r);
+	c->r = NULL;
+	while (uv_loop_alive(&c->loop) && h_now_ms() < end) {
+		uv_run(&c->loop, UV_RUN_NOWAIT);
+		usleep(1000);
+	}
+	return uv_loop_close(&c->loop);
+}
+
+/* Send the NULL-terminated command; if accepted, wait for its answer.
+ * Returns pb_redis_command()'s answer. */
+static int cmd(struct client *c, struct res *res, const char *arg, ...)
+{
+	const char *argv[MAX_ARGS];
+	int argc = 0, rc;
+	va_list ap;
+
+	memset(res, 0, sizeof(*res));
+	va_start(ap, arg);
+	for (; arg && argc < MAX_ARGS; arg = va_arg(ap, const char *))
+		argv[argc++] = arg;
+	va_end(ap);
+	rc = pb_redis_command(c->r, on_reply, res, argc, argv, NULL);
+	if (!rc)
+		RUN_UNTIL(c, res->calls, 5000);
+	return rc;
+}
+
+/* Run script with nkeys keys and the NULL-terminated arguments; if
+ * accepted, wait for its answer. Returns pb_redis_eval()'s answer. */
+static int eval(struct client *c, struct res *res, size_t script, int nkeys, const char *arg, ...)
+{
+	const char *argv[MAX_ARGS];
+	int argc = 0, rc;
+	va_list ap;
+
+	memset(res, 0, sizeof(*res));
+	va_start(ap, arg);
+	for (; arg && argc < MAX_ARGS; arg = va_arg(ap, const char *))
+		argv[argc++] = arg;
+	va_end(ap);
+	rc = pb_redis_eval(c->r, script, nkeys, argc, argv, NULL, on_reply, res);
+	if (!rc)
+		RUN_UNTIL(c, res->calls, 5000);
+	return rc;
+}
+
+/* Wait until PUBSUB NUMSUB says channel has want subscribers. */
+static int wait_numsub(struct client *c, const char *channel, long long want)
+{
+	int64_t end = h_now_ms() + 5000;
+	struct res res;
+
+	do {
+		if (cmd(c, &res, "PUBSUB", "NUMSUB", channel, NULL) == 0 && res.calls == 1 &&
+		    res.elements == 2 && res.el_int[1] == want)
+			return 1;
+		RUN_UNTIL(c, 0, 20);
+	} while (h_now_ms() < end);
+	return 0;
+}
+
+/* Start redis-server on port with extra arguments (NULL-terminated). */
+static struct h_proc *redis_start(int port, const char *arg, ...)
+{
+	char portbuf[16];
+	char *argv[32] = {
+		"redis-server", "--port", portbuf, "--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", (char *)h_tmpdir(), "--enable-debug-command",
+		"yes",
+	};
+	int argc = 13;
+	va_list ap;
+
+	va_start(ap, arg);
+	for (; arg && argc < 31; arg = va_arg(ap, const char *))
+		argv[argc++] = (char *)arg;
+	va_end(ap);
+	argv[argc] = NULL;
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	return h_spawn(argv, "Ready to accept connections", 10000, NULL, 0);
+}
+
+/* ---- URL parsing ---------------------------------------------------- */
+
+/* One URL that must parse to the given fields. */
+static void url_good(const char *url, const char *host, int port, const char *pw, int db)
+{
+	struct pb_redis_url u;
+	char err[128] = "";
+	int rc = pb_redis_parse_url(url, &u, err, sizeof(err));
+
+	tap_ok(rc == 0 && !strcmp(u.host, host) && u.port == port && !strcmp(u.password, pw) &&
+	       u.db == db, "url %s -> host %s port %d db %d", url, host, port, db);
+	if (rc)
+		tap_diag("  error: %s", err);
+	else if (strcmp(u.host, host) || u.port != port || strcmp(u.password, pw) || u.db != db)
+		tap_diag("  got host %s port %d password '%s' db %d", u.host, u.port, u.password,
+			 u.db);
+}
+
+/* One URL that must be refused with a reason containing word. */
+static void url_bad(const char *url, const char *word)
+{
+	struct pb_redis_url u;
+	char err[128] = "";
+	int rc = pb_redis_parse_url(url, &u, err, sizeof(err));
+
+	tap_ok(rc == PB_EBADREQ && err[0] && !strchr(err, '\n') && strstr(err, word),
+	       "url %s refused (%s)", url, err);
+}
+
+/* Good and bad URLs. */
+static void test_url(void)
+{
+	char longhost[300];
+
+	url_good("redis://127.0.0.1", "127.0.0.1", 6379, "", 0);
+	url_good("redis://localhost:6380/2", "localhost", 6380, "", 2);
+	url_good("redis://redis.example-1.internal:7000/", "redis.example-1.internal", 7000, "",
+		 0);
+	url_good("redis://:s3cret@10.0.0.1:7000/5", "10.0.0.1", 7000, "s3cret", 5);
+	url_good("redis://:p%40ss%2Fw@h:1/15", "h", 1, "p@ss/w", 15);
+	url_good("redis://:@h", "h", 6379, "", 0);
+	url_good("redis://[::1]", "::1", 6379, "", 0);
+	url_good("redis://[::1]:6390/3", "::1", 6390, "", 3);
+	url_good("redis://:pw@[fe80::1:2]:65535/0", "fe80::1:2", 65535, "pw", 0);
+	url_good("REDIS://H:6379", "H", 6379, "", 0);
+
+	url_bad("http://127.0.0.1:6379", "redis://");
+	url_bad("rediss://127.0.0.1:6379", "redis://");
+	url_bad("127.0.0.1:6379", "redis://");
+	url_bad("redis://", "host");
+	url_bad("redis://:6379", "host");
+	url_bad("redis://h:0", "port");
+	url_bad("redis://h:65536", "port");
+	url_bad("redis://h:99999999999999999999", "port");
+	url_bad("redis://h:", "port");
+	url_bad("redis://h:abc", "port");
+	url_bad("redis://h:63x79/1", "port");
+	url_bad("redis://h:-1", "port");
+	url_bad("redis://h/x", "database");
+	url_bad("redis://h:1/-1", "database");
+	url_bad("redis://h:1/1/2", "database");
+	url_bad("redis://h:1/99999999999", "database");
+	url_bad("redis://h:1/2?x=1", "database");
+	url_bad("redis://[::1", "]");
+	url_bad("redis://[]:1", "host");
+	url_bad("redis://[zz::1]:1", "IPv6");
+	url_bad("redis://[::1]x", "after the host");
+	url_bad("redis://user:pw@h", "PASSWORD");
+	url_bad("redis://:p%4@h", "percent");
+	url_bad("redis://:p%00@h", "percent");
+	url_bad("redis://h st:1", "host");
+	memset(longhost, 'a', sizeof(longhost));
+	memcpy(longhost, "redis://", 8);
+	longhost[sizeof(longhost) - 1] = '\0';
+	url_bad(longhost, "too long");
+}
+
+/* ---- a working server ------------------------------------------------- */
+
+/* Commands, scripts, NOSCRIPT, refusals, pipelining, pub/sub refcounts. */
+static void test_basic(int port)
+{
+	struct client c;
+	struct res a, many[100];
+	char url[64];
+	const char *argv[3];
+	size_t lens[3];
+	int rc, ok;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 1000, 1000);
+	tap_is_int(pb_redis_ready(c.r), 0, "not ready before the loop ran");
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "connected: on_state(1) once");
+	tap_is_int(c.resubs, 1, "subscriber up: on_resubscribed once");
+	tap_is_int(pb_redis_ready(c.r), 1, "ready");
+
+	rc = cmd(&c, &a, "SET", "greeting", "hello", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.err == 0 && a.type == REDIS_REPLY_STATUS &&
+	       !strcmp(a.str, "OK"), "SET answers +OK");
+	rc = cmd(&c, &a, "GET", "greeting", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.type == REDIS_REPLY_STRING && !strcmp(a.str, "hello"),
+	       "GET answers the value");
+
+	/* binary-safe arguments */
+	argv[0] = "SET";
+	argv[1] = "bin";
+	argv[2] = "a\0b";
+	lens[0] = 3;
+	lens[1] = 3;
+	lens[2] = 3;
+	memset(&a, 0, sizeof(a));
+	rc = pb_redis_command(c.r, on_reply, &a, 3, argv, lens);
+	RUN_UNTIL(&c, a.calls, 5000);
+	rc = rc ? rc : cmd(&c, &a, "STRLEN", "bin", NULL);
+	tap_ok(rc == 0 && a.type == REDIS_REPLY_INTEGER && a.integer == 3,
+	       "argvlen: a value with a NUL byte keeps its 3 bytes");
+
+	rc = cmd(&c, &a, "NOSUCHCOMMAND", "x", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.err == 0 && a.type == REDIS_REPLY_ERROR,
+	       "an error reply is handed over as a reply (err 0)");
+
+	rc = eval(&c, &a, 0, 1, "key1", "val-", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.err == 0 && a.type == REDIS_REPLY_STRING &&
+	       !strcmp(a.str, "val-key1"), "eval script 0: ARGV[1]..KEYS[1] = %s", a.str);
+	rc = eval(&c, &a, 1, 1, "counter", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.type == REDIS_REPLY_INTEGER && a.integer == 1,
+	       "eval script 1: INCR = 1");
+
+	rc = cmd(&c, &a, "SCRIPT", "FLUSH", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && !strcmp(a.str, "OK"), "SCRIPT FLUSH");
+	rc = eval(&c, &a, 0, 1, "key2", "again-", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.err == 0 && a.type == REDIS_REPLY_STRING &&
+	       !strcmp(a.str, "again-key2"), "after SCRIPT FLUSH eval reloads and retries once");
+	RUN_UNTIL(&c, 0, 50);
+	tap_is_int(a.calls, 1, "NOSCRIPT recovery: the callback ran exactly once");
+	rc = eval(&c, &a, 1, 1, "counter", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && a.type == REDIS_REPLY_INTEGER && a.integer == 2,
+	       "script 1 also recovers: INCR = 2");
+
+	memset(&a, 0, sizeof(a));
+	tap_is_int(pb_redis_eval(c.r, 2, 0, 0, NULL, NULL, on_reply, &a), PB_EBADREQ,
+		   "eval of an unknown script refused");
+	argv[0] = "k";
+	tap_is_int(pb_redis_eval(c.r, 0, 2, 1, argv, NULL, on_reply, &a), PB_EBADREQ,
+		   "eval with more keys than arguments refused");
+	argv[0] = "SUBSCRIBE";
+	argv[1] = "x";
+	tap_is_int(pb_redis_command(c.r, on_reply, &a, 2, argv, NULL), PB_EBADREQ,
+		   "SUBSCRIBE on the command connection refused");
+	argv[0] = "monitor";
+	tap_is_int(pb_redis_command(c.r, on_reply, &a, 1, argv, NULL), PB_EBADREQ,
+		   "MONITOR refused");
+	RUN_UNTIL(&c, 0, 50);
+	tap_is_int(a.calls, 0, "refused commands never call back");
+
+	/* 100 pipelined commands: each answered once, in order */
+	memset(many, 0, sizeof(many));
+	argv[0] = "INCR";
+	argv[1] = "pipelined";
+	ok = 1;
+	for (int i = 0; i < 100; i++)
+		ok &= pb_redis_command(c.r, on_reply, &many[i], 2, argv, NULL) == 0;
+	RUN_UNTIL(&c, many[99].calls, 5000);
+	for (int i = 0; i < 100; i++)
+		ok &= many[i].calls == 1 && many[i].err == 0 && many[i].integer == i + 1;
+	tap_ok(ok, "100 pipelined INCRs: each callback once, values 1..100");
+
+	/* reference-counted subscriptions */
+	tap_is_int(pb_redis_subscribe(c.r, "news"), 0, "subscribe news");
+	tap_is_int(pb_redis_subscribe(c.r, "news"), 0, "subscribe news again");
+	tap_ok(wait_numsub(&c, "news", 1), "the server has one subscriber on news");
+	pb_redis_unsubscribe(c.r, "news");
+	rc = cmd(&c, &a, "PUBLISH", "news", "hello", NULL);
+	tap_ok(rc == 0 && a.type == REDIS_REPLY_INTEGER && a.integer == 1,
+	       "after 2 subscribes and 1 unsubscribe, PUBLISH reaches 1 subscriber");
+	RUN_UNTIL(&c, c.msgs == 1, 3000);
+	tap_is_int(c.msgs, 1, "on_message once");
+	tap_ok(!strcmp(c.msg_ch, "news") && c.msg_len == 5 && !memcmp(c.msg, "hello", 5),
+	       "on_message: channel news, payload hello");
+	pb_redis_unsubscribe(c.r, "news");
+	tap_ok(wait_numsub(&c, "news", 0), "the last unsubscribe reaches the server");
+	rc = cmd(&c, &a, "PUBLISH", "news", "unheard", NULL);
+	tap_ok(rc == 0 && a.integer == 0, "PUBLISH after it reaches nobody");
+	RUN_UNTIL(&c, 0, 200);
+	tap_is_int(c.msgs, 1, "no message after the last unsubscribe");
+
+	/* subscribe, unsubscribe, subscribe within one loop pass */
+	pb_redis_subscribe(c.r, "churn");
+	pb_redis_unsubscribe(c.r, "churn");
+	pb_redis_subscribe(c.r, "churn");
+	tap_ok(wait_numsub(&c, "churn", 1), "sub/unsub/sub in one pass: subscribed");
+	argv[0] = "PUBLISH";
+	argv[1] = "churn";
+	argv[2] = "x\0y";
+	lens[0] = 7;
+	lens[1] = 5;
+	lens[2] = 3;
+	memset(&a, 0, sizeof(a));
+	rc = pb_redis_command(c.r, on_reply, &a, 3, argv, lens);
+	RUN_UNTIL(&c, a.calls && c.msgs == 2, 3000);
+	tap_ok(rc == 0 && a.integer == 1 && c.msgs == 2 && c.msg_len == 3 &&
+	       !memcmp(c.msg, "x\0y", 3), "binary payload delivered with its length");
+	pb_redis_unsubscribe(c.r, "churn");
+	pb_redis_subscribe(c.r, "churn");
+	pb_redis_unsubscribe(c.r, "churn");
+	tap_ok(wait_numsub(&c, "churn", 0), "unsub/sub/unsub in one pass: unsubscribed");
+	tap_is_int(c.msgs, 2, "no stray messages");
+
+	tap_is_int(client_close(&c), 0, "free: the loop closes with no handle left");
+	tap_is_int(c.downs, 0, "free does not call on_state");
+}
+
+/* A command that outlives command_timeout_ms breaks the connection, which
+ * then heals by itself. */
+static void test_timeout(int port)
+{
+	struct client c;
+	struct res a, b;
+	char url[64];
+	const char *argv[] = { "GET", "greeting" };
+	const char *sleep2[] = { "DEBUG", "SLEEP", "2" };
+	int64_t t0;
+	int rc;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 500, 300);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "timeout client up");
+	t0 = h_now_ms();
+	memset(&a, 0, sizeof(a));
+	rc = pb_redis_command(c.r, on_reply, &a, 3, sleep2, NULL);
+	RUN_UNTIL(&c, a.calls, 3000);
+	tap_ok(rc == 0 && a.calls == 1 && a.err == PB_ESTORE && a.type == -1,
+	       "DEBUG SLEEP 2 with a 300 ms timeout: PB_ESTORE, no reply");
+	tap_ok(a.at_ms - t0 >= 250 && a.at_ms - t0 < 1000, "it failed after %lld ms",
+	       (long long)(a.at_ms - t0));
+	tap_is_int(c.downs, 1, "on_state(0) once");
+	tap_is_int(pb_redis_ready(c.r), 0, "not ready after the timeout");
+	memset(&b, 0, sizeof(b));
+	tap_is_int(pb_redis_command(c.r, on_reply, &b, 2, argv, NULL), PB_ESTORE,
+		   "a command while down fails at once with PB_ESTORE");
+	RUN_UNTIL(&c, c.ups == 2, 8000);
+	tap_is_int(c.ups, 2, "reconnected by itself: on_state(1) again");
+	rc = cmd(&c, &b, "GET", "greeting", NULL);
+	tap_ok(rc == 0 && b.calls == 1 && !strcmp(b.str, "hello"), "commands work again");
+	tap_is_int(c.downs, 1, "still exactly one on_state(0)");
+	tap_is_int(a.calls, 1, "the timed-out callback ran exactly once");
+	tap_is_int(c.resubs, 1, "the idle subscriber connection was not disturbed");
+	tap_is_int(client_close(&c), 0, "loop closes");
+}
+
+/* A SUBSCRIBE the server does not confirm in time breaks the subscriber
+ * connection alone; it resubscribes by itself. */
+static void test_sub_timeout(int port)
+{
+	struct client c;
+	struct res a;
+	char url[64], portbuf[16];
+	char *cli[] = { "redis-cli", "-p", portbuf, "DEBUG", "SLEEP", "1.5", NULL };
+	int rc;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	client_open(&c, url, 500, 300);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.resubs, 1, "subscriber up");
+	if (!h_spawn(cli, NULL, 0, NULL, 0))
+		tap_bail("cannot run redis-cli");
+	RUN_UNTIL(&c, 0, 300);          /* the server is asleep now */
+	tap_is_int(pb_redis_subscribe(c.r, "sleepy"), 0, "subscribe while the server sleeps");
+	RUN_UNTIL(&c, c.resubs == 2, 8000);
+	tap_is_int(c.resubs, 2, "unconfirmed SUBSCRIBE: subscriber reconnected, resubscribed");
+	tap_ok(wait_numsub(&c, "sleepy", 1), "the channel is subscribed");
+	rc = cmd(&c, &a, "PUBLISH", "sleepy", "awake", NULL);
+	RUN_UNTIL(&c, c.msgs == 1, 3000);
+	tap_ok(rc == 0 && a.integer == 1 && c.msgs == 1, "and receives messages");
+	tap_is_int(c.ups, 1, "the idle command connection stayed up");
+	tap_is_int(c.downs, 0, "no on_state(0)");
+	tap_is_int(client_close(&c), 0, "loop closes");
+}
+
+/* A host name goes through uv_getaddrinfo. */
+static void test_hostname(int port)
+{
+	struct client c;
+	struct res a;
+	char url[64];
+	int rc;
+
+	snprintf(url, sizeof(url), "redis://localhost:%d", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "localhost resolved and connected");
+	rc = cmd(&c, &a, "GET", "greeting", NULL);
+	tap_ok(rc == 0 && !strcmp(a.str, "hello"), "GET through localhost");
+	tap_is_int(client_close(&c), 0, "loop closes");
+
+	client_open(&c, url, 1000, 1000);
+	tap_is_int(client_close(&c), 0, "free while resolving: loop closes");
+	tap_is_int(c.ups + c.downs + c.resubs, 0, "no callbacks");
+}
+
+/* SIGKILL the server, start it again on the same port. */
+static void test_restart(struct h_proc **srv, int port)
+{
+	struct client c, c2;
+	struct res a, b;
+	char url[64];
+	const char *argv[] = { "GET", "greeting" };
+	const char *sleep1[] = { "DEBUG", "SLEEP", "0.3" };
+	int rc;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d/1", port);
+	client_open(&c, url, 500, 500);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "restart client up");
+	pb_redis_subscribe(c.r, "survivor");
+	tap_ok(wait_numsub(&c, "survivor", 1), "subscribed to survivor");
+
+	client_open(&c2, url, 500, 500);
+	RUN_UNTIL(&c2, c2.ups == 1 && c2.resubs == 1, 5000);
+	tap_is_int(c2.ups, 1, "second client up");
+	pb_redis_subscribe(c2.r, "survivor");
+	memset(&b, 0, sizeof(b));
+	tap_is_int(pb_redis_command(c2.r, on_reply, &b, 3, sleep1, NULL), 0,
+		   "second client: DEBUG SLEEP 0.3 in flight");
+	RUN_UNTIL(&c2, 0, 50);
+	c2.free_on_down = 1;
+
+	tap_is_int(h_stop(*srv, SIGKILL, 3000), 128 + SIGKILL, "redis-server killed");
+	RUN_UNTIL(&c2, c2.r == NULL && b.calls, 3000);
+	tap_ok(c2.downs == 1 && c2.r == NULL, "second client freed itself from on_state(0)");
+	tap_ok(b.calls == 1 && b.err == PB_ESTORE, "its command in flight failed once");
+	tap_is_int(client_close(&c2), 0, "its loop closes");
+	RUN_UNTIL(&c, c.downs == 1, 3000);
+	tap_is_int(c.downs, 1, "server gone: on_state(0) once");
+	tap_is_int(pb_redis_ready(c.r), 0, "not ready");
+	memset(&a, 0, sizeof(a));
+	tap_is_int(pb_redis_command(c.r, on_reply, &a, 2, argv, NULL), PB_ESTORE,
+		   "command on a down server: PB_ESTORE at once");
+	tap_is_int(pb_redis_eval(c.r, 0, 1, 2, argv, NULL, on_reply, &a), PB_ESTORE,
+		   "eval on a down server: PB_ESTORE at once");
+	RUN_UNTIL(&c, 0, 300);
+	tap_is_int(a.calls, 0, "refused commands never call back");
+	tap_is_int(c.downs, 1, "still one on_state(0) while reconnecting fails");
+
+	*srv = redis_start(port, NULL);
+	if (!*srv)
+		tap_bail("cannot restart redis-server on port %d", port);
+	RUN_UNTIL(&c, c.ups == 2 && c.resubs == 2, 8000);
+	tap_is_int(c.ups, 2, "server back: on_state(1) again");
+	tap_is_int(c.resubs, 2, "on_resubscribed after the reconnect");
+	tap_is_int(c.downs, 1, "exactly one on_state(0)");
+	rc = cmd(&c, &a, "SET", "after", "restart", NULL);
+	rc = rc ? rc : cmd(&c, &a, "GET", "after", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && !strcmp(a.str, "restart"), "SET/GET work again");
+	rc = eval(&c, &a, 0, 1, "k", "v-", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && !strcmp(a.str, "v-k"), "scripts reloaded on reconnect");
+	rc = cmd(&c, &a, "PUBLISH", "survivor", "still here", NULL);
+	tap_ok(rc == 0 && a.integer == 1, "the subscription was restored on the new server");
+	RUN_UNTIL(&c, c.msgs == 1, 3000);
+	tap_ok(c.msgs == 1 && !strcmp(c.msg_ch, "survivor") && c.msg_len == 10,
+	       "PUBLISH after the restart reaches on_message once");
+	tap_is_int(client_close(&c), 0, "loop closes");
+}
+
+/* pb_redis_free() with commands in flight, from outside and from inside a
+ * reply callback. */
+static void test_free_inflight(int port)
+{
+	struct client c;
+	struct res rs[6];
+	char url[64];
+	const char *argv[] = { "GET", "greeting" };
+	int ok = 1;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "free client up");
+	memset(rs, 0, sizeof(rs));
+	for (int i = 0; i < 5; i++)
+		ok &= pb_redis_command(c.r, on_reply, &rs[i], 2, argv, NULL) == 0;
+	ok &= pb_redis_eval(c.r, 0, 1, 2, argv, NULL, on_reply, &rs[5]) == 0;
+	tap_ok(ok, "6 commands accepted");
+	pb_redis_free(c.r);
+	ok = 1;
+	for (int i = 0; i < 6; i++)
+		ok &= rs[i].calls == 1 && rs[i].err == PB_ESTORE && rs[i].type == -1;
+	tap_ok(ok, "pb_redis_free: each in-flight callback ran once with PB_ESTORE");
+	c.r = NULL;
+	tap_is_int(client_close(&c), 0, "loop closes after the free");
+	ok = 1;
+	for (int i = 0; i < 6; i++)
+		ok &= rs[i].calls == 1;
+	tap_ok(ok, "and none ran again");
+	tap_is_int(c.downs, 0, "no on_state(0) for a free");
+
+	/* the first reply's callback frees the client */
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	pb_redis_subscribe(c.r, "inflight");
+	memset(rs, 0, sizeof(rs));
+	rs[0].free_client = &c;
+	ok = 1;
+	for (int i = 0; i < 4; i++)
+		ok &= pb_redis_command(c.r, on_reply, &rs[i], 2, argv, NULL) == 0;
+	tap_ok(ok, "4 commands accepted");
+	RUN_UNTIL(&c, rs[3].calls, 5000);
+	tap_ok(rs[0].calls == 1 && rs[0].err == 0 && !strcmp(rs[0].str, "hello"),
+	       "first command answered; its callback freed the client");
+	ok = 1;
+	for (int i = 1; i < 4; i++)
+		ok &= rs[i].calls == 1 && rs[i].err == PB_ESTORE;
+	tap_ok(ok, "the other three: once each with PB_ESTORE");
+	tap_ok(c.r == NULL, "client freed from its own callback");
+	tap_is_int(client_close(&c), 0, "loop closes");
+	ok = 1;
+	for (int i = 0; i < 4; i++)
+		ok &= rs[i].calls == 1;
+	tap_ok(ok, "no callback ran twice");
+}
+
+/* ---- servers that are not there, wrong or broken -------------------- */
+
+/* Nothing listens on the port. */
+static void test_down(void)
+{
+	struct client c;
+	struct res a;
+	char url[64];
+	const char *argv[] = { "PING" };
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", h_free_port());
+	client_open(&c, url, 300, 300);
+	RUN_UNTIL(&c, 0, 400);
+	tap_is_int(c.ups + c.downs + c.resubs, 0, "no server: no state callbacks");
+	tap_is_int(pb_redis_ready(c.r), 0, "no server: not ready");
+	memset(&a, 0, sizeof(a));
+	tap_is_int(pb_redis_command(c.r, on_reply, &a, 1, argv, NULL), PB_ESTORE,
+		   "no server: command fails at once with PB_ESTORE");
+	tap_is_int(pb_redis_eval(c.r, 0, 0, 1, argv, NULL, on_reply, &a), PB_ESTORE,
+		   "no server: eval fails at once with PB_ESTORE");
+	tap_is_int(pb_redis_subscribe(c.r, "later"), 0, "subscribe while down only records it");
+	pb_redis_unsubscribe(c.r, "later");
+	RUN_UNTIL(&c, 0, 50);
+	tap_is_int(a.calls, 0, "no callback");
+	tap_is_int(client_close(&c), 0, "loop closes while reconnecting");
+}
+
+/* AUTH and SELECT, and a wrong password. */
+static void test_auth(void)
+{
+	struct client c;
+	struct res a;
+	struct h_proc *srv;
+	char url[96];
+	int port = h_free_port(), rc;
+
+	srv = redis_start(port, "--requirepass", "s3cret", NULL);
+	if (!srv)
+		tap_bail("cannot start redis-server with a password");
+	snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d/3", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "password: connected");
+	tap_is_int(c.resubs, 1, "password: subscriber connected");
+	rc = cmd(&c, &a, "CLIENT", "INFO", NULL);
+	tap_ok(rc == 0 && a.calls == 1 && strstr(a.str, " db=3 "), "SELECT 3 was sent");
+	rc = cmd(&c, &a, "SET", "k3", "in-db-3", NULL);
+	rc = rc ? rc : cmd(&c, &a, "GET", "k3", NULL);
+	tap_ok(rc == 0 && !strcmp(a.str, "in-db-3"), "SET/GET in db 3");
+	rc = eval(&c, &a, 0, 1, "b", "a", NULL);
+	tap_ok(rc == 0 && !strcmp(a.str, "ab"), "eval with a password");
+	pb_redis_subscribe(c.r, "secure");
+	tap_ok(wait_numsub(&c, "secure", 1), "the subscriber connection authenticated");
+	rc = cmd(&c, &a, "PUBLISH", "secure", "psst", NULL);
+	RUN_UNTIL(&c, c.msgs == 1, 3000);
+	tap_ok(rc == 0 && a.integer == 1 && c.msgs == 1 && !strcmp(c.msg_ch, "secure"),
+	       "message received with a password");
+	tap_is_int(client_close(&c), 0, "loop closes");
+
+	snprintf(url, sizeof(url), "redis://:wrong@127.0.0.1:%d/3", port);
+	client_open(&c, url, 300, 300);
+	RUN_UNTIL(&c, 0, 800);
+	tap_is_int(c.ups + c.resubs, 0, "wrong password: never up");
+	tap_is_int(pb_redis_ready(c.r), 0, "wrong password: not ready");
+	tap_is_int(client_close(&c), 0, "loop closes");
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 300, 300);
+	RUN_UNTIL(&c, 0, 500);
+	tap_is_int(c.ups + c.resubs, 0, "no password for a protected server: never up");
+	tap_is_int(client_close(&c), 0, "loop closes");
+	h_stop(srv, SIGTERM, 3000);
+}
+
+/* An IPv6 literal in brackets (skipped where ::1 cannot be bound). */
+static void test_ipv6(void)
+{
+	struct client c;
+	struct res a;
+	struct h_proc *srv;
+	char url[64];
+	int port = h_free_port(), rc;
+
+	srv = redis_start(port, "--bind", "::1", NULL);
+	if (!srv) {
+		tap_diag("no redis-server on [::1]: IPv6 checks skipped");
+		return;
+	}
+	snprintf(url, sizeof(url), "redis://[::1]:%d/2", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 5000);
+	tap_is_int(c.ups, 1, "[::1]: connected");
+	rc = cmd(&c, &a, "CLIENT", "INFO", NULL);
+	tap_ok(rc == 0 && strstr(a.str, "addr=[::1]:") && strstr(a.str, " db=2 "),
+	       "[::1]: over IPv6, db 2");
+	tap_is_int(client_close(&c), 0, "loop closes");
+	h_stop(srv, SIGTERM, 3000);
+}
+
+/* A fake server on the test's loop: answers the first bytes of every
+ * connection with an integer, whatever was asked. */
+struct fake {
+	uv_tcp_t srv;
+	struct fake_conn {
+		uv_tcp_t h;
+		int open, answered;
+	} conns[64];
+	int accepts;
+};
+
+/* Read buffers for the fake server. */
+static void fake_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+	static char space[4096];
+
+	*buf = uv_buf_init(space, sizeof(space));
+}
+
+/* A fake connection's close callback. */
+static void fake_closed(uv_handle_t *h)
+{
+	struct fake_conn *fc = h->data;
+
+	fc->open = 0;
+}
+
+/* A fake write's completion. */
+static void fake_written(uv_write_t *w, int status)
+{
+	free(w);
+}
+
+/* Answer the first request with ":42", close on EOF. */
+static void fake_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+	static char answer[] = ":42\r\n";
+	struct fake_conn *fc = s->data;
+	uv_buf_t b = uv_buf_init(answer, sizeof(answer) - 1);
+	uv_write_t *w;
+
+	if (n < 0) {
+		uv_close((uv_handle_t *)s, fake_closed);
+		return;
+	}
+	if (n == 0 || fc->answered)
+		return;
+	fc->answered = 1;
+	w = malloc(sizeof(*w));
+	if (w && uv_write(w, s, &b, 1, fake_written))
+		free(w);
+}
+
+/* Accept a connection on the fake server. */
+static void fake_accept(uv_stream_t *srv, int status)
+{
+	struct fake *f = srv->data;
+	struct fake_conn *fc = NULL;
+
+	for (int i = 0; i < 64 && !fc; i++)
+		if (!f->conns[i].open)
+			fc = &f->conns[i];
+	if (status || !fc)
+		return;
+	memset(fc, 0, sizeof(*fc));
+	uv_tcp_init(srv->loop, &fc->h);
+	fc->h.data = fc;
+	fc->open = 1;
+	if (uv_accept(srv, (uv_stream_t *)&fc->h) == 0) {
+		f->accepts++;
+		uv_read_start((uv_stream_t *)&fc->h, fake_alloc, fake_read);
+	} else {
+		uv_close((uv_handle_t *)&fc->h, fake_closed);
+	}
+}
+
+/* A fake-server close callback that needs nothing. */
+static void fake_srv_closed(uv_handle_t *h)
+{
+}
+
+/* Replies of the wrong type during the handshake: never up, reconnects
+ * with backoff, no crash. */
+static void test_garbage(void)
+{
+	struct client c;
+	struct fake f;
+	struct sockaddr_in sin;
+	struct sockaddr_storage ss;
+	int namelen = sizeof(ss), port;
+	char url[64];
+	int64_t t0;
+
+	memset(&f, 0, sizeof(f));
+	memset(&c, 0, sizeof(c));
+	if (uv_loop_init(&c.loop))
+		tap_bail("uv_loop_init failed");
+	uv_tcp_init(&c.loop, &f.srv);
+	f.srv.data = &f;
+	uv_ip4_addr("127.0.0.1", 0, &sin);
+	if (uv_tcp_bind(&f.srv, (const struct sockaddr *)&sin, 0) ||
+	    uv_listen((uv_stream_t *)&f.srv, 64, fake_accept) ||
+	    uv_tcp_getsockname(&f.srv, (struct sockaddr *)&ss, &namelen))
+		tap_bail("fake server: cannot listen");
+	port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	{
+		/* the client shares the fake server's loop */
+		struct pb_redis_opts o;
+
+		memset(&o, 0, sizeof(o));
+		snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+		pb_redis_parse_url(url, &o.url, NULL, 0);
+		o.connect_timeout_ms = 500;
+		o.command_timeout_ms = 500;
+		o.scripts = scripts;
+		o.nscripts = 2;
+		o.on_state = on_state;
+		o.on_message = on_message;
+		o.on_resubscribed = on_resub;
+		o.arg = &c;
+		c.r = pb_redis_new(&c.loop, &o);
+	}
+	t0 = h_now_ms();
+	RUN_UNTIL(&c, 0, 1200);
+	tap_is_int(c.ups + c.resubs, 0, "garbage replies: never up");
+	tap_ok(f.accepts >= 4 && f.accepts <= 12,
+	       "reconnects with backoff: %d connections in %lld ms", f.accepts,
+	       (long long)(h_now_ms() - t0));
+	pb_redis_free(c.r);
+	c.r = NULL;
+	for (int i = 0; i < 64; i++)
+		if (f.conns[i].open && !uv_is_closing((uv_handle_t *)&f.conns[i].h))
+			uv_close((uv_handle_t *)&f.conns[i].h, fake_closed);
+	uv_close((uv_handle_t *)&f.srv, fake_srv_closed);
+	tap_is_int(client_close(&c), 0, "loop closes");
+}
+
+/* A listener that never accepts: connects complete, nothing answers. */
+static void test_blackhole(void)
+{
+	struct client c;
+	char url[64];
+	int port, fd = h_blackhole_listen(&port);
+
+	if (fd < 0)
+		tap_bail("cannot make a blackhole listener");
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 200, 200);
+	RUN_UNTIL(&c, 0, 700);
+	tap_is_int(c.ups + c.resubs, 0, "silent server: never up");
+	tap_is_int(pb_redis_ready(c.r), 0, "silent server: not ready");
+	tap_is_int(client_close(&c), 0, "loop closes mid-handshake");
+	close(fd);
+}
+
+int main(void)
+{
+	struct h_proc *srv;
+	int port;
+
+	h_init();
+	test_url();
+
+	port = h_free_port();
+	srv = redis_start(port, NULL);
+	if (!srv)
+		tap_bail("cannot start redis-server");
+	test_basic(port);
+	test_timeout(port);
+	test_free_inflight(port);
+	test_sub_timeout(port);
+	test_hostname(port);
+	test_restart(&srv, port);
+	h_stop(srv, SIGTERM, 3000);
+
+	test_down();
+	test_auth();
+	test_ipv6();
+	test_garbage();
+	test_blackhole();
+	return tap_done();
+}
