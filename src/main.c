@@ -96,7 +96,8 @@ static void wait_for_store(struct pb_daemon *d)
 static void drain_tick(uv_timer_t *t)
 {
 	struct pb_daemon *d = t->data;
-	int done = pb_front_active(d->front) == 0 && pb_upstream_ctx_live(d->up) == 0;
+	int done = pb_front_active(d->front) == 0 && pb_upstream_ctx_live(d->up) == 0 &&
+		   pb_core_drained(d->core);
 
 	if (done || uv_now(&d->loop) >= d->drain_deadline) {
 		if (!done)

@@ -97,6 +97,7 @@ struct pb_core {
 	uv_timer_t adopt_timer; /* shared stores: leases and adoption */
 	int adopt_timer_on;
 	int draining;
+	size_t releasing;       /* drain: releases still in flight */
 };
 
 static void session_timer_cb(uv_timer_t *t);
@@ -1174,7 +1175,10 @@ void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void 
 /* Store answer to a release. */
 static void session_released(void *arg, int err)
 {
-	session_release(arg);
+	struct pb_session *s = arg;
+
+	s->core->releasing--;
+	session_release(s);
 }
 
 /* Drain one session. Single instance: it closes with 1001. Shared store:
@@ -1204,8 +1208,11 @@ static void session_drain(struct pb_session *s)
 	session_answer_empty(s);
 	if (s->owned) {
 		session_hold(s);
-		if (st->ops->release(st, s->id, session_released, s))
+		s->core->releasing++;
+		if (st->ops->release(st, s->id, session_released, s)) {
+			s->core->releasing--;
 			session_release(s);
+		}
 	}
 	session_forget(s, "instance draining");
 }
@@ -1289,6 +1296,11 @@ void pb_core_free(struct pb_core *c)
 	pb_map_free(c->sessions);
 	c->sessions = NULL;
 	uv_close((uv_handle_t *)&c->adopt_timer, core_freed);
+}
+
+int pb_core_drained(const struct pb_core *c)
+{
+	return c->draining && c->releasing == 0;
 }
 
 size_t pb_core_session_count(const struct pb_core *c)

@@ -65,11 +65,17 @@ void pb_core_send(struct pb_core *c, const char *id, const struct pb_send_req *s
 /* End a session now (DELETE): the upstream gets close 1000. */
 void pb_core_delete(struct pb_core *c, const char *id, pb_core_done_cb cb, void *req);
 
-/* Drain: refuse new sessions, close every upstream with 1001 and mark the
- * sessions closed (1001), which answers their waiting polls. */
+/* Drain: refuse new sessions and close every upstream with 1001. With a
+ * single-instance store the sessions are marked closed (1001), which
+ * answers their waiting polls; with a shared store they are released for
+ * another instance to adopt and waiting polls are answered empty. */
 void pb_core_drain(struct pb_core *c);
 
-/* Number of sessions this instance holds (connecting, open or closed). */
+/* 1 once a drain has handed over everything it had to (the shared
+ * store's releases have been answered). */
+int pb_core_drained(const struct pb_core *c);
+
+/* Number of sessions this instance owns (connecting, open or closed). */
 size_t pb_core_session_count(const struct pb_core *c);
 
 /* 1 if the store can serve requests. */
