@@ -39,6 +39,8 @@ static const char *const pb_state_names[] = { "connecting", "open", "closed", "e
 #define PB_OUT_FETCH 64
 /* Inbound messages waiting for the store before the upstream is paused. */
 #define PB_IN_WAIT_MAX 64
+/* Inbound appends in flight at once per session. */
+#define PB_IN_PIPELINE 32
 /* Shared stores: how often leases are renewed and orphans looked for. */
 #define PB_ADOPT_INTERVAL_MS 1000
 
@@ -66,9 +68,11 @@ struct pb_session {
 	int parked;             /* poll_cb is waiting for a wakeup or its deadline */
 	int reading;            /* a read for the waiter is in flight */
 	int reread;             /* a wakeup came during that read */
+	int stale;              /* a newer poll came during that read */
 	/* Inbound: upstream messages not yet stored; one push in flight. */
 	struct pb_msgq in;
-	int pushing;
+	int pushing;            /* appends in flight (the oldest of in) */
+	int in_push_loop;       /* inside session_push_next() */
 	int store_wait;         /* the store failed: retry when it is back */
 	int full;               /* the stored inbound queue reached queue_max */
 	int paused;             /* upstream reading is paused */
@@ -269,9 +273,9 @@ static void session_read_done(void *arg, int err, const struct pb_store_batch *b
 	s->reading = 0;
 	if (!s->poll_cb) {
 		/* Answered meanwhile (replaced by a newer poll, deleted). */
-	} else if (s->reread && !final) {
-		/* A newer poll or a wakeup came during the read: read again. */
-		s->reread = 0;
+	} else if (!final && (s->stale || (s->reread && !b->n && !b->close.closed))) {
+		/* A newer poll came during the read (its cursor may differ), or a
+		 * wakeup came while this read found nothing: read again. */
 		session_read_for_waiter(s);
 	} else if (final || b->n || b->close.closed || !s->poll_wait) {
 		session_answer_waiter(s, err, b);
@@ -299,6 +303,7 @@ static void session_read_for_waiter(struct pb_session *s)
 
 	s->reading = 1;
 	s->reread = 0;
+	s->stale = 0;
 	session_hold(s);
 	r = st->ops->read_in(st, s->id, s->poll_after, s->poll_max,
 			     s->core->cfg->max_batch_bytes, session_read_done, s);
@@ -389,52 +394,63 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 	if (!s->reading)
 		session_read_for_waiter(s);
 	else
-		s->reread = 1;
+		s->stale = 1;
 }
 
 /* ---- inbound: upstream -> store ---------------------------------------- */
 
-/* Store answer to an inbound append. */
+/* Store answer to an inbound append. Answers come in the order the
+ * appends were sent (one connection), always for the oldest in flight. */
 static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
 {
 	struct pb_session *s = arg;
 
-	s->pushing = 0;
+	s->pushing--;
 	if (err == PB_ESTORE || err == PB_ENOMEM) {
-		/* Keep it; retried when the store is back (nothing is dropped). */
+		/* Keep it (and what follows); all of it is sent again, in order,
+		 * when the store is back: nothing is dropped. */
+		if (!s->store_wait)
+			pb_log_warn("session %.6s: store unavailable, holding %zu upstream messages",
+				    s->id, s->in.count);
 		s->store_wait = 1;
-		pb_log_warn("session %.6s: store unavailable, holding %zu upstream messages",
-			    s->id, s->in.count);
-	} else {
+	} else if (!s->store_wait) {
 		/* Stored, or refused for good (the session ended meanwhile). */
 		pb_msg_unref(pb_msgq_pop(&s->in));
 		if (!err)
 			s->full = depth >= s->core->cfg->queue_max;
 	}
 	session_update_pause(s);
-	session_push_next(s);
-	if (!s->in.count && s->close_pending && s->state == PB_S_CLOSED)
+	if (!s->in_push_loop)
+		session_push_next(s);
+	if (!s->in.count && !s->pushing && s->close_pending && s->state == PB_S_CLOSED)
 		session_store_close(s);
 	session_release(s);
 }
 
-/* Store the oldest waiting upstream message, one at a time so that the
- * order survives a store failure. */
+/* Send waiting upstream messages to the store, oldest first, up to
+ * PB_IN_PIPELINE at a time (order holds: one connection answers in order,
+ * and after a failure everything from the failed one on is sent again). */
 static void session_push_next(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
 
-	if (s->pushing || !s->in.count || s->store_wait || s->state == PB_S_ENDED ||
-	    s->state == PB_S_CONNECTING)
+	if (s->in_push_loop)
 		return;
-	s->pushing = 1;
-	session_hold(s);
-	if (st->ops->push_in(st, s->id, pb_msgq_at(&s->in, 0), session_pushed_in, s)) {
-		s->pushing = 0;
-		s->store_wait = 1;
-		session_update_pause(s);
-		session_release(s);
+	s->in_push_loop = 1;
+	while ((size_t)s->pushing < s->in.count && s->pushing < PB_IN_PIPELINE &&
+	       !s->store_wait && s->state != PB_S_ENDED && s->state != PB_S_CONNECTING) {
+		struct pb_msg *m = pb_msgq_at(&s->in, (size_t)s->pushing);
+
+		s->pushing++;
+		session_hold(s);
+		if (st->ops->push_in(st, s->id, m, session_pushed_in, s)) {
+			s->pushing--;
+			s->store_wait = 1;
+			session_update_pause(s);
+			session_release(s);
+		}
 	}
+	s->in_push_loop = 0;
 }
 
 /* Queue an upstream message (ownership of m passes here) for the store. */
@@ -541,7 +557,7 @@ static void session_mark_closed(struct pb_session *s, int code, const char *reas
 	s->close_reason_len = reason_len < sizeof(s->close_reason) ?
 			      reason_len : sizeof(s->close_reason);
 	memcpy(s->close_reason, reason, s->close_reason_len);
-	if (s->in.count)
+	if (s->in.count || s->pushing)
 		s->close_pending = 1;
 	else
 		session_store_close(s);
@@ -891,9 +907,10 @@ static void core_each(struct pb_core *c, void (*fn)(struct pb_session *s))
 /* After missed wakeups: re-read for waiting polls, retry the store. */
 static void session_resync(struct pb_session *s)
 {
-	s->store_wait = 0;
+	if (!s->pushing)
+		s->store_wait = 0;      /* every failed append has answered */
 	session_push_next(s);
-	if (!s->in.count && s->close_pending && s->state == PB_S_CLOSED)
+	if (!s->in.count && !s->pushing && s->close_pending && s->state == PB_S_CLOSED)
 		session_store_close(s);
 	if (s->owned)
 		session_fetch_out(s);
