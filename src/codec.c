@@ -415,6 +415,64 @@ out:
 	return r;
 }
 
+int pb_codec_put_sse_message(struct pb_buf *out, const struct pb_msg *m)
+{
+	static const char *const names[] = { "text", "binary", "reopen" };
+	size_t start = out->len;
+	int r;
+
+	if (m->type > PB_MSG_REOPEN)
+		return PB_ENOMEM;
+	r = pb_buf_printf(out, "id: %llu\nevent: %s\ndata: ", (unsigned long long)m->seq,
+			  names[m->type]);
+	if (!r)
+		r = pb_codec_put_message(out, m);
+	if (!r)
+		r = pb_buf_append(out, "\n\n", 2);
+	if (r)
+		buf_truncate(out, start);
+	return r;
+}
+
+int pb_codec_put_sse_close(struct pb_buf *out, const struct pb_close_info *close)
+{
+	size_t start = out->len;
+	int r;
+
+	r = pb_buf_printf(out, "event: close\ndata: {\"type\":\"close\",\"code\":%d,\"reason\":",
+			  close->code);
+	if (!r)
+		r = pb_json_put_string(out, close->reason ? close->reason : "", close->reason_len);
+	if (!r)
+		r = pb_buf_append(out, "}\n\n", 3);
+	if (r)
+		buf_truncate(out, start);
+	return r;
+}
+
+int pb_jsonp_callback_valid(const char *s, size_t len)
+{
+	int start = 1;
+
+	if (len == 0 || len > PB_MAX_CALLBACK_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$';
+
+		if (c == '.') {
+			if (start)
+				return 0;
+			start = 1;
+		} else if (alpha || (!start && c >= '0' && c <= '9')) {
+			start = 0;
+		} else {
+			return 0;
+		}
+	}
+	return !start;
+}
+
 int pb_codec_encode_batch(struct pb_buf *out, struct pb_msg *const *msgs, size_t n,
 			  const struct pb_close_info *close)
 {

@@ -84,6 +84,22 @@ int pb_codec_put_message(struct pb_buf *out, const struct pb_msg *m);
 int pb_codec_encode_batch(struct pb_buf *out, struct pb_msg *const *msgs, size_t n,
 			  const struct pb_close_info *close);
 
+/* Append one Server-Sent Event for m: "id: <seq>\nevent: <type>\ndata:
+ * <message object>\n\n" (the object is one line: newlines are escaped). */
+int pb_codec_put_sse_message(struct pb_buf *out, const struct pb_msg *m);
+
+/* Append the closing event: "event: close\ndata: {"type":"close",
+ * "code":N,"reason":"..."}\n\n" (no id: it acknowledges nothing). */
+int pb_codec_put_sse_close(struct pb_buf *out, const struct pb_close_info *close);
+
+/* Longest JSONP callback name accepted. */
+#define PB_MAX_CALLBACK_LEN 128
+
+/* 1 if s[0..len) is a safe JSONP callback: JavaScript identifiers of
+ * [A-Za-z_$][A-Za-z0-9_$]* joined by single dots, at most
+ * PB_MAX_CALLBACK_LEN bytes. */
+int pb_jsonp_callback_valid(const char *s, size_t len);
+
 /* Append {"error":"<code>","message":"<message>"}. */
 int pb_codec_encode_error(struct pb_buf *out, const char *code, const char *message);
 

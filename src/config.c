@@ -24,6 +24,7 @@ enum opt_kind {
 	OPT_STRING,
 	OPT_LEVEL,
 	OPT_SWITCH,
+	OPT_CORS,
 	OPT_LATER,      /* documented in API.md, not built yet */
 };
 
@@ -51,12 +52,12 @@ static const struct opt pb_opts[] = {
 	{ "queue-max", OPT_SIZE, OFF(queue_max), 1, 10000000 },
 	{ "log-level", OPT_LEVEL, 0, 0, 0 },
 	{ "check-config", OPT_SWITCH, OFF(check_config), 0, 0 },
+	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
+	{ "cors-origin", OPT_CORS, 0, 0, 0 },
+	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
 	{ "config", OPT_LATER, 0, 0, 0 },
-	{ "sse-heartbeat", OPT_LATER, 0, 0, 0 },
 	{ "ping-interval", OPT_LATER, 0, 0, 0 },
 	{ "forward-header", OPT_LATER, 0, 0, 0 },
-	{ "cors-origin", OPT_LATER, 0, 0, 0 },
-	{ "jsonp", OPT_LATER, 0, 0, 0 },
 	{ "tls-cert", OPT_LATER, 0, 0, 0 },
 	{ "tls-key", OPT_LATER, 0, 0, 0 },
 	{ "upstream-ca", OPT_LATER, 0, 0, 0 },
@@ -88,13 +89,20 @@ static const char pb_usage[] =
 "                            sent, however large (default 1048576)\n"
 "  --max-sessions N          live sessions per instance (default 10000)\n"
 "  --queue-max N             messages buffered per session and direction (default 1000)\n"
+"  --sse-heartbeat S         comment line on an idle event stream every S seconds\n"
+"                            (default 15)\n"
+"  --cors-origin ORIGIN      let pages from ORIGIN (SCHEME://HOST[:PORT], or * for\n"
+"                            any) call the API from a browser; repeatable\n"
+"                            (default: none)\n"
+"  --jsonp                   allow ?callback= on GET .../messages (script-tag\n"
+"                            polling for the oldest browsers)\n"
 "  --log-level LEVEL         error, warn, info or debug (default info)\n"
 "  --check-config            validate the options, print \"config ok\" and exit\n"
 "  --version                 print the version and exit\n"
 "  --help                    print this help and exit\n"
 "\n"
-"Not available in this version yet: --config, --sse-heartbeat, --ping-interval,\n"
-"--forward-header, --cors-origin, --jsonp, --tls-cert, --tls-key, --upstream-ca.\n"
+"Not available in this version yet: --config, --ping-interval, --forward-header,\n"
+"--tls-cert, --tls-key, --upstream-ca.\n"
 "\n"
 "Logs go to stderr; the ready line is \"listening on ADDR:PORT\". SIGTERM or\n"
 "SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n";
@@ -144,6 +152,7 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->connect_timeout = PB_DEFAULT_CONNECT_TIMEOUT;
 	cfg->drain_timeout = PB_DEFAULT_DRAIN_TIMEOUT;
 	cfg->max_message_bytes = PB_DEFAULT_MAX_MESSAGE_BYTES;
+	cfg->sse_heartbeat = PB_DEFAULT_SSE_HEARTBEAT;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
 	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
@@ -359,6 +368,39 @@ static int cfg_add_route(struct pb_config *cfg, const char *spec, char *err, siz
 	return 0;
 }
 
+/* Add an allowed CORS origin: "*", or scheme://host[:port] with no path. */
+static int cfg_add_cors(struct pb_config *cfg, const char *v, char *err, size_t errlen)
+{
+	const char *host = strstr(v, "://");
+	char *copy;
+
+	if (strcmp(v, "*") != 0) {
+		if (!host || host == v || !host[3] || strchr(host + 3, '/'))
+			return cfg_fail(err, errlen,
+					"--cors-origin %s: expected * or SCHEME://HOST[:PORT]", v);
+		for (const char *q = v; *q; q++)
+			if ((unsigned char)*q <= 0x20 || (unsigned char)*q >= 0x7f)
+				return cfg_fail(err, errlen, "--cors-origin: bad character");
+	}
+	if (cfg->ncors_origins == PB_MAX_CORS_ORIGINS)
+		return cfg_fail(err, errlen, "--cors-origin: at most %d origins",
+				PB_MAX_CORS_ORIGINS);
+	copy = strdup(v);
+	if (!copy)
+		return cfg_fail(err, errlen, "out of memory");
+	cfg->cors_origins[cfg->ncors_origins++] = copy;
+	return 0;
+}
+
+int pb_config_cors_allowed(const struct pb_config *cfg, const char *origin)
+{
+	for (size_t i = 0; origin && i < cfg->ncors_origins; i++)
+		if (strcmp(cfg->cors_origins[i], "*") == 0 ||
+		    strcmp(cfg->cors_origins[i], origin) == 0)
+			return 1;
+	return 0;
+}
+
 /* Apply one option with its value (NULL for switches). */
 static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 		     char *err, size_t errlen)
@@ -405,6 +447,8 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 	case OPT_SWITCH:
 		*(int *)(base + o->offset) = 1;
 		return 0;
+	case OPT_CORS:
+		return cfg_add_cors(cfg, v, err, errlen);
 	case OPT_LATER:
 		return cfg_fail(err, errlen, "--%s is not available in this version", o->name);
 	}
@@ -442,7 +486,7 @@ int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 		if (!o)
 			return cfg_fail(err, errlen, "unknown option '--%.*s' (try --help)",
 					(int)namelen, name);
-		if (o->kind == OPT_SWITCH || (o->kind == OPT_LATER && strcmp(o->name, "jsonp") == 0)) {
+		if (o->kind == OPT_SWITCH) {
 			if (val)
 				return cfg_fail(err, errlen, "--%s takes no value", o->name);
 		} else if (!val) {
@@ -473,5 +517,7 @@ void pb_config_free(struct pb_config *cfg)
 	free(cfg->listen_host);
 	free(cfg->store);
 	free(cfg->instance_id);
+	for (size_t i = 0; i < cfg->ncors_origins; i++)
+		free(cfg->cors_origins[i]);
 	memset(cfg, 0, sizeof(*cfg));
 }

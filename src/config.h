@@ -23,6 +23,8 @@
 #define PB_DEFAULT_MAX_SESSIONS 10000
 #define PB_DEFAULT_QUEUE_MAX 1000
 #define PB_DEFAULT_DRAIN_TIMEOUT 5
+#define PB_DEFAULT_SSE_HEARTBEAT 15
+#define PB_MAX_CORS_ORIGINS 32
 
 /* One configured upstream. */
 struct pb_route {
@@ -53,6 +55,10 @@ struct pb_config {
 	size_t max_batch_bytes;
 	size_t max_sessions;
 	size_t queue_max;
+	unsigned sse_heartbeat;
+	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */
+	size_t ncors_origins;
+	int jsonp;
 	enum pb_log_level log_level;
 	int check_config;
 };
@@ -78,6 +84,9 @@ int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errle
 
 /* Release what a route owns. */
 void pb_route_free(struct pb_route *r);
+
+/* 1 if a request from origin may get CORS headers. */
+int pb_config_cors_allowed(const struct pb_config *cfg, const char *origin);
 
 /* The route called name, or NULL. */
 const struct pb_route *pb_config_route(const struct pb_config *cfg, const char *name);

@@ -55,6 +55,8 @@ enum pb_endpoint {
 	EP_POLL,
 	EP_SEND,
 	EP_DELETE,
+	EP_EVENTS,
+	EP_PREFLIGHT,
 };
 
 struct pb_req {
@@ -74,11 +76,41 @@ struct pb_req {
 	struct MHD_Response *resp;
 	unsigned status;
 	uint64_t started_ms;
+	const char *origin;     /* the Origin header, if CORS allows it */
+	char *jsonp;            /* the JSONP callback name (owned), or NULL */
+	/* Server-Sent Events: the stream's pending bytes and position. */
+	struct pb_buf sse;
+	size_t sse_off;
+	uint64_t sse_from;      /* highest seq put on the stream */
+	int sse_reading;        /* a core read for the stream is in flight */
+	int sse_waiting;        /* suspended in the content reader */
+	int sse_done;           /* end the stream once sse is drained */
 };
 
 static void front_kick(struct pb_front *f);
 
 /* ---- responses ---------------------------------------------------------- */
+
+/* Add the headers every answer carries: type, no caching, CORS. */
+static void front_common_headers(struct pb_req *r, struct MHD_Response *resp,
+				 const char *ctype)
+{
+	const struct pb_config *cfg = r->f->cfg;
+
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (r->f->draining)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (cfg->ncors_origins)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Origin");
+	if (r->origin) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin", r->origin);
+		MHD_add_response_header(resp, "Access-Control-Allow-Credentials", "true");
+		MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+					"Location, Retry-After");
+	}
+}
 
 /* Build a response with the headers every answer carries. */
 static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body,
@@ -95,11 +127,7 @@ static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body
 		free(data);
 		return NULL;
 	}
-	if (ctype)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (r->f->draining)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	front_common_headers(r, resp, ctype);
 	return resp;
 }
 
@@ -109,6 +137,8 @@ static void front_req_free(struct pb_req *r)
 	if (r->resp)
 		MHD_destroy_response(r->resp);
 	pb_buf_free(&r->body);
+	pb_buf_free(&r->sse);
+	free(r->jsonp);
 	r->f->active--;
 	free(r);
 }
@@ -137,10 +167,30 @@ static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Res
 	}
 }
 
-/* Answer with a JSON body (taken from body). */
+/* Answer with a JSON body (taken from body). A JSONP request gets it as
+ * the argument of its callback, always with status 200 (a script tag
+ * cannot read a status). */
 static void front_json(struct pb_req *r, unsigned status, struct pb_buf *body)
 {
-	front_set_response(r, status, front_response(r, body, "application/json; charset=utf-8"));
+	struct pb_buf js;
+
+	if (!r->jsonp) {
+		front_set_response(r, status, front_response(r, body,
+							     "application/json; charset=utf-8"));
+		return;
+	}
+	pb_buf_init(&js, 0);
+	if (pb_buf_printf(&js, "/**/%s(", r->jsonp) ||
+	    pb_buf_append(&js, body->data ? body->data : "", body->len) ||
+	    pb_buf_puts(&js, ");")) {
+		pb_buf_free(&js);
+		pb_buf_free(body);
+		front_set_response(r, 500, NULL);
+		return;
+	}
+	pb_buf_free(body);
+	front_set_response(r, 200, front_response(r, &js,
+						  "application/javascript; charset=utf-8"));
 }
 
 /* Answer with body, unless building it failed (e != 0): then a 500. */
@@ -172,7 +222,7 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 	if (resp && err == PB_EMETHOD) {
 		const char *allow = r->ep == EP_CREATE ? "POST" :
 				    r->ep == EP_DELETE ? "DELETE" :
-				    r->ep == EP_HEALTHZ ? "GET" : "GET, POST";
+				    r->ep == EP_HEALTHZ || r->ep == EP_EVENTS ? "GET" : "GET, POST";
 
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	}
@@ -200,8 +250,8 @@ static void front_media_type(struct pb_req *r, char *out, size_t outlen)
 
 /* Query parameters the API reads, collected in one pass. */
 struct front_query {
-	const char *after, *wait, *max, *route;
-	int has_after, has_wait, has_max, has_route;
+	const char *after, *wait, *max, *route, *callback;
+	int has_after, has_wait, has_max, has_route, has_callback;
 	int dup;                        /* a parameter given twice */
 	const char *protocols[PB_MAX_PROTOCOLS + 1];
 	size_t nprotocols;
@@ -227,6 +277,9 @@ static enum MHD_Result front_query_arg(void *cls, enum MHD_ValueKind kind, const
 	} else if (strcmp(key, "route") == 0) {
 		slot = &q->route;
 		has = &q->has_route;
+	} else if (strcmp(key, "callback") == 0) {
+		slot = &q->callback;
+		has = &q->has_callback;
 	} else if (strcmp(key, "protocol") == 0) {
 		if (q->nprotocols <= PB_MAX_PROTOCOLS)
 			q->protocols[q->nprotocols++] = value ? value : "";
@@ -355,6 +408,23 @@ static void front_poll(struct pb_req *r)
 	uint64_t after, wait, max;
 
 	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
+	if (q.has_callback) {
+		/* Checked first, and refused as plain JSON: a bad callback
+		 * cannot be wrapped. */
+		if (!cfg->jsonp) {
+			front_error(r, PB_EBADREQ, "JSONP is not enabled on this bridge (--jsonp)");
+			return;
+		}
+		if (!pb_jsonp_callback_valid(q.callback, strlen(q.callback))) {
+			front_error(r, PB_EBADREQ, "callback must be a JavaScript identifier path");
+			return;
+		}
+		r->jsonp = strdup(q.callback);
+		if (!r->jsonp) {
+			front_error(r, PB_ENOMEM, NULL);
+			return;
+		}
+	}
 	if (q.dup) {
 		front_error(r, PB_EBADREQ, "a query parameter is given twice");
 		return;
@@ -375,6 +445,161 @@ static void front_poll(struct pb_req *r)
 	pb_core_poll(r->f->core, r->id, after,
 		     wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait,
 		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
+}
+
+/* ---- Server-Sent Events -------------------------------------------------- */
+
+static void front_sse_more(void *arg, int err, const struct pb_store_batch *b);
+
+/* Append a batch to the stream: one event per message, the close event
+ * (which ends the stream), or a heartbeat comment when there is nothing. */
+static void front_sse_append(struct pb_req *r, const struct pb_store_batch *b)
+{
+	int e = 0;
+
+	for (size_t i = 0; i < b->n && !e; i++) {
+		e = pb_codec_put_sse_message(&r->sse, b->msgs[i]);
+		if (!e)
+			r->sse_from = b->msgs[i]->seq;
+	}
+	if (!e && b->close.closed) {
+		e = pb_codec_put_sse_close(&r->sse, &b->close);
+		r->sse_done = 1;
+	} else if (!e && b->released) {
+		/* A newer poll or stream took over, or the instance drains. */
+		r->sse_done = 1;
+	} else if (!e && !b->n) {
+		e = pb_buf_puts(&r->sse, ":\n\n");
+	}
+	if (e)
+		r->sse_done = 1;
+}
+
+/* Ask the core for what follows on the stream (a long wait: the heartbeat). */
+static void front_sse_read(struct pb_req *r)
+{
+	r->sse_reading = 1;
+	r->in_core = 1;
+	pb_core_stream_read(r->f->core, r->id, 0, r->sse_from, r->f->cfg->sse_heartbeat,
+			    front_sse_more, r);
+}
+
+/* libmicrohttpd wants more of the stream: hand over what is pending, or
+ * suspend the connection until the core has more. */
+static ssize_t front_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct pb_req *r = cls;
+	size_t n;
+
+	if (r->sse_off == r->sse.len && !r->sse_done && !r->sse_reading)
+		front_sse_read(r);      /* may answer at once */
+	if (r->sse_off < r->sse.len) {
+		n = r->sse.len - r->sse_off;
+		if (n > max)
+			n = max;
+		memcpy(buf, r->sse.data + r->sse_off, n);
+		r->sse_off += n;
+		if (r->sse_off == r->sse.len)
+			r->sse.len = r->sse_off = 0;
+		return (ssize_t)n;
+	}
+	if (r->sse_done)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	r->sse_waiting = 1;
+	MHD_suspend_connection(r->conn);
+	return 0;
+}
+
+/* Core answer to a stream read. */
+static void front_sse_more(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_req *r = arg;
+
+	r->sse_reading = 0;
+	r->in_core = 0;
+	if (r->orphan) {
+		front_req_free(r);
+		return;
+	}
+	if (err)
+		r->sse_done = 1;
+	else
+		front_sse_append(r, b);
+	if (r->sse_waiting) {
+		r->sse_waiting = 0;
+		MHD_resume_connection(r->conn);
+		front_kick(r->f);
+	}
+}
+
+/* Core answer to the stream's first read: an error answers as usual;
+ * otherwise the event stream starts with what the cursor left unread. */
+static void front_sse_first(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_req *r = arg;
+	struct MHD_Response *resp;
+
+	if (err) {
+		front_error(r, err, err == PB_EBADREQ ?
+			    "the cursor is beyond the last message handed out" : NULL);
+		return;
+	}
+	r->sse_from = r->sse_from > b->last_seq ? b->last_seq : r->sse_from;
+	if (pb_buf_puts(&r->sse, "retry: 2000\n\n")) {
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	if (b->n || b->close.closed)
+		front_sse_append(r, b);
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, front_sse_reader,
+						 r, NULL);
+	if (resp) {
+		front_common_headers(r, resp, "text/event-stream; charset=utf-8");
+		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	}
+	front_set_response(r, 200, resp);
+}
+
+/* GET /v1/sessions/<id>/events: the cursor is Last-Event-ID, else ?after=,
+ * else 0; it acknowledges like a poll's. */
+static void front_events(struct pb_req *r)
+{
+	const char *last = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	struct front_query q = { 0 };
+	uint64_t cursor;
+
+	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
+	if (q.dup) {
+		front_error(r, PB_EBADREQ, "a query parameter is given twice");
+		return;
+	}
+	if (last ? pb_parse_uint53(last, strlen(last), &cursor) :
+		   front_number(q.has_after, q.after, 0, &cursor)) {
+		front_error(r, PB_EBADREQ, "the cursor (Last-Event-ID or after) must be a whole number");
+		return;
+	}
+	pb_buf_init(&r->sse, 0);
+	r->sse_from = cursor;
+	r->in_core = 1;
+	pb_core_stream_read(r->f->core, r->id, cursor, cursor, 0, front_sse_first, r);
+}
+
+/* OPTIONS: a CORS preflight. Allowed origins learn what they may send;
+ * others get no CORS headers (the browser then refuses). */
+static void front_preflight(struct pb_req *r)
+{
+	struct pb_buf b;
+	struct MHD_Response *resp;
+
+	pb_buf_init(&b, 0);
+	resp = front_response(r, &b, NULL);
+	if (resp && r->origin) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Methods", "GET, POST, DELETE");
+		MHD_add_response_header(resp, "Access-Control-Allow-Headers",
+					"Content-Type, X-Send-Seq, Last-Event-ID, Authorization");
+		MHD_add_response_header(resp, "Access-Control-Max-Age", "600");
+	}
+	front_set_response(r, 204, resp);
 }
 
 /* Core answer to a send. */
@@ -494,10 +719,11 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	size_t idlen;
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
+	int options = strcmp(method, "OPTIONS") == 0;
 
 	if (strcmp(url, "/healthz") == 0) {
-		r->ep = EP_HEALTHZ;
-		if (!get)
+		r->ep = options ? EP_PREFLIGHT : EP_HEALTHZ;
+		if (!get && !options)
 			r->early_err = PB_EMETHOD;
 		return;
 	}
@@ -507,8 +733,8 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	}
 	rest = url + plen;
 	if (rest[0] == '\0' || (rest[0] == '/' && rest[1] == '\0')) {
-		r->ep = EP_CREATE;
-		if (!post)
+		r->ep = options ? EP_PREFLIGHT : EP_CREATE;
+		if (!post && !options)
 			r->early_err = PB_EMETHOD;
 		return;
 	}
@@ -520,14 +746,23 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	if (idlen >= 9 && strcmp(rest + idlen - 9, "/messages") == 0) {
 		idlen -= 9;
 		r->ep = post ? EP_SEND : EP_POLL;
-		if (!post && !get)
+		if (!post && !get && !options)
+			r->early_err = PB_EMETHOD;
+	} else if (idlen >= 7 && strcmp(rest + idlen - 7, "/events") == 0) {
+		idlen -= 7;
+		r->ep = EP_EVENTS;
+		if (!get && !options)
 			r->early_err = PB_EMETHOD;
 	} else if (!strchr(rest, '/')) {
 		r->ep = EP_DELETE;
-		if (strcmp(method, "DELETE") != 0)
+		if (strcmp(method, "DELETE") != 0 && !options)
 			r->early_err = PB_EMETHOD;
 	} else {
 		r->early_err = PB_ENOTFOUND;
+		return;
+	}
+	if (options) {
+		r->ep = EP_PREFLIGHT;
 		return;
 	}
 	if (!r->early_err) {
@@ -563,6 +798,12 @@ static void front_dispatch(struct pb_req *r)
 		r->in_core = 1;
 		pb_core_delete(r->f->core, r->id, front_deleted, r);
 		break;
+	case EP_EVENTS:
+		front_events(r);
+		break;
+	case EP_PREFLIGHT:
+		front_preflight(r);
+		break;
 	case EP_NONE:
 		front_error(r, PB_ENOTFOUND, NULL);
 		break;
@@ -582,7 +823,8 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	if (pb_log_enabled(PB_LOG_DEBUG))
 		pb_log_debug("http %u %s %.6s %llums", r->status,
 			     r->ep == EP_POLL ? "poll" : r->ep == EP_SEND ? "send" :
-			     r->ep == EP_CREATE ? "create" : r->ep == EP_DELETE ? "delete" : "-",
+			     r->ep == EP_CREATE ? "create" : r->ep == EP_DELETE ? "delete" :
+			     r->ep == EP_EVENTS ? "events" : "-",
 			     r->id, (unsigned long long)(uv_now(r->f->loop) - r->started_ms));
 	return ret;
 }
@@ -610,6 +852,9 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		pb_buf_init(&r->body, f->body_limit);
 		f->active++;
 		*con_cls = r;
+		r->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+		if (!pb_config_cors_allowed(f->cfg, r->origin))
+			r->origin = NULL;
 		front_route(r, url, method);
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);

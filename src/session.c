@@ -62,6 +62,7 @@ struct pb_session {
 	pb_core_poll_cb poll_cb;
 	void *poll_req;
 	uint64_t poll_after;
+	uint64_t poll_from;     /* answer with seqs past this (>= poll_after) */
 	size_t poll_max;
 	unsigned poll_wait;
 	uint64_t poll_token;    /* announced to the other instances */
@@ -244,11 +245,13 @@ static void session_answer_waiter(struct pb_session *s, int err, const struct pb
 	cb(req, err, b);
 }
 
-/* Answer the waiting poll with an empty, open batch (replaced, drained). */
+/* Release the waiting poll with an empty, open batch (replaced by a newer
+ * one, drained): a stream ends on it. */
 static void session_answer_empty(struct pb_session *s)
 {
 	struct pb_store_batch b = { 0 };
 
+	b.released = 1;
 	session_answer_waiter(s, 0, &b);
 }
 
@@ -305,7 +308,7 @@ static void session_read_for_waiter(struct pb_session *s)
 	s->reread = 0;
 	s->stale = 0;
 	session_hold(s);
-	r = st->ops->read_in(st, s->id, s->poll_after, s->poll_max,
+	r = st->ops->read_in(st, s->id, s->poll_after, s->poll_from, s->poll_max,
 			     s->core->cfg->max_batch_bytes, session_read_done, s);
 	if (r) {
 		s->reading = 0;
@@ -332,8 +335,8 @@ static void core_poll_direct_done(void *arg, int err, const struct pb_store_batc
 }
 
 /* Read once and answer, without waiting. */
-static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, size_t max,
-			     pb_core_poll_cb cb, void *req)
+static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			     size_t max, pb_core_poll_cb cb, void *req)
 {
 	struct pb_poll_direct *d = malloc(sizeof(*d));
 	int r;
@@ -344,7 +347,7 @@ static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 	d->cb = cb;
 	d->req = req;
-	r = c->store->ops->read_in(c->store, id, after, max, c->cfg->max_batch_bytes,
+	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes,
 				   core_poll_direct_done, d);
 	if (r) {
 		free(d);
@@ -352,21 +355,23 @@ static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 }
 
-void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
-		  pb_core_poll_cb cb, void *req)
+/* A poll or a stream's read: acknowledge <= after, answer with what lies
+ * past from, waiting up to wait seconds. */
+static void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+		      unsigned wait, size_t max, pb_core_poll_cb cb, void *req)
 {
 	struct pb_session *s = session_find(c, id);
 
 	if (max > c->cfg->max_batch)
 		max = c->cfg->max_batch;
-	if (wait > c->cfg->wait_max)
-		wait = c->cfg->wait_max;
+	if (from < after)
+		from = after;
 	if (c->draining)
 		wait = 0;
 	if ((s && s->state == PB_S_CONNECTING && !s->adopting) ||
 	    (!s && (!pb_store_shared(c->store) || !wait))) {
 		/* Not handed out yet, unknown here, or nothing to wait for. */
-		core_poll_direct(c, id, after, max, cb, req);
+		core_poll_direct(c, id, after, from, max, cb, req);
 		return;
 	}
 	if (!s) {
@@ -385,6 +390,7 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 	s->poll_cb = cb;
 	s->poll_req = req;
 	s->poll_after = after;
+	s->poll_from = from;
 	s->poll_max = max;
 	s->poll_wait = wait;
 	s->poll_token = ++c->tokens;
@@ -395,6 +401,19 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 		session_read_for_waiter(s);
 	else
 		s->stale = 1;
+}
+
+void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
+		  pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, after, wait > c->cfg->wait_max ? c->cfg->wait_max : wait, max,
+		  cb, req);
+}
+
+void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			 unsigned wait, pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, from, wait, c->cfg->max_batch, cb, req);
 }
 
 /* ---- inbound: upstream -> store ---------------------------------------- */

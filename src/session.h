@@ -53,9 +53,18 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 /* Acknowledge <= after and answer with what is queued above it, waiting up
  * to wait seconds (clamped to wait_max) for something to arrive. max is
  * capped at max_batch. A newer poll on the session answers an older
- * waiting one at once with an empty batch. */
+ * waiting one at once with an empty batch (released set). */
 void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
 		  pb_core_poll_cb cb, void *req);
+
+/* One read of a stream (Server-Sent Events): like a poll, but answers
+ * with what lies past from (the last seq already streamed) while only
+ * acknowledging <= after (the client's cursor, 0 after the first read),
+ * and waits up to wait seconds (not clamped: a stream's heartbeat). A
+ * batch with released set means a newer poll or stream took over, or the
+ * instance is draining: the stream should end. */
+void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			 unsigned wait, pb_core_poll_cb cb, void *req);
 
 /* Queue sr's messages (references are taken; sr stays the caller's) for the
  * upstream, in order, all or nothing. */

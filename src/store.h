@@ -45,6 +45,8 @@ struct pb_store_batch {
 					   and this batch reaches last_seq */
 	int ended;                      /* this read acknowledged the last message
 					   of a closed session: it has now ended */
+	int released;                   /* (core) the waiting request was let go:
+					   replaced by a newer one, or drained */
 };
 
 /* What a send accepted. */
@@ -107,10 +109,12 @@ struct pb_store_ops {
 	int (*push_in)(struct pb_store *s, const char *id, struct pb_msg *m,
 		       pb_store_push_cb cb, void *arg);
 	/* Acknowledge every inbound message <= after, then read up to max
-	 * messages (at least one if any) and about max_bytes above it.
-	 * PB_EBADREQ if after > last seq; PB_ENOSESSION; PB_ECLOSED once ended. */
-	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, size_t max,
-		       size_t max_bytes, pb_store_batch_cb cb, void *arg);
+	 * messages (at least one if any) and about max_bytes with seq > from
+	 * (from < after counts as after; a stream reads ahead of what the
+	 * client acknowledged). PB_EBADREQ if after > last seq; PB_ENOSESSION;
+	 * PB_ECLOSED once ended. */
+	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
+		       size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg);
 	/* Append client messages for the upstream, all or nothing (takes a
 	 * reference to each). send_seq 0: unnumbered. PB_EQFULL, PB_ESEQGAP,
 	 * PB_ENOSESSION, PB_ECLOSED (also once the upstream has closed). */

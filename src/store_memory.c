@@ -168,14 +168,14 @@ static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
 	return 0;
 }
 
-static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_t max,
-		       size_t max_bytes, pb_store_batch_cb cb, void *arg)
+static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
+		       size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg)
 {
 	struct mem_store *st = (struct mem_store *)s;
 	struct pb_store_batch b = { 0 };
 	struct mem_session *ms;
 	uint64_t first;
-	size_t n = 0, bytes = 0;
+	size_t n = 0, bytes = 0, skip;
 	int r = mem_live(st, id, &ms), ended, acked = 0;
 
 	if (!r && after > ms->in_last)
@@ -190,8 +190,13 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 		pb_msgq_drop(&ms->in, (size_t)(after - first + 1));
 		acked = 1;
 	}
-	while (n < ms->in.count && n < max) {
-		size_t len = pb_msgq_at(&ms->in, n)->len;
+	/* Read from past `from` (a stream reads ahead of the cursor). */
+	first = ms->in_last - ms->in.count + 1;
+	skip = from >= first ? (size_t)(from - first + 1) : 0;
+	if (skip > ms->in.count)
+		skip = ms->in.count;
+	while (skip + n < ms->in.count && n < max) {
+		size_t len = pb_msgq_at(&ms->in, skip + n)->len;
 
 		if (n > 0 && bytes + len > max_bytes)
 			break;
@@ -203,12 +208,12 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, size_
 		if (!b.msgs)
 			return PB_ENOMEM;
 		for (size_t i = 0; i < n; i++)
-			b.msgs[i] = pb_msgq_at(&ms->in, i);
+			b.msgs[i] = pb_msgq_at(&ms->in, skip + i);
 	}
 	b.n = n;
 	b.last_seq = ms->in_last;
 	b.depth = ms->in.count;
-	if (ms->state == MEM_CLOSED && n == ms->in.count) {
+	if (ms->state == MEM_CLOSED && skip + n == ms->in.count) {
 		b.close.closed = 1;
 		b.close.code = ms->close_code;
 		b.close.reason = ms->close_reason ? ms->close_reason : "";

@@ -70,7 +70,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
 	"return {0, seq, depth}\n",
-	/* READ_IN: after, max, max_bytes, tombstone_ms ->
+	/* READ_IN: after, max, max_bytes, tombstone_ms, from ->
 	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
 	[RS_READ_IN] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
@@ -86,7 +86,11 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  acked = true\n"
 	"end\n"
 	"local depth = last - first + 1\n"
-	"local msgs = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[4]) - 1)\n"
+	"local from = tonumber(ARGV[7])\n"
+	"local skip = 0\n"
+	"if from >= first then skip = from - first + 1 end\n"
+	"if skip > depth then skip = depth end\n"
+	"local msgs = redis.call('LRANGE', KEYS[2], skip, skip + tonumber(ARGV[4]) - 1)\n"
 	"local n, bytes, maxb = 0, 0, tonumber(ARGV[5])\n"
 	"for i = 1, #msgs do\n"
 	"  local l = #msgs[i] - 1\n"
@@ -95,7 +99,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  n = n + 1\n"
 	"end\n"
 	"local closed, ended = 0, 0\n"
-	"if m[1] == 'closed' and n == depth then closed = 1 end\n"
+	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
 	"if m[1] == 'closed' and depth == 0 then ended = 1 end\n"
 	"redis.call('HSET', KEYS[1], 'act', now)\n"
 	"if ended == 1 then\n"
@@ -107,7 +111,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  touch(ARGV[1])\n"
 	"  if acked then redis.call('PUBLISH', ARGV[2], 'a') end\n"
 	"end\n"
-	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first}\n"
+	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip}\n"
 	"for i = 1, n do out[#out + 1] = msgs[i] end\n"
 	"return out\n",
 	/* PUSH_OUT: send_seq, queue_max, payload... -> {0, accepted, send_seq}
@@ -604,8 +608,8 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 	free(op);
 }
 
-static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, size_t max,
-		      size_t max_bytes, pb_store_batch_cb cb, void *arg)
+static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
+		      size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_op *op;
@@ -622,6 +626,7 @@ static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, size_t
 	rs_args_num(&a, max);
 	rs_args_num(&a, max_bytes);
 	rs_args_num(&a, st->tomb_ms);
+	rs_args_num(&a, from);
 	return rs_eval(st, RS_READ_IN, &a, rs_read_in_reply, op);
 }
 

@@ -716,16 +716,10 @@ static void test_later_flags(void)
 	FAILS("--config", "--config", "/etc/pollbridge.conf");
 	FAILS("--config", "--config=/etc/pollbridge.conf");
 	FAILS("--config", "--config");
-	FAILS("--sse-heartbeat", "--sse-heartbeat", "15");
-	FAILS("--sse-heartbeat", "--sse-heartbeat=15");
 	FAILS("--ping-interval", "--ping-interval", "20");
 	FAILS("--ping-interval", "--ping-interval=20");
 	FAILS("--forward-header", "--forward-header", "X-Real-IP");
 	FAILS("--forward-header", "--forward-header=X-Real-IP");
-	FAILS("--cors-origin", "--cors-origin", "https://a.example");
-	FAILS("--cors-origin", "--cors-origin=https://a.example");
-	FAILS("--jsonp", "--jsonp");
-	FAILS("--jsonp", "--jsonp=yes");
 	FAILS("--tls-cert", "--tls-cert", "c.pem");
 	FAILS("--tls-cert", "--tls-cert=c.pem");
 	FAILS("--tls-key", "--tls-key", "k.pem");
@@ -733,8 +727,42 @@ static void test_later_flags(void)
 	FAILS("--tls-cert", "--tls-cert", "c.pem", "--tls-key", "k.pem");
 	FAILS("--upstream-ca", "--upstream-ca", "ca.pem");
 	FAILS("--upstream-ca", "--upstream-ca=ca.pem");
-	FAILS("not available", "--jsonp");
 	FAILS("not available", "--config", "f");
+}
+
+/* The browser-facing flags: SSE heartbeat, CORS origins, JSONP. */
+static void test_browser_flags(void)
+{
+	struct run r;
+
+	if (ACCEPTS(&r, "--sse-heartbeat", "5"))
+		tap_is_int(r.cfg.sse_heartbeat, 5, "--sse-heartbeat 5: stored");
+	pb_config_free(&r.cfg);
+	FAILS("--sse-heartbeat", "--sse-heartbeat", "0");
+	FAILS("--sse-heartbeat", "--sse-heartbeat", "x");
+	if (ACCEPTS(&r, "--cors-origin", "https://a.example", "--cors-origin=http://b.example:8080")) {
+		tap_is_int(r.cfg.ncors_origins, 2, "--cors-origin twice: two origins");
+		tap_ok(pb_config_cors_allowed(&r.cfg, "https://a.example"), "first origin allowed");
+		tap_ok(pb_config_cors_allowed(&r.cfg, "http://b.example:8080"), "second origin allowed");
+		tap_ok(!pb_config_cors_allowed(&r.cfg, "https://a.example.evil"), "no prefix match");
+		tap_ok(!pb_config_cors_allowed(&r.cfg, "http://a.example"), "scheme matters");
+		tap_ok(!pb_config_cors_allowed(&r.cfg, NULL), "no Origin: not allowed");
+	}
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--cors-origin", "*"))
+		tap_ok(pb_config_cors_allowed(&r.cfg, "https://anything.example"), "* allows any");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--route", "e=ws://h:1/"))
+		tap_ok(!pb_config_cors_allowed(&r.cfg, "https://a.example"), "default: no origin");
+	pb_config_free(&r.cfg);
+	FAILS("--cors-origin", "--cors-origin", "a.example");
+	FAILS("--cors-origin", "--cors-origin", "https://a.example/path");
+	FAILS("--cors-origin", "--cors-origin", "https://");
+	FAILS("--cors-origin", "--cors-origin=");
+	if (ACCEPTS(&r, "--jsonp"))
+		tap_is_int(r.cfg.jsonp, 1, "--jsonp: on");
+	pb_config_free(&r.cfg);
+	FAILS("--jsonp", "--jsonp=yes");
 }
 
 /* 1 if text mentions flag as a whole word ("--max-batch" is not in "--max-batch-bytes"). */
@@ -850,6 +878,7 @@ int main(void)
 	test_actions();
 	test_bad_syntax();
 	test_later_flags();
+	test_browser_flags();
 	test_usage();
 	test_err_truncation();
 	test_free();
