@@ -1,0 +1,84 @@
+/*
+ * metrics.h: the daemon's counters, gauges and histograms, and their
+ * Prometheus text exposition for GET /metrics.
+ *
+ * A leaf module every other may call: one process-wide set of metrics,
+ * updated on the single event-loop thread (no locks). Names follow
+ * Prometheus conventions: pollbridge_..._total for counters, base units
+ * (seconds, bytes).
+ */
+#ifndef PB_METRICS_H
+#define PB_METRICS_H
+
+#include <stdint.h>
+
+#include "buf.h"
+
+/* Counters of one family (same name, different labels) are consecutive:
+ * the exposition groups a family's samples under one HELP/TYPE. */
+enum pb_counter {
+	PB_C_SESSIONS_CREATED,
+	PB_C_SESSIONS_ADOPTED,
+	/* sessions ended here, by reason */
+	PB_C_END_COMPLETED,     /* the client acknowledged the last message */
+	PB_C_END_DELETED,
+	PB_C_END_IDLE,
+	PB_C_END_DRAINED,       /* memory store: closed by a drain */
+	PB_C_END_MOVED,         /* shared store: handed to another instance */
+	PB_C_CREATE_FAILED,     /* upstream unreachable or timed out */
+	/* messages and bytes, by direction */
+	PB_C_MSGS_IN,           /* upstream -> client, stored */
+	PB_C_MSGS_OUT,          /* client -> upstream, written */
+	PB_C_BYTES_IN,
+	PB_C_BYTES_OUT,
+	PB_C_UPSTREAM_CONNECTS,
+	PB_C_UPSTREAM_FAILURES,
+	PB_C_UPSTREAM_CLOSES,   /* upstream closed by itself */
+	PB_C_STORE_ERRORS,
+	PB_C_COUNT
+};
+
+enum pb_gauge {
+	PB_G_SESSIONS,          /* owned by this instance */
+	PB_G_POLLS_WAITING,
+	PB_G_STREAMS_OPEN,
+	PB_G_HTTP_IN_FLIGHT,
+	PB_G_COUNT
+};
+
+enum pb_histogram {
+	PB_H_QUEUE_DEPTH,       /* inbound queue depth after each stored message */
+	PB_H_HANDSHAKE_SECONDS, /* upstream WebSocket handshake */
+	PB_H_STORE_SECONDS,     /* store operation round trip (Redis) */
+	PB_H_COUNT
+};
+
+/* The endpoints HTTP answers are counted by. */
+enum pb_endpoint_metric {
+	PB_EPM_CREATE, PB_EPM_POLL, PB_EPM_SEND, PB_EPM_DELETE, PB_EPM_EVENTS,
+	PB_EPM_HEALTHZ, PB_EPM_METRICS, PB_EPM_OTHER, PB_EPM_COUNT
+};
+
+/* Add n to a counter. */
+void pb_metrics_add(enum pb_counter c, uint64_t n);
+
+/* Add d (may be negative) to a gauge. */
+void pb_metrics_gauge(enum pb_gauge g, int64_t d);
+
+/* Record one observation in a histogram. */
+void pb_metrics_observe(enum pb_histogram h, double v);
+
+/* Count one HTTP answer. */
+void pb_metrics_http(enum pb_endpoint_metric ep, unsigned status);
+
+/* A counter's current value (for tests). */
+uint64_t pb_metrics_counter(enum pb_counter c);
+
+/* Append the whole exposition (text format 0.0.4) to out. 0 or the
+ * pb_buf error. */
+int pb_metrics_render(struct pb_buf *out);
+
+/* Reset everything to zero (tests). */
+void pb_metrics_reset(void);
+
+#endif
