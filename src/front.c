@@ -45,7 +45,9 @@ struct pb_front {
 	int draining;
 	int in_run;             /* inside MHD_run() */
 	int kicked;             /* a connection was resumed: run again soon */
+	uint64_t streams;       /* event streams started (their tokens) */
 	char address[80];
+	char mhd_error[160];    /* libmicrohttpd's first error line, for start failures */
 };
 
 enum pb_endpoint {
@@ -82,6 +84,7 @@ struct pb_req {
 	struct pb_buf sse;
 	size_t sse_off;
 	uint64_t sse_from;      /* highest seq put on the stream */
+	uint64_t sse_token;     /* names this stream to the core */
 	int sse_reading;        /* a core read for the stream is in flight */
 	int sse_waiting;        /* suspended in the content reader */
 	int sse_done;           /* end the stream once sse is drained */
@@ -215,6 +218,11 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 		front_json_built(r, 500, &b, PB_ENOMEM);
 		return;
 	}
+	if (r->jsonp) {
+		/* A script tag cannot read a status: the error is the argument. */
+		front_json(r, (unsigned)pb_err_status(err), &b);
+		return;
+	}
 	resp = front_response(r, &b, "application/json; charset=utf-8");
 	if (resp && (err == PB_EQFULL || err == PB_ETOOMANY || err == PB_ESTORE ||
 		     err == PB_EDRAINING))
@@ -341,11 +349,110 @@ static void front_created(void *arg, int err, const char *id, const char *protoc
 	front_set_response(r, 201, resp);
 }
 
+/* Every value of one request header, joined as HTTP joins a repeated field. */
+struct front_hdr_join {
+	const char *name;
+	const char *sep;        /* ", ", or "; " for Cookie */
+	struct pb_buf *buf;
+	int found;
+	int err;
+};
+
+/* MHD header iterator: append the values of j->name to j->buf. */
+static enum MHD_Result front_hdr_collect(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct front_hdr_join *j = cls;
+
+	(void)kind;
+	if (j->err || strcasecmp(key, j->name) != 0)
+		return MHD_YES;
+	if (j->found)
+		j->err = pb_buf_puts(j->buf, j->sep);
+	if (!j->err && value)
+		j->err = pb_buf_puts(j->buf, value);
+	j->found = 1;
+	return MHD_YES;
+}
+
+/* The client's address as text ("127.0.0.1", "::1"), or "" if unknown. */
+static void front_client_address(struct pb_req *r, char *out, size_t outlen)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct sockaddr_in s4;
+	struct sockaddr_in6 s6;
+
+	out[0] = '\0';
+	if (!ci || !ci->client_addr)
+		return;
+	if (ci->client_addr->sa_family == AF_INET) {
+		memcpy(&s4, ci->client_addr, sizeof(s4));
+		inet_ntop(AF_INET, &s4.sin_addr, out, (socklen_t)outlen);
+	} else if (ci->client_addr->sa_family == AF_INET6) {
+		memcpy(&s6, ci->client_addr, sizeof(s6));
+		inet_ntop(AF_INET6, &s6.sin6_addr, out, (socklen_t)outlen);
+	}
+}
+
+/* Gather a create's headers for the upstream handshake: the configured
+ * ones the client sent, and X-Forwarded-For with the client's address
+ * appended to the client's own value. The values live in buf. 0,
+ * PB_EBADREQ with *why (a value with CR, LF or another control
+ * character: it must never reach the upstream), or PB_ENOMEM. */
+static int front_forward_headers(struct pb_req *r, struct pb_upstream_headers *fh,
+				 struct pb_buf *buf, const char **why)
+{
+	const struct pb_config *cfg = r->f->cfg;
+	size_t off[PB_UPSTREAM_MAX_HEADERS];
+	struct front_hdr_join j = { .buf = buf };
+	char addr[INET6_ADDRSTRLEN];
+
+	fh->n = 0;
+	for (size_t i = 0; i <= cfg->nforward_headers; i++) {
+		int xff = i == cfg->nforward_headers;
+		size_t start = buf->len;
+
+		j.name = xff ? "X-Forwarded-For" : cfg->forward_headers[i];
+		j.sep = strcasecmp(j.name, "Cookie") == 0 ? "; " : ", ";
+		j.found = 0;
+		MHD_get_connection_values(r->conn, MHD_HEADER_KIND, front_hdr_collect, &j);
+		if (!j.err && buf->len > start &&
+		    !pb_header_value_valid(buf->data + start, buf->len - start)) {
+			*why = "a forwarded request header holds a control character";
+			return PB_EBADREQ;
+		}
+		if (xff) {
+			front_client_address(r, addr, sizeof(addr));
+			if (addr[0] && !j.err && buf->len > start)
+				j.err = pb_buf_puts(buf, ", ");
+			if (addr[0] && !j.err)
+				j.err = pb_buf_puts(buf, addr);
+			j.found = buf->len > start;
+		}
+		if (!j.err && j.found)
+			j.err = pb_buf_append(buf, "", 1);
+		if (j.err)
+			return j.err;
+		if (!j.found)
+			continue;
+		fh->name[fh->n] = j.name;
+		off[fh->n++] = start;
+	}
+	/* Only now: the buffer no longer moves. */
+	for (size_t i = 0; i < fh->n; i++)
+		fh->value[i] = buf->data + off[i];
+	return 0;
+}
+
 /* POST /v1/sessions: JSON, form, or query string with an empty body. */
 static void front_create(struct pb_req *r)
 {
 	struct pb_create_req cr = { 0 };
+	struct pb_upstream_headers fh;
 	struct front_query q = { 0 };
+	struct pb_buf fhbuf;
+	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 	const char *why = NULL;
 	char mt[64];
 	int err = 0;
@@ -373,16 +480,24 @@ static void front_create(struct pb_req *r)
 		else
 			err = PB_EMEDIA;
 	}
+	pb_buf_init(&fhbuf, 65536);
+	if (!err && origin && !pb_header_value_valid(origin, strlen(origin))) {
+		/* It goes on the upstream handshake too. */
+		why = "the Origin header holds a control character";
+		err = PB_EBADREQ;
+	}
+	if (!err)
+		err = front_forward_headers(r, &fh, &fhbuf, &why);
 	if (err) {
 		pb_create_req_free(&cr);
+		pb_buf_free(&fhbuf);
 		front_error(r, err, why);
 		return;
 	}
 	r->in_core = 1;
-	pb_core_create(r->f->core, &cr,
-		       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin"),
-		       front_created, r);
+	pb_core_create(r->f->core, &cr, origin, &fh, front_created, r);
 	pb_create_req_free(&cr);
+	pb_buf_free(&fhbuf);
 }
 
 /* Core answer to a poll. */
@@ -481,7 +596,7 @@ static void front_sse_read(struct pb_req *r)
 	r->sse_reading = 1;
 	r->in_core = 1;
 	pb_core_stream_read(r->f->core, r->id, 0, r->sse_from, r->f->cfg->sse_heartbeat,
-			    front_sse_more, r);
+			    r->sse_token, 0, front_sse_more, r);
 }
 
 /* libmicrohttpd wants more of the stream: hand over what is pending, or
@@ -581,7 +696,9 @@ static void front_events(struct pb_req *r)
 	pb_buf_init(&r->sse, 0);
 	r->sse_from = cursor;
 	r->in_core = 1;
-	pb_core_stream_read(r->f->core, r->id, cursor, cursor, 0, front_sse_first, r);
+	r->sse_token = ++r->f->streams;
+	pb_core_stream_read(r->f->core, r->id, cursor, cursor, 0, r->sse_token, 1,
+			    front_sse_first, r);
 }
 
 /* OPTIONS: a CORS preflight. Allowed origins learn what they may send;
@@ -958,9 +1075,11 @@ static void front_timer_cb(uv_timer_t *t)
 	front_run(t->data);
 }
 
-/* Route libmicrohttpd's error log into ours. */
+/* Route libmicrohttpd's error log into ours; keep the first line (the
+ * specific one) for a start failure's reason. */
 static void front_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct pb_front *f = cls;
 	char line[512];
 	size_t n;
 
@@ -969,6 +1088,8 @@ static void front_mhd_log(void *cls, const char *fmt, va_list ap)
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
 	pb_log_debug("mhd: %s", line);
+	if (!f->mhd_error[0])
+		snprintf(f->mhd_error, sizeof(f->mhd_error), "%s", line);
 }
 
 /* Create, bind and listen on cfg's address. The fd, or -1 with err set. */
@@ -1029,6 +1150,8 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 			      char *err, size_t errlen)
 {
 	struct pb_front *f = calloc(1, sizeof(*f));
+	struct MHD_OptionItem tls[3] = { { MHD_OPTION_END, 0, NULL } };
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
 	unsigned limit;
 
@@ -1041,6 +1164,18 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	f->core = core;
 	/* Room for a maximal message as base64 inside a JSON batch. */
 	f->body_limit = cfg->max_message_bytes * 2 + 65536;
+	if (cfg->tls_cert_pem) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(err, errlen, "--tls-cert: this libmicrohttpd was built without TLS");
+			free(f);
+			return NULL;
+		}
+		/* The PEM texts stay in cfg for the daemon's life. */
+		flags |= MHD_USE_TLS;
+		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
+		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem };
+		tls[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+	}
 	f->listen_fd = front_listen(cfg, f->address, sizeof(f->address), err, errlen);
 	if (f->listen_fd < 0) {
 		free(f);
@@ -1048,10 +1183,10 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	}
 	/* Half the descriptors for clients, half for their upstreams. */
 	limit = (unsigned)(sysconf(_SC_OPEN_MAX) > 256 ? (sysconf(_SC_OPEN_MAX) - 64) / 2 : 64);
-	f->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-				  (strchr(cfg->listen_host, ':') ? MHD_USE_IPv6 : 0),
+	f->mhd = MHD_start_daemon(flags | (strchr(cfg->listen_host, ':') ? MHD_USE_IPv6 : 0),
 				  0, NULL, NULL, front_handler, f,
 				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
+				  MHD_OPTION_ARRAY, tls,
 				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
 				  MHD_OPTION_CONNECTION_LIMIT, limit,
@@ -1061,6 +1196,13 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 				   * connections small. */
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
 				  MHD_OPTION_END);
+	if (!f->mhd && cfg->tls_cert_pem) {
+		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,
+			 f->mhd_error[0] ? f->mhd_error : "libmicrohttpd cannot use them");
+		close(f->listen_fd);
+		free(f);
+		return NULL;
+	}
 	if (!f->mhd) {
 		snprintf(err, errlen, "libmicrohttpd failed to start on %s", f->address);
 		close(f->listen_fd);

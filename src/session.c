@@ -66,6 +66,7 @@ struct pb_session {
 	size_t poll_max;
 	unsigned poll_wait;
 	uint64_t poll_token;    /* announced to the other instances */
+	uint64_t stream;        /* the stream that holds the session, 0: none */
 	int parked;             /* poll_cb is waiting for a wakeup or its deadline */
 	int reading;            /* a read for the waiter is in flight */
 	int reread;             /* a wakeup came during that read */
@@ -355,12 +356,23 @@ static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 }
 
-/* A poll or a stream's read: acknowledge <= after, answer with what lies
- * past from, waiting up to wait seconds. */
+/* A poll (stream 0) or a stream's read: acknowledge <= after, answer
+ * with what lies past from, waiting up to wait seconds. A stream's later
+ * reads (first 0) are refused as released once a newer poll or stream has
+ * taken the session, even if that happened while the stream was writing. */
 static void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
-		      unsigned wait, size_t max, pb_core_poll_cb cb, void *req)
+		      unsigned wait, size_t max, uint64_t stream, int first,
+		      pb_core_poll_cb cb, void *req)
 {
 	struct pb_session *s = session_find(c, id);
+
+	if (stream && !first && s && s->stream != stream) {
+		struct pb_store_batch b = { 0 };
+
+		b.released = 1;
+		cb(req, 0, &b);
+		return;
+	}
 
 	if (max > c->cfg->max_batch)
 		max = c->cfg->max_batch;
@@ -394,6 +406,7 @@ static void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_
 	s->poll_max = max;
 	s->poll_wait = wait;
 	s->poll_token = ++c->tokens;
+	s->stream = stream;
 	if (c->store->ops->announce_waiter)
 		c->store->ops->announce_waiter(c->store, s->id, s->poll_token);
 	uv_timer_stop(&s->timer);
@@ -407,13 +420,13 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 		  pb_core_poll_cb cb, void *req)
 {
 	core_read(c, id, after, after, wait > c->cfg->wait_max ? c->cfg->wait_max : wait, max,
-		  cb, req);
+		  0, 0, cb, req);
 }
 
 void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
-			 unsigned wait, pb_core_poll_cb cb, void *req)
+			 unsigned wait, uint64_t stream, int first, pb_core_poll_cb cb, void *req)
 {
-	core_read(c, id, after, from, wait, c->cfg->max_batch, cb, req);
+	core_read(c, id, after, from, wait, c->cfg->max_batch, stream, first, cb, req);
 }
 
 /* ---- inbound: upstream -> store ---------------------------------------- */
@@ -730,8 +743,10 @@ static const struct pb_upstream_handler pb_session_upstream = {
 	.next_out = up_next_out,
 };
 
-/* Dial the session's route. 0 or an error (nothing to undo). */
-static int session_dial(struct pb_session *s, const char *protocols, const char *origin)
+/* Dial the session's route with the client's headers (fwd may be NULL).
+ * 0 or an error (nothing to undo). */
+static int session_dial(struct pb_session *s, const char *protocols, const char *origin,
+			const struct pb_upstream_headers *fwd)
 {
 	struct pb_core *c = s->core;
 	struct pb_upstream_dial d = { 0 };
@@ -740,6 +755,7 @@ static int session_dial(struct pb_session *s, const char *protocols, const char 
 	d.route = s->route;
 	d.protocols = protocols;
 	d.origin = s->route->origin ? s->route->origin : origin;
+	d.headers = fwd;
 	d.max_message_bytes = c->cfg->max_message_bytes;
 	pb_log_debug("session %.6s: dialling %s (%s)", s->id, s->route->name, s->route->url);
 	s->up = pb_upstream_dial(c->up, &d, &pb_session_upstream, s, &r);
@@ -893,7 +909,10 @@ static void core_on_waiter(void *arg, const char *id, const char *instance, uint
 	struct pb_core *c = arg;
 	struct pb_session *s = session_find(c, id);
 
-	if (!s || !s->poll_cb || strcmp(instance, c->store->limits.instance) == 0)
+	if (!s || strcmp(instance, c->store->limits.instance) == 0)
+		return;
+	s->stream = 0;          /* a stream here ends at its next read */
+	if (!s->poll_cb)
 		return;
 	session_hold(s);
 	session_answer_empty(s);
@@ -1014,7 +1033,9 @@ static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_
 	if (route && route->redial) {
 		session_set_state(s, PB_S_CONNECTING, "adopted: dialling the upstream again");
 		s->adopting = 1;
-		if (session_dial(s, NULL, NULL) == 0)
+		/* The client's subprotocols, Origin and forwarded headers
+		 * lived only on the instance that created the session. */
+		if (session_dial(s, NULL, NULL, NULL) == 0)
 			return;
 		session_redial_failed(s, "dial failed");
 		return;
@@ -1074,7 +1095,7 @@ static void core_adopt_tick(uv_timer_t *t)
 /* ---- requests ---------------------------------------------------------- */
 
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_origin,
-		    pb_core_create_cb cb, void *req)
+		    const struct pb_upstream_headers *fwd, pb_core_create_cb cb, void *req)
 {
 	const struct pb_route *route = pb_config_route(c->cfg, cr->route);
 	char id[PB_ID_LEN + 1];
@@ -1114,7 +1135,7 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 	for (size_t i = 0; i < cr->nprotocols && !r; i++)
 		r = pb_buf_printf(&protos, "%s%s", i ? ", " : "", cr->protocols[i]);
 	if (!r)
-		r = session_dial(s, protos.len ? protos.data : NULL, client_origin);
+		r = session_dial(s, protos.len ? protos.data : NULL, client_origin, fwd);
 	pb_buf_free(&protos);
 	if (r) {
 		s->create_cb = NULL;

@@ -45,10 +45,13 @@ void pb_core_attach_store(struct pb_core *c, struct pb_store *store);
 void pb_core_free(struct pb_core *c);
 
 /* Create a session on cr's route, offering cr's subprotocols, sending
- * client_origin (may be NULL) unless the route configures an origin.
- * Answers once the upstream handshake is done or failed (connect timeout). */
+ * client_origin (may be NULL) unless the route configures an origin, and
+ * the request headers fwd (may be NULL; borrowed during the call, the
+ * upstream link copies them). Answers once the upstream handshake is done
+ * or failed (connect timeout). A session adopted from another instance
+ * re-dials without them. */
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_origin,
-		    pb_core_create_cb cb, void *req);
+		    const struct pb_upstream_headers *fwd, pb_core_create_cb cb, void *req);
 
 /* Acknowledge <= after and answer with what is queued above it, waiting up
  * to wait seconds (clamped to wait_max) for something to arrive. max is
@@ -60,11 +63,13 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 /* One read of a stream (Server-Sent Events): like a poll, but answers
  * with what lies past from (the last seq already streamed) while only
  * acknowledging <= after (the client's cursor, 0 after the first read),
- * and waits up to wait seconds (not clamped: a stream's heartbeat). A
- * batch with released set means a newer poll or stream took over, or the
- * instance is draining: the stream should end. */
+ * and waits up to wait seconds (not clamped: a stream's heartbeat).
+ * stream is a non-zero token naming the stream, first says whether this is
+ * its first read. A batch with released set means a newer poll or stream
+ * took over (perhaps while this one was writing), or the instance is
+ * draining: the stream should end. */
 void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
-			 unsigned wait, pb_core_poll_cb cb, void *req);
+			 unsigned wait, uint64_t stream, int first, pb_core_poll_cb cb, void *req);
 
 /* Queue sr's messages (references are taken; sr stays the caller's) for the
  * upstream, in order, all or nothing. */
