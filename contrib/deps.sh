@@ -1,13 +1,13 @@
 #!/bin/sh
 # Install the Debian 12 packages pollbridge needs: "build" for building and
 # running it, "test" for the test suite as well (redis-server, websocketd,
-# clang, valgrind). Run as root.
+# clang, valgrind, openssl for the TLS test's certificates). Run as root.
 set -e
 what=${1:-build}
 build_pkgs="build-essential autoconf automake libtool pkg-config curl
   libmicrohttpd-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libjansson-dev libhiredis-dev libcurl4-openssl-dev"
-test_pkgs="redis-server websocketd clang valgrind python3"
+test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl"
 case "$what" in
 build) pkgs=$build_pkgs ;;
 test) pkgs="$build_pkgs $test_pkgs" ;;

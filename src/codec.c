@@ -617,6 +617,27 @@ int pb_protocol_valid(const char *s, size_t len)
 	return 1;
 }
 
+int pb_header_name_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > PB_MAX_HEADER_NAME_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!is_tchar((unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
+int pb_header_value_valid(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && c != '\t') || c == 0x7f)
+			return 0;
+	}
+	return 1;
+}
+
 /* A NUL-terminated malloc'd copy of s[0..len), or NULL. */
 static char *dup_bytes(const char *s, size_t len)
 {

@@ -116,6 +116,18 @@ int pb_form_next(const char **p, const char *end, struct pb_buf *key, struct pb_
  * PB_MAX_PROTOCOL_LEN characters of the RFC 7230 token set. */
 int pb_protocol_valid(const char *s, size_t len);
 
+/* Longest request header name --forward-header accepts. */
+#define PB_MAX_HEADER_NAME_LEN 64
+
+/* 1 if s[0..len) is an HTTP header name: 1 to PB_MAX_HEADER_NAME_LEN
+ * characters of the RFC 7230 token set. */
+int pb_header_name_valid(const char *s, size_t len);
+
+/* 1 if s[0..len) may be written as an HTTP header value: no control
+ * characters except HTAB (so no CR, LF or NUL that could end the header
+ * or the request early). */
+int pb_header_value_valid(const char *s, size_t len);
+
 /* A parsed create request. */
 struct pb_create_req {
 	char *route;                            /* owned, NUL-terminated */

@@ -5,10 +5,12 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "codec.h"
 #include "config.h"
@@ -25,6 +27,8 @@ enum opt_kind {
 	OPT_LEVEL,
 	OPT_SWITCH,
 	OPT_CORS,
+	OPT_HEADER,     /* --forward-header */
+	OPT_FILE,       /* a path, read by pb_config_load_files() */
 	OPT_LATER,      /* documented in API.md, not built yet */
 };
 
@@ -57,10 +61,10 @@ static const struct opt pb_opts[] = {
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
 	{ "config", OPT_LATER, 0, 0, 0 },
 	{ "ping-interval", OPT_LATER, 0, 0, 0 },
-	{ "forward-header", OPT_LATER, 0, 0, 0 },
-	{ "tls-cert", OPT_LATER, 0, 0, 0 },
-	{ "tls-key", OPT_LATER, 0, 0, 0 },
-	{ "upstream-ca", OPT_LATER, 0, 0, 0 },
+	{ "forward-header", OPT_HEADER, 0, 0, 0 },
+	{ "tls-cert", OPT_FILE, OFF(tls_cert), 0, 0 },
+	{ "tls-key", OPT_FILE, OFF(tls_key), 0, 0 },
+	{ "upstream-ca", OPT_FILE, OFF(upstream_ca), 0, 0 },
 };
 
 static const char pb_usage[] =
@@ -96,13 +100,21 @@ static const char pb_usage[] =
 "                            (default: none)\n"
 "  --jsonp                   allow ?callback= on GET .../messages (script-tag\n"
 "                            polling for the oldest browsers)\n"
+"  --forward-header NAME     a request header of the client's create to send on\n"
+"                            the upstream handshake; repeatable, at most 16;\n"
+"                            replaces the default list Cookie, Authorization,\n"
+"                            User-Agent (X-Forwarded-For is always sent)\n"
+"  --tls-cert FILE           serve HTTPS with this PEM certificate (chain)...\n"
+"  --tls-key FILE            ...and this PEM private key (both or neither)\n"
+"  --upstream-ca FILE        PEM CA bundle that wss:// upstreams must verify\n"
+"                            against (default: the system's); the route option\n"
+"                            insecure skips verification\n"
 "  --log-level LEVEL         error, warn, info or debug (default info)\n"
 "  --check-config            validate the options, print \"config ok\" and exit\n"
 "  --version                 print the version and exit\n"
 "  --help                    print this help and exit\n"
 "\n"
-"Not available in this version yet: --config, --ping-interval, --forward-header,\n"
-"--tls-cert, --tls-key, --upstream-ca.\n"
+"Not available in this version yet: --config, --ping-interval.\n"
 "\n"
 "Logs go to stderr; the ready line is \"listening on ADDR:PORT\". SIGTERM or\n"
 "SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n";
@@ -158,7 +170,12 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
 	cfg->queue_max = PB_DEFAULT_QUEUE_MAX;
 	cfg->log_level = PB_LOG_INFO;
-	if (!cfg->listen_host || !cfg->store) {
+	cfg->forward_headers[0] = strdup("Cookie");
+	cfg->forward_headers[1] = strdup("Authorization");
+	cfg->forward_headers[2] = strdup("User-Agent");
+	cfg->nforward_headers = 3;
+	if (!cfg->listen_host || !cfg->store || !cfg->forward_headers[0] ||
+	    !cfg->forward_headers[1] || !cfg->forward_headers[2]) {
 		pb_config_free(cfg);
 		return PB_ENOMEM;
 	}
@@ -392,6 +409,48 @@ static int cfg_add_cors(struct pb_config *cfg, const char *v, char *err, size_t 
 	return 0;
 }
 
+/* Headers pollbridge writes itself on the handshake, or that would change
+ * how the upstream reads it: never forwarded from the client. */
+static const char *const cfg_own_headers[] = {
+	"Host", "Connection", "Upgrade", "Origin", "X-Forwarded-For", "Content-Length",
+	"Transfer-Encoding", "Keep-Alive", "TE", "Trailer", "Expect", NULL
+};
+
+/* Add a --forward-header name; the first one replaces the default list. */
+static int cfg_add_forward_header(struct pb_config *cfg, const char *v, char *err, size_t errlen)
+{
+	char *copy;
+
+	if (!pb_header_name_valid(v, strlen(v)))
+		return cfg_fail(err, errlen, "--forward-header %s: expected a header name "
+				"(1 to %d letters, digits or !#$%%&'*+-.^_`|~)", v,
+				PB_MAX_HEADER_NAME_LEN);
+	for (size_t i = 0; cfg_own_headers[i]; i++)
+		if (strcasecmp(v, cfg_own_headers[i]) == 0)
+			return cfg_fail(err, errlen, "--forward-header %s: pollbridge sets this "
+					"header itself", v);
+	if (strncasecmp(v, "Sec-WebSocket-", 14) == 0)
+		return cfg_fail(err, errlen, "--forward-header %s: pollbridge sets the "
+				"Sec-WebSocket-* headers itself", v);
+	if (!cfg->forward_headers_set) {
+		for (size_t i = 0; i < cfg->nforward_headers; i++)
+			free(cfg->forward_headers[i]);
+		cfg->nforward_headers = 0;
+		cfg->forward_headers_set = 1;
+	}
+	for (size_t i = 0; i < cfg->nforward_headers; i++)
+		if (strcasecmp(cfg->forward_headers[i], v) == 0)
+			return cfg_fail(err, errlen, "--forward-header %s: named twice", v);
+	if (cfg->nforward_headers == PB_MAX_FORWARD_HEADERS)
+		return cfg_fail(err, errlen, "--forward-header: at most %d names",
+				PB_MAX_FORWARD_HEADERS);
+	copy = strdup(v);
+	if (!copy)
+		return cfg_fail(err, errlen, "out of memory");
+	cfg->forward_headers[cfg->nforward_headers++] = copy;
+	return 0;
+}
+
 int pb_config_cors_allowed(const struct pb_config *cfg, const char *origin)
 {
 	for (size_t i = 0; origin && i < cfg->ncors_origins; i++)
@@ -449,6 +508,12 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 		return 0;
 	case OPT_CORS:
 		return cfg_add_cors(cfg, v, err, errlen);
+	case OPT_HEADER:
+		return cfg_add_forward_header(cfg, v, err, errlen);
+	case OPT_FILE:
+		if (!*v)
+			return cfg_fail(err, errlen, "--%s: expected a file name", o->name);
+		return cfg_set_str((char **)(base + o->offset), v, strlen(v));
 	case OPT_LATER:
 		return cfg_fail(err, errlen, "--%s is not available in this version", o->name);
 	}
@@ -501,6 +566,114 @@ int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 	return 0;
 }
 
+/* Read the file a flag names into a malloc'd NUL-terminated string. */
+static int cfg_read_file(const char *flag, const char *path, char **out, char *err, size_t errlen)
+{
+	FILE *fp = fopen(path, "rb");
+	char *data = NULL;
+	size_t len;
+	int rc = PB_EBADREQ;
+
+	*out = NULL;
+	if (!fp)
+		return cfg_fail(err, errlen, "%s %s: %s", flag, path, strerror(errno));
+	data = malloc(PB_MAX_PEM_FILE + 1);
+	if (!data) {
+		cfg_fail(err, errlen, "out of memory");
+		rc = PB_ENOMEM;
+		goto out;
+	}
+	len = fread(data, 1, PB_MAX_PEM_FILE + 1, fp);
+	if (ferror(fp)) {
+		cfg_fail(err, errlen, "%s %s: %s", flag, path, strerror(errno));
+		goto out;
+	}
+	if (len > PB_MAX_PEM_FILE) {
+		cfg_fail(err, errlen, "%s %s: larger than %d bytes", flag, path, PB_MAX_PEM_FILE);
+		goto out;
+	}
+	if (memchr(data, '\0', len)) {
+		cfg_fail(err, errlen, "%s %s: not a PEM file (binary data)", flag, path);
+		goto out;
+	}
+	data[len] = '\0';
+	*out = data;
+	data = NULL;
+	rc = 0;
+out:
+	if (data) {
+		explicit_bzero(data, PB_MAX_PEM_FILE + 1);
+		free(data);
+	}
+	fclose(fp);
+	return rc;
+}
+
+/* Release a file's contents, wiping them (they may hold a private key). */
+static void cfg_free_pem(char **pem)
+{
+	if (*pem) {
+		explicit_bzero(*pem, strlen(*pem));
+		free(*pem);
+		*pem = NULL;
+	}
+}
+
+int pb_config_load_files(struct pb_config *cfg, char *err, size_t errlen)
+{
+	char *ca = NULL;
+	int r;
+
+	cfg_free_pem(&cfg->tls_cert_pem);
+	cfg_free_pem(&cfg->tls_key_pem);
+	if (!cfg->tls_cert != !cfg->tls_key)
+		return cfg_fail(err, errlen, "%s without %s: give both or neither",
+				cfg->tls_cert ? "--tls-cert" : "--tls-key",
+				cfg->tls_cert ? "--tls-key" : "--tls-cert");
+	if (cfg->tls_cert) {
+		r = cfg_read_file("--tls-cert", cfg->tls_cert, &cfg->tls_cert_pem, err, errlen);
+		if (r)
+			return r;
+		if (!strstr(cfg->tls_cert_pem, "-----BEGIN CERTIFICATE-----")) {
+			cfg_free_pem(&cfg->tls_cert_pem);
+			return cfg_fail(err, errlen, "--tls-cert %s: no PEM certificate in it",
+					cfg->tls_cert);
+		}
+		r = cfg_read_file("--tls-key", cfg->tls_key, &cfg->tls_key_pem, err, errlen);
+		if (r)
+			goto fail_r;
+		if (strstr(cfg->tls_key_pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----")) {
+			cfg_fail(err, errlen, "--tls-key %s: encrypted keys are not supported",
+				 cfg->tls_key);
+			goto fail;
+		}
+		if (!strstr(cfg->tls_key_pem, "-----BEGIN ") ||
+		    !strstr(cfg->tls_key_pem, "PRIVATE KEY-----")) {
+			cfg_fail(err, errlen, "--tls-key %s: no PEM private key in it", cfg->tls_key);
+			goto fail;
+		}
+	}
+	if (cfg->upstream_ca) {
+		r = cfg_read_file("--upstream-ca", cfg->upstream_ca, &ca, err, errlen);
+		if (r)
+			goto fail_r;
+		if (!strstr(ca, "-----BEGIN CERTIFICATE-----")) {
+			cfg_fail(err, errlen, "--upstream-ca %s: no PEM certificate in it",
+				 cfg->upstream_ca);
+			free(ca);
+			goto fail;
+		}
+		free(ca);
+	}
+	return 0;
+fail:
+	r = PB_EBADREQ;
+fail_r:
+	cfg_free_pem(&cfg->tls_cert_pem);
+	cfg_free_pem(&cfg->tls_key_pem);
+	return r;
+}
+
 const struct pb_route *pb_config_route(const struct pb_config *cfg, const char *name)
 {
 	for (size_t i = 0; i < cfg->nroutes; i++)
@@ -519,5 +692,12 @@ void pb_config_free(struct pb_config *cfg)
 	free(cfg->instance_id);
 	for (size_t i = 0; i < cfg->ncors_origins; i++)
 		free(cfg->cors_origins[i]);
+	for (size_t i = 0; i < cfg->nforward_headers; i++)
+		free(cfg->forward_headers[i]);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->upstream_ca);
+	cfg_free_pem(&cfg->tls_cert_pem);
+	cfg_free_pem(&cfg->tls_key_pem);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -25,6 +25,9 @@
 #define PB_DEFAULT_DRAIN_TIMEOUT 5
 #define PB_DEFAULT_SSE_HEARTBEAT 15
 #define PB_MAX_CORS_ORIGINS 32
+#define PB_MAX_FORWARD_HEADERS 16
+/* Largest certificate, key or CA bundle file read. */
+#define PB_MAX_PEM_FILE (1024 * 1024)
 
 /* One configured upstream. */
 struct pb_route {
@@ -59,6 +62,17 @@ struct pb_config {
 	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */
 	size_t ncors_origins;
 	int jsonp;
+	/* Request headers of a create that go on the upstream handshake
+	 * (default Cookie, Authorization, User-Agent); X-Forwarded-For and
+	 * Origin are always handled on their own. */
+	char *forward_headers[PB_MAX_FORWARD_HEADERS];
+	size_t nforward_headers;
+	int forward_headers_set;        /* a --forward-header replaced the defaults */
+	char *tls_cert;         /* --tls-cert path; NULL: plain HTTP */
+	char *tls_key;          /* --tls-key path */
+	char *tls_cert_pem;     /* their contents, once pb_config_load_files() ran */
+	char *tls_key_pem;
+	char *upstream_ca;      /* CA bundle for wss:// upstreams; NULL: the system's */
 	enum pb_log_level log_level;
 	int check_config;
 };
@@ -77,6 +91,14 @@ int pb_config_init(struct pb_config *cfg);
  * PB_EBADREQ/PB_ENOMEM with a one-line reason in err. */
 int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 			 enum pb_config_action *action, char *err, size_t errlen);
+
+/* After parsing: check what needs every option and read the files the
+ * options name. --tls-cert and --tls-key come together or not at all and
+ * their PEM contents are kept in tls_cert_pem/tls_key_pem; --upstream-ca
+ * must be readable and hold a PEM certificate. 0, or PB_EBADREQ/PB_ENOMEM
+ * with a one-line reason naming the flag and the file. May be called again
+ * (the contents are read afresh). */
+int pb_config_load_files(struct pb_config *cfg, char *err, size_t errlen);
 
 /* Parse "NAME=ws[s]://HOST[:PORT][/PATH] [option...]" into r (which the
  * caller releases with pb_route_free). 0 or PB_EBADREQ with a reason. */

@@ -177,6 +177,12 @@ int main(int argc, char **argv)
 
 		pb_config_parse_args(&d.cfg, 3, av, &action, err, sizeof(err));
 	}
+	/* The TLS files are read here, so --check-config checks them too. */
+	if (pb_config_load_files(&d.cfg, err, sizeof(err))) {
+		fprintf(stderr, "pollbridge: %s\n", err);
+		pb_config_free(&d.cfg);
+		return 2;
+	}
 	if (d.cfg.check_config) {
 		printf("config ok\n");
 		pb_config_free(&d.cfg);
@@ -191,7 +197,7 @@ int main(int argc, char **argv)
 	raise_fd_limit();
 
 	uv_loop_init(&d.loop);
-	d.up = pb_upstream_ctx_new(&d.loop, err, sizeof(err));
+	d.up = pb_upstream_ctx_new(&d.loop, d.cfg.upstream_ca, err, sizeof(err));
 	if (!d.up) {
 		fprintf(stderr, "pollbridge: %s\n", err);
 		return 1;

@@ -9,12 +9,14 @@
  * connection. The owner may detach earlier (pb_upstream_close), after
  * which the link keeps living silently until then.
  */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libwebsockets.h>
 
 #include "buf.h"
+#include "codec.h"
 #include "error.h"
 #include "log.h"
 #include "upstream.h"
@@ -24,6 +26,12 @@ _Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PR
 /* The close opcode of lws_write(): libwebsockets 4.1 keeps it out of its
  * public enum (between CONTINUATION and PING) but accepts it. */
 #define PB_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
+
+/* The buffer libwebsockets builds a handshake in (its default is 4096).
+ * Forwarded headers (cookies above all) need room; the receive buffer of
+ * each link stays at PB_LWS_RX_BUFFER, set on the protocol. */
+#define PB_LWS_SERV_BUF 16384
+#define PB_LWS_RX_BUFFER 4096
 
 struct pb_upstream_ctx {
 	struct lws_context *lws;
@@ -50,12 +58,76 @@ struct pb_upstream {
 	char protocol[128];     /* the subprotocol the upstream chose */
 	struct pb_buf rx;       /* a fragmented message being reassembled */
 	int rx_binary;
+	/* Forwarded request headers, "name:\0value\0" each (name lowercased,
+	 * as lws_add_http_header_by_name() wants it), until the handshake
+	 * is done. */
+	struct pb_buf hs;
 };
 
 /* Stop reporting to the owner. */
 static void up_detach(struct pb_upstream *up)
 {
 	up->arg = NULL;
+}
+
+/* The dial failed: tell the owner, or note it while still inside
+ * pb_upstream_dial() (which then reports it). */
+static void up_fail(struct pb_upstream *up, const char *why)
+{
+	if (up->in_dial)
+		up->failed_in_dial = 1;
+	else if (up->arg)
+		up->h->failed(up->arg, PB_EUPSTREAM, why);
+	up_detach(up);
+}
+
+/* Copy the forwarded headers into the link. 0, PB_EBADREQ or PB_ENOMEM. */
+static int up_copy_headers(struct pb_upstream *up, const struct pb_upstream_headers *fh)
+{
+	if (!fh)
+		return 0;
+	if (fh->n > PB_UPSTREAM_MAX_HEADERS)
+		return PB_EBADREQ;
+	for (size_t i = 0; i < fh->n; i++) {
+		size_t nlen = strlen(fh->name[i]), vlen = strlen(fh->value[i]);
+		size_t at = up->hs.len;
+		int r;
+
+		if (!pb_header_name_valid(fh->name[i], nlen) ||
+		    !pb_header_value_valid(fh->value[i], vlen))
+			return PB_EBADREQ;
+		r = pb_buf_append(&up->hs, fh->name[i], nlen);
+		r = r ? r : pb_buf_append(&up->hs, ":", 2);
+		r = r ? r : pb_buf_append(&up->hs, fh->value[i], vlen + 1);
+		if (r)
+			return r;
+		for (size_t k = at; k < at + nlen; k++)
+			up->hs.data[k] = (char)tolower((unsigned char)up->hs.data[k]);
+	}
+	return 0;
+}
+
+/* Write the forwarded headers into the handshake being built at *in (len
+ * bytes of room). -1 fails the dial. */
+static int up_append_headers(struct pb_upstream *up, struct lws *wsi, void *in, size_t len)
+{
+	unsigned char **p = in, *end = *p + len;
+	const char *h = up->hs.data, *hend = h + up->hs.len;
+
+	while (h && h < hend) {
+		const char *value = h + strlen(h) + 1;
+		size_t vlen = strlen(value);
+
+		if (lws_add_http_header_by_name(wsi, (const unsigned char *)h,
+						(const unsigned char *)value, (int)vlen, p, end)) {
+			pb_log_info("upstream: forwarded headers do not fit the handshake "
+				    "(%zu bytes)", up->hs.len);
+			up_fail(up, "forwarded headers do not fit the handshake");
+			return -1;
+		}
+		h = value + vlen + 1;
+	}
+	return 0;
 }
 
 /* Handle a received frame chunk: reassemble and report whole messages.
@@ -151,13 +223,10 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		return 0;
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-		if (up->in_dial)
-			up->failed_in_dial = 1;
-		else if (up->arg)
-			up->h->failed(up->arg, PB_EUPSTREAM,
-				      in ? (const char *)in : "connection failed");
-		up_detach(up);
+		up_fail(up, in ? (const char *)in : "connection failed");
 		break;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		return up_append_headers(up, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
 		/* The response headers are still there: note the subprotocol. */
 		if (lws_hdr_copy(wsi, up->protocol, sizeof(up->protocol), WSI_TOKEN_PROTOCOL) <= 0)
@@ -165,6 +234,7 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		up->established = 1;
+		pb_buf_free(&up->hs);
 		if (up->close_code) {
 			lws_callback_on_writable(wsi);
 			break;
@@ -204,6 +274,7 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		}
 		up->ctx->live--;
 		pb_buf_free(&up->rx);
+		pb_buf_free(&up->hs);
 		free(up);
 		break;
 	default:
@@ -213,7 +284,7 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 }
 
 static const struct lws_protocols up_protocols[] = {
-	{ "pb-upstream", up_callback, 0, 0, 0, NULL, 0 },
+	{ "pb-upstream", up_callback, 0, PB_LWS_RX_BUFFER, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -227,7 +298,8 @@ static void up_lws_log(int level, const char *line)
 	pb_log_debug("lws: %.*s", (int)n, line);
 }
 
-struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t errlen)
+struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file, char *err,
+					    size_t errlen)
 {
 	struct lws_context_creation_info info;
 	struct pb_upstream_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -246,6 +318,12 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t e
 		       LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN |
 		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
 	info.foreign_loops = loops;
+	info.pt_serv_buf_size = PB_LWS_SERV_BUF;
+	if (ca_file) {
+		/* This bundle instead of the system's, not on top of it. */
+		info.client_ssl_ca_filepath = ca_file;
+		info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+	}
 	info.gid = -1;
 	info.uid = -1;
 	info.user = ctx;
@@ -301,6 +379,13 @@ struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct p
 	up->arg = arg;
 	up->max_message_bytes = d->max_message_bytes;
 	pb_buf_init(&up->rx, 0);
+	pb_buf_init(&up->hs, 0);
+	*err = up_copy_headers(up, d->headers);
+	if (*err) {
+		pb_buf_free(&up->hs);
+		free(up);
+		return NULL;
+	}
 	if (strchr(r->host, ':'))
 		snprintf(host, sizeof(host), "[%s]:%d", r->host, r->port);
 	else
@@ -336,6 +421,7 @@ struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct p
 					LWS_TO_KILL_ASYNC);
 		} else {
 			pb_buf_free(&up->rx);
+			pb_buf_free(&up->hs);
 			free(up);
 		}
 		*err = PB_EUPSTREAM;

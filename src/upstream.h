@@ -40,17 +40,33 @@ struct pb_upstream_handler {
 	struct pb_msg *(*next_out)(void *arg);
 };
 
+/* Most request headers one handshake carries for the client: the
+ * configured ones and X-Forwarded-For. */
+#define PB_UPSTREAM_MAX_HEADERS (PB_MAX_FORWARD_HEADERS + 1)
+
+/* Request headers to add to the upstream handshake ("Cookie", "a=1"):
+ * names are HTTP tokens in any case, values hold no control characters
+ * but HTAB. Borrowed during pb_upstream_dial(), which copies them. */
+struct pb_upstream_headers {
+	const char *name[PB_UPSTREAM_MAX_HEADERS];
+	const char *value[PB_UPSTREAM_MAX_HEADERS];
+	size_t n;
+};
+
 /* Everything needed to dial one session's upstream. Borrowed during the call. */
 struct pb_upstream_dial {
 	const struct pb_route *route;
 	const char *protocols;          /* comma-separated offer, or NULL */
 	const char *origin;             /* Origin header to send, or NULL */
+	const struct pb_upstream_headers *headers;      /* or NULL: none */
 	size_t max_message_bytes;
 };
 
-/* A libwebsockets client context on loop. NULL on failure, with a reason
- * in err. */
-struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, char *err, size_t errlen);
+/* A libwebsockets client context on loop. wss:// upstreams must verify
+ * against the PEM bundle ca_file, or the system's CAs if it is NULL. NULL
+ * on failure, with a reason in err. */
+struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file, char *err,
+					    size_t errlen);
 
 /* Destroy the context. Call it last, once every link is closed and every
  * other handle on the loop has been closed: it runs the loop until
@@ -62,7 +78,9 @@ size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx);
 
 /* Start dialling. On success returns the link; exactly one of opened() or
  * failed() follows later (unless the link is closed first). NULL with
- * *err set (PB_EUPSTREAM, PB_ENOMEM) if it failed at once. */
+ * *err set (PB_EUPSTREAM, PB_ENOMEM, PB_EBADREQ for a header name or value
+ * that may not be sent) if it failed at once. Headers that do not fit the
+ * handshake buffer fail the dial (failed(), PB_EUPSTREAM). */
 struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct pb_upstream_dial *d,
 				     const struct pb_upstream_handler *h, void *arg, int *err);
 

@@ -760,6 +760,54 @@ static void test_protocol_valid(void)
 	tap_is_int(pb_protocol_valid(S("a\x7f")), 0, "protocol with DEL");
 }
 
+/* Header names (--forward-header) are tokens; values forwarded on the
+ * upstream handshake never carry CR, LF or other control characters. */
+static void test_header_valid(void)
+{
+	char long65[66];
+	char one[2] = { 0, 0 };
+	int bad = 0;
+
+	memset(long65, 'h', 65);
+	long65[65] = '\0';
+	tap_is_int(pb_header_name_valid(S("Cookie")), 1, "header name Cookie");
+	tap_is_int(pb_header_name_valid(S("X-Request-Id")), 1, "header name X-Request-Id");
+	tap_is_int(pb_header_name_valid(S("!#$%&'*+-.^_`|~09AZaz")), 1, "header name all tchars");
+	tap_is_int(pb_header_name_valid(long65, 64), 1, "header name of 64 chars");
+	tap_is_int(pb_header_name_valid(long65, 65), 0, "header name of 65 chars");
+	tap_is_int(pb_header_name_valid(S("")), 0, "header name empty");
+	tap_is_int(pb_header_name_valid(S("X-A:")), 0, "header name with colon");
+	tap_is_int(pb_header_name_valid(S("X A")), 0, "header name with space");
+	tap_is_int(pb_header_name_valid(S("X-A\r\nX-B")), 0, "header name with CRLF");
+	tap_is_int(pb_header_name_valid(S("X\0A")), 0, "header name with NUL");
+	tap_is_int(pb_header_name_valid(S("\xc3\xa9")), 0, "header name non-ASCII");
+
+	tap_is_int(pb_header_value_valid(S("")), 1, "header value empty");
+	tap_is_int(pb_header_value_valid(S("a=1; b=2")), 1, "header value with spaces");
+	tap_is_int(pb_header_value_valid(S("a\tb")), 1, "header value with HTAB");
+	tap_is_int(pb_header_value_valid(S("Bearer abc/+=~\"(),;")), 1, "header value punctuation");
+	tap_is_int(pb_header_value_valid(S("caf\xc3\xa9")), 1, "header value with UTF-8 bytes");
+	tap_is_int(pb_header_value_valid(S("a\rb")), 0, "header value with CR");
+	tap_is_int(pb_header_value_valid(S("a\nb")), 0, "header value with LF");
+	tap_is_int(pb_header_value_valid(S("a\r\nX-Evil: 1")), 0, "header value with CRLF");
+	tap_is_int(pb_header_value_valid(S("a\r\n b")), 0, "header value folded");
+	tap_is_int(pb_header_value_valid(S("a\0b")), 0, "header value with NUL");
+	tap_is_int(pb_header_value_valid(S("a\x7f")), 0, "header value with DEL");
+	tap_is_int(pb_header_value_valid(S("\r")), 0, "header value only CR");
+	tap_is_int(pb_header_value_valid(S("ok\n")), 0, "header value ending in LF");
+	/* Every byte alone: only 0x00-0x1f but HTAB, and 0x7f, are refused. */
+	for (int c = 0; c < 256; c++) {
+		int want = !((c < 0x20 && c != '\t') || c == 0x7f);
+
+		one[0] = (char)c;
+		if (pb_header_value_valid(one, 1) != want) {
+			bad++;
+			tap_diag("header value byte 0x%02x: got %d", c, !want);
+		}
+	}
+	tap_is_int(bad, 0, "header value: each of the 256 bytes judged right");
+}
+
 /* A create request parser (JSON or form). */
 typedef int (*create_fn)(const char *, size_t, struct pb_create_req *, const char **);
 
@@ -1136,6 +1184,7 @@ int main(void)
 	test_encode();
 	test_form();
 	test_protocol_valid();
+	test_header_valid();
 	test_create();
 	test_send_json();
 	test_send_form();

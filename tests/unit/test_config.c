@@ -2,15 +2,18 @@
  * test_config.c: unit tests for src/config.c: the defaults, every flag of
  * API.md "Command line" in both "--flag value" and "--flag=value" forms,
  * the numeric bounds, --listen addresses, route specs ("Routes": URL,
- * default ports, IPv6 hosts, options), the flags documented but not built
- * yet, and the --help text. Every rejection must come back as PB_EBADREQ
- * with a non-empty one-line reason that names the offending flag.
+ * default ports, IPv6 hosts, options), --forward-header and the TLS files
+ * (--tls-cert, --tls-key, --upstream-ca, read by pb_config_load_files), the
+ * flags documented but not built yet, and the --help text. Every rejection
+ * must come back as PB_EBADREQ with a non-empty one-line reason that names
+ * the offending flag.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "error.h"
@@ -40,6 +43,8 @@ static void run_argv(struct run *r, char *const *argv)
 }
 
 #define ARGV(...) ((char *[]){ "pollbridge", __VA_ARGS__, NULL })
+/* A string literal as (text, length), NULs inside included. */
+#define S_(lit) (lit), (sizeof(lit) - 1)
 #define RUN(r, ...) run_argv((r), ARGV(__VA_ARGS__))
 
 /* Render s printably into out (size outsz), for test names: TAP lines must not break. */
@@ -718,16 +723,199 @@ static void test_later_flags(void)
 	FAILS("--config", "--config");
 	FAILS("--ping-interval", "--ping-interval", "20");
 	FAILS("--ping-interval", "--ping-interval=20");
-	FAILS("--forward-header", "--forward-header", "X-Real-IP");
-	FAILS("--forward-header", "--forward-header=X-Real-IP");
-	FAILS("--tls-cert", "--tls-cert", "c.pem");
-	FAILS("--tls-cert", "--tls-cert=c.pem");
-	FAILS("--tls-key", "--tls-key", "k.pem");
-	FAILS("--tls-key", "--tls-key=k.pem");
-	FAILS("--tls-cert", "--tls-cert", "c.pem", "--tls-key", "k.pem");
-	FAILS("--upstream-ca", "--upstream-ca", "ca.pem");
-	FAILS("--upstream-ca", "--upstream-ca=ca.pem");
 	FAILS("not available", "--config", "f");
+}
+
+/* A temp dir for the files --tls-cert, --tls-key and --upstream-ca name. */
+static char files_dir[64];
+
+/* Write text to files_dir/name; returns the path (static, one of 8 slots). */
+static const char *put_file(const char *name, const char *text, size_t len)
+{
+	static char paths[8][128];
+	static int slot;
+	char *path = paths[slot++ % 8];
+	FILE *fp;
+
+	snprintf(path, 128, "%s/%s", files_dir, name);
+	fp = fopen(path, "wb");
+	if (!fp || fwrite(text, 1, len, fp) != len || fclose(fp))
+		tap_bail("cannot write %s", path);
+	return path;
+}
+
+/* Parse argv (it must be accepted), then expect pb_config_load_files() to
+ * fail with a one-line reason containing want and to keep no PEM text. */
+static void files_fail(const char *name, const char *want, char *const *argv)
+{
+	struct run r;
+	char v[1024];
+	int rc;
+
+	if (accepts_argv(&r, name, argv)) {
+		memset(r.err, 0, sizeof(r.err));
+		rc = pb_config_load_files(&r.cfg, r.err, sizeof(r.err));
+		tap_is_int(rc, PB_EBADREQ, "%s: files rejected", name);
+		check_one_line(r.err, name);
+		if (!tap_ok(strstr(r.err, want) != NULL, "%s: reason mentions '%s'", name, want))
+			tap_diag("  reason: %s", vis(r.err, v, sizeof(v)));
+		tap_ok(!r.cfg.tls_cert_pem && !r.cfg.tls_key_pem, "%s: no PEM text kept", name);
+	}
+	pb_config_free(&r.cfg);
+}
+
+#define FILES_FAIL(want, ...) files_fail(#__VA_ARGS__, (want), ARGV(__VA_ARGS__))
+
+#define PEM_CERT "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+#define PEM_KEY "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+
+/* --forward-header (names, the default list, limits) and the TLS files
+ * (--tls-cert/--tls-key both or neither, --upstream-ca), as parsed and as
+ * read by pb_config_load_files(). */
+static void test_forward_and_tls(void)
+{
+	static const char *const own[] = {
+		"Host", "host", "Origin", "X-Forwarded-For", "x-forwarded-for", "Connection",
+		"Upgrade", "Content-Length", "Transfer-Encoding", "Sec-WebSocket-Key",
+		"sec-websocket-protocol", "Sec-WebSocket-Extensions",
+	};
+	static const char *const bad_names[] = {
+		"", "X A", "X:A", "X-A:", "X\r\nY", "X\tY", "caf\xc3\xa9", "(x)", "a/b", "a,b",
+		"12345678901234567890123456789012345678901234567890123456789012345",
+	};
+	const char *cert, *key, *ca, *plain, *enc, *big, *bin;
+	char name[160], *bigtext;
+	struct run r;
+
+	/* The default list, replaced by the first --forward-header. */
+	run_argv(&r, (char *[]){ "pollbridge", NULL });
+	if (tap_is_int(r.cfg.nforward_headers, 3, "default: 3 forwarded headers")) {
+		tap_is_str(r.cfg.forward_headers[0], "Cookie", "default forwarded header 1");
+		tap_is_str(r.cfg.forward_headers[1], "Authorization", "default forwarded header 2");
+		tap_is_str(r.cfg.forward_headers[2], "User-Agent", "default forwarded header 3");
+	}
+	tap_ok(!r.cfg.tls_cert && !r.cfg.tls_key && !r.cfg.upstream_ca,
+	       "default: no TLS files, the system's CAs");
+	tap_is_int(pb_config_load_files(&r.cfg, r.err, sizeof(r.err)), 0,
+		   "default: pb_config_load_files has nothing to do");
+	tap_ok(!r.cfg.tls_cert_pem && !r.cfg.tls_key_pem, "default: no PEM text");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--forward-header", "X-Test") &&
+	    tap_is_int(r.cfg.nforward_headers, 1, "--forward-header X-Test: one name"))
+		tap_is_str(r.cfg.forward_headers[0], "X-Test", "--forward-header X-Test: stored");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--forward-header=X-A", "--forward-header", "x-b", "--forward-header=Cookie") &&
+	    tap_is_int(r.cfg.nforward_headers, 3, "three --forward-header: three names")) {
+		tap_is_str(r.cfg.forward_headers[0], "X-A", "--forward-header 1 in order");
+		tap_is_str(r.cfg.forward_headers[1], "x-b", "--forward-header 2 in order, case kept");
+		tap_is_str(r.cfg.forward_headers[2], "Cookie", "--forward-header 3: a default again");
+	}
+	pb_config_free(&r.cfg);
+	{
+		char *av[2 * (PB_MAX_FORWARD_HEADERS + 1) + 2], names[PB_MAX_FORWARD_HEADERS + 1][16];
+		int n = 0;
+
+		av[n++] = "pollbridge";
+		for (int i = 0; i <= PB_MAX_FORWARD_HEADERS; i++) {
+			snprintf(names[i], sizeof(names[i]), "X-H%d", i);
+			av[n++] = "--forward-header";
+			av[n++] = names[i];
+		}
+		av[n] = NULL;
+		av[n - 2] = NULL;       /* 16 names */
+		if (accepts_argv(&r, "16 --forward-header", av))
+			tap_is_int(r.cfg.nforward_headers, PB_MAX_FORWARD_HEADERS,
+				   "16 --forward-header: all kept");
+		pb_config_free(&r.cfg);
+		av[n - 2] = "--forward-header";
+		fails_argv("17 --forward-header", "at most 16", av);
+	}
+	for (size_t i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		char v[200];
+
+		snprintf(name, sizeof(name), "--forward-header '%s'", vis(bad_names[i], v, sizeof(v)));
+		fails_argv(name, "--forward-header", ARGV("--forward-header", (char *)bad_names[i]));
+	}
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+		snprintf(name, sizeof(name), "--forward-header %s", own[i]);
+		fails_argv(name, "itself", ARGV("--forward-header", (char *)own[i]));
+	}
+	FAILS("named twice", "--forward-header", "X-Test", "--forward-header", "x-test");
+	FAILS("named twice", "--forward-header=Cookie", "--forward-header=COOKIE");
+	FAILS("--forward-header", "--forward-header");
+	FAILS("--forward-header", "--forward-header=");
+
+	/* The TLS files: parsing keeps the paths, pb_config_load_files reads them. */
+	snprintf(files_dir, sizeof(files_dir), "/tmp/pb-test-config-XXXXXX");
+	if (!mkdtemp(files_dir))
+		tap_bail("mkdtemp failed");
+	cert = put_file("cert.pem", S_(PEM_CERT "extra chain\n" PEM_CERT));
+	key = put_file("key.pem", S_(PEM_KEY));
+	ca = put_file("ca.pem", S_("# bundle\n" PEM_CERT));
+	plain = put_file("plain.txt", S_("hello\n"));
+	enc = put_file("enc.pem", S_("-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIE\n"
+				    "-----END ENCRYPTED PRIVATE KEY-----\n"));
+	bin = put_file("bin.pem", S_(PEM_CERT "\0\1"));
+	bigtext = calloc(1, PB_MAX_PEM_FILE + 2);
+	if (!bigtext)
+		tap_bail("out of memory");
+	memcpy(bigtext, PEM_CERT, strlen(PEM_CERT));
+	memset(bigtext + strlen(PEM_CERT), 'A', PB_MAX_PEM_FILE + 1 - strlen(PEM_CERT));
+	big = put_file("big.pem", bigtext, PB_MAX_PEM_FILE + 1);
+	free(bigtext);
+
+	if (ACCEPTS(&r, "--tls-cert", (char *)cert, "--tls-key=" "x", "--tls-key", (char *)key,
+		    "--upstream-ca", (char *)ca)) {
+		tap_is_str(r.cfg.tls_cert, cert, "--tls-cert: path stored");
+		tap_is_str(r.cfg.tls_key, key, "--tls-key: the last one stored");
+		tap_is_str(r.cfg.upstream_ca, ca, "--upstream-ca: path stored");
+		tap_ok(!r.cfg.tls_cert_pem, "parsing reads no file");
+		tap_is_int(pb_config_load_files(&r.cfg, r.err, sizeof(r.err)), 0,
+			   "good cert, key and CA: loaded");
+		tap_is_str(r.cfg.tls_cert_pem, PEM_CERT "extra chain\n" PEM_CERT,
+			   "certificate text kept whole (chain)");
+		tap_is_str(r.cfg.tls_key_pem, PEM_KEY, "key text kept");
+		tap_is_int(pb_config_load_files(&r.cfg, r.err, sizeof(r.err)), 0,
+			   "loading again: fine (read afresh)");
+		tap_is_str(r.cfg.tls_key_pem, PEM_KEY, "key text after loading again");
+	}
+	pb_config_free(&r.cfg);
+	tap_ok(!r.cfg.tls_cert_pem && !r.cfg.tls_key_pem && !r.cfg.tls_cert &&
+	       !r.cfg.upstream_ca && r.cfg.nforward_headers == 0, "pb_config_free clears TLS and headers");
+	if (ACCEPTS(&r, "--upstream-ca", (char *)ca))
+		tap_is_int(pb_config_load_files(&r.cfg, r.err, sizeof(r.err)), 0,
+			   "--upstream-ca alone: loaded");
+	pb_config_free(&r.cfg);
+	FAILS("--tls-cert", "--tls-cert=");
+	FAILS("--tls-key", "--tls-key", "");
+	FAILS("--upstream-ca", "--upstream-ca=");
+	FAILS("--upstream-ca", "--upstream-ca");
+	FILES_FAIL("both or neither", "--tls-cert", (char *)cert);
+	FILES_FAIL("--tls-key without --tls-cert", "--tls-key", (char *)key);
+	FILES_FAIL("--tls-cert /nonexistent/c.pem", "--tls-cert", "/nonexistent/c.pem", "--tls-key",
+		   (char *)key);
+	FILES_FAIL("--tls-key /nonexistent/k.pem", "--tls-cert", (char *)cert, "--tls-key",
+		   "/nonexistent/k.pem");
+	FILES_FAIL("no PEM certificate", "--tls-cert", (char *)plain, "--tls-key", (char *)key);
+	FILES_FAIL("no PEM certificate", "--tls-cert", (char *)key, "--tls-key", (char *)key);
+	FILES_FAIL("no PEM private key", "--tls-cert", (char *)cert, "--tls-key", (char *)plain);
+	FILES_FAIL("no PEM private key", "--tls-cert", (char *)cert, "--tls-key", (char *)cert);
+	FILES_FAIL("encrypted", "--tls-cert", (char *)cert, "--tls-key", (char *)enc);
+	FILES_FAIL("--tls-cert /tmp", "--tls-cert", "/tmp", "--tls-key", (char *)key);
+	FILES_FAIL("larger than", "--tls-cert", (char *)big, "--tls-key", (char *)key);
+	FILES_FAIL("not a PEM file", "--tls-cert", (char *)bin, "--tls-key", (char *)key);
+	FILES_FAIL("--upstream-ca /nonexistent/ca.pem", "--upstream-ca", "/nonexistent/ca.pem");
+	FILES_FAIL("--upstream-ca", "--upstream-ca", (char *)plain);
+	FILES_FAIL("--upstream-ca", "--tls-cert", (char *)cert, "--tls-key", (char *)key,
+		   "--upstream-ca", (char *)key);
+	for (const char *f = "cert.pem\0key.pem\0ca.pem\0plain.txt\0enc.pem\0bin.pem\0big.pem\0";
+	     *f; f += strlen(f) + 1) {
+		char path[128];
+
+		snprintf(path, sizeof(path), "%s/%s", files_dir, f);
+		unlink(path);
+	}
+	rmdir(files_dir);
 }
 
 /* The browser-facing flags: SSE heartbeat, CORS origins, JSONP. */
@@ -788,7 +976,8 @@ static void test_usage(void)
 		"--listen", "--route", "--store", "--instance-id", "--wait-max",
 		"--idle-timeout", "--connect-timeout", "--max-message-bytes", "--max-batch",
 		"--max-batch-bytes", "--max-sessions", "--queue-max", "--log-level",
-		"--check-config", "--version", "--help",
+		"--check-config", "--version", "--help", "--forward-header", "--tls-cert",
+		"--tls-key", "--upstream-ca",
 	};
 	const char *u = pb_config_usage();
 	size_t n;
@@ -805,6 +994,14 @@ static void test_usage(void)
 	tap_ok(strstr(u, "redial") && strstr(u, "insecure") && strstr(u, "origin="),
 	       "usage lists the route options");
 	tap_ok(!mentions_flag(u, "--bogus"), "mentions_flag itself can say no");
+	{
+		const char *later = strstr(u, "Not available");
+
+		tap_ok(later && !mentions_flag(later, "--forward-header") &&
+		       !mentions_flag(later, "--tls-cert") && !mentions_flag(later, "--tls-key") &&
+		       !mentions_flag(later, "--upstream-ca"),
+		       "usage no longer lists the TLS and header flags as not available");
+	}
 	tap_ok(!mentions_flag("--max-batch-bytes N", "--max-batch"),
 	       "mentions_flag needs the whole flag");
 
@@ -878,6 +1075,7 @@ int main(void)
 	test_actions();
 	test_bad_syntax();
 	test_later_flags();
+	test_forward_and_tls();
 	test_browser_flags();
 	test_usage();
 	test_err_truncation();

@@ -112,7 +112,7 @@ static int create(struct pb_core *c, const char *route, const char *proto, struc
 		cr.protocols[0] = (char *)proto;
 		cr.nprotocols = 1;
 	}
-	pb_core_create(c, &cr, NULL, on_create, a);
+	pb_core_create(c, &cr, NULL, NULL, on_create, a);
 	run_until(&a->done, 5000);
 	return a->done == 1 ? a->err : -999;
 }
@@ -177,7 +177,7 @@ int main(void)
 			tap_bail("config: %s", err);
 	}
 	uv_loop_init(&loop);
-	up = pb_upstream_ctx_new(&loop, err, sizeof(err));
+	up = pb_upstream_ctx_new(&loop, NULL, err, sizeof(err));
 	if (!up)
 		tap_bail("upstream ctx: %s", err);
 	core = pb_core_new(&loop, &cfg, up);
