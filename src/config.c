@@ -29,6 +29,7 @@ enum opt_kind {
 	OPT_CORS,
 	OPT_HEADER,     /* --forward-header */
 	OPT_FILE,       /* a path, read by pb_config_load_files() */
+	OPT_CONFIG,     /* --config FILE: read first, whatever its place */
 	OPT_LATER,      /* documented in API.md, not built yet */
 };
 
@@ -59,8 +60,8 @@ static const struct opt pb_opts[] = {
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
-	{ "config", OPT_LATER, 0, 0, 0 },
-	{ "ping-interval", OPT_LATER, 0, 0, 0 },
+	{ "config", OPT_CONFIG, 0, 0, 0 },
+	{ "ping-interval", OPT_UINT, OFF(ping_interval), 0, 3600 },
 	{ "forward-header", OPT_HEADER, 0, 0, 0 },
 	{ "tls-cert", OPT_FILE, OFF(tls_cert), 0, 0 },
 	{ "tls-key", OPT_FILE, OFF(tls_key), 0, 0 },
@@ -109,15 +110,23 @@ static const char pb_usage[] =
 "  --upstream-ca FILE        PEM CA bundle that wss:// upstreams must verify\n"
 "                            against (default: the system's); the route option\n"
 "                            insecure skips verification\n"
+"  --ping-interval S         ping an upstream silent for S seconds; close it\n"
+"                            (clients see 1006) if no answer within S more;\n"
+"                            0 disables (default 20)\n"
+"  --config FILE             read options from FILE first: one \"name = value\"\n"
+"                            per line (long option names; switches take yes or\n"
+"                            no; # comments); flags override single values and\n"
+"                            add to repeatable ones\n"
 "  --log-level LEVEL         error, warn, info or debug (default info)\n"
 "  --check-config            validate the options, print \"config ok\" and exit\n"
 "  --version                 print the version and exit\n"
 "  --help                    print this help and exit\n"
 "\n"
-"Not available in this version yet: --config, --ping-interval.\n"
-"\n"
+
 "Logs go to stderr; the ready line is \"listening on ADDR:PORT\". SIGTERM or\n"
-"SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n";
+"SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n"
+"SIGHUP is logged and ignored: restart to apply a changed configuration.\n"
+"Metrics: GET /metrics (Prometheus text format).\n";
 
 const char *pb_config_usage(void)
 {
@@ -165,6 +174,7 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->drain_timeout = PB_DEFAULT_DRAIN_TIMEOUT;
 	cfg->max_message_bytes = PB_DEFAULT_MAX_MESSAGE_BYTES;
 	cfg->sse_heartbeat = PB_DEFAULT_SSE_HEARTBEAT;
+	cfg->ping_interval = PB_DEFAULT_PING_INTERVAL;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
 	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
@@ -514,19 +524,113 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 		if (!*v)
 			return cfg_fail(err, errlen, "--%s: expected a file name", o->name);
 		return cfg_set_str((char **)(base + o->offset), v, strlen(v));
+	case OPT_CONFIG:
+		return 0;       /* applied before the command line */
 	case OPT_LATER:
 		return cfg_fail(err, errlen, "--%s is not available in this version", o->name);
 	}
 	return PB_EBADREQ;
 }
 
+/* The option called name[0..len), or NULL. */
+static const struct opt *cfg_find(const char *name, size_t len)
+{
+	for (size_t k = 0; k < sizeof(pb_opts) / sizeof(pb_opts[0]); k++)
+		if (strlen(pb_opts[k].name) == len && strncmp(pb_opts[k].name, name, len) == 0)
+			return &pb_opts[k];
+	return NULL;
+}
+
+/* Apply a config file: one "name = value" per line (long option names,
+ * switches take yes/no), blank lines and whole-line # comments. Errors
+ * say "FILE:LINE: reason". */
+static int cfg_load_file(struct pb_config *cfg, const char *path, char *err, size_t errlen)
+{
+	char line[8192], why[512];
+	FILE *fp = fopen(path, "r");
+	int lineno = 0, r = 0;
+
+	if (!fp)
+		return cfg_fail(err, errlen, "--config %s: %s", path, strerror(errno));
+	while (!r && fgets(line, sizeof(line), fp)) {
+		char *p = line, *eq, *name, *val, *end;
+		const struct opt *o;
+
+		lineno++;
+		if (!strchr(line, '\n') && !feof(fp)) {
+			r = cfg_fail(err, errlen, "%s:%d: line too long", path, lineno);
+			break;
+		}
+		p += strspn(p, " \t");
+		end = p + strlen(p);
+		while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ' ||
+				   end[-1] == '\t'))
+			*--end = '\0';
+		if (!*p || *p == '#')
+			continue;
+		eq = strchr(p, '=');
+		if (!eq) {
+			r = cfg_fail(err, errlen, "%s:%d: expected name = value", path, lineno);
+			break;
+		}
+		name = p;
+		val = eq + 1;
+		while (eq > name && (eq[-1] == ' ' || eq[-1] == '\t'))
+			eq--;
+		*eq = '\0';
+		val += strspn(val, " \t");
+		o = cfg_find(name, strlen(name));
+		if (!o || o->kind == OPT_CONFIG || strcmp(name, "check-config") == 0) {
+			r = cfg_fail(err, errlen, "%s:%d: unknown option '%s'", path, lineno, name);
+			break;
+		}
+		if (o->kind == OPT_SWITCH) {
+			if (strcmp(val, "yes") && strcmp(val, "no")) {
+				r = cfg_fail(err, errlen, "%s:%d: %s takes yes or no", path, lineno, name);
+				break;
+			}
+			*(int *)((char *)cfg + o->offset) = val[0] == 'y';
+			continue;
+		}
+		if (cfg_apply(cfg, o, val, why, sizeof(why)))
+			r = cfg_fail(err, errlen, "%s:%d: %s", path, lineno, why);
+	}
+	if (!r && ferror(fp))
+		r = cfg_fail(err, errlen, "--config %s: read error", path);
+	fclose(fp);
+	return r;
+}
+
 int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 			 enum pb_config_action *action, char *err, size_t errlen)
 {
+	const char *file = NULL;
+
 	*action = PB_CONFIG_RUN;
+	/* The file comes first: flags override its single values and add to
+	 * its repeatable ones. */
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0) {
+			if (i + 1 >= argc)
+				return cfg_fail(err, errlen, "--config needs a value");
+			file = argv[++i];
+		} else if (strncmp(argv[i], "--config=", 9) == 0) {
+			file = argv[i] + 9;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+			   strcmp(argv[i], "--version") == 0) {
+			file = NULL;
+			break;
+		}
+	}
+	if (file) {
+		int r = cfg_load_file(cfg, file, err, errlen);
+
+		if (r)
+			return r;
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *name, *val = NULL;
-		const struct opt *o = NULL;
+		const struct opt *o;
 		size_t namelen;
 		int r;
 
@@ -544,10 +648,7 @@ int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 		namelen = strcspn(name, "=");
 		if (name[namelen] == '=')
 			val = name + namelen + 1;
-		for (size_t k = 0; k < sizeof(pb_opts) / sizeof(pb_opts[0]); k++)
-			if (strlen(pb_opts[k].name) == namelen &&
-			    strncmp(pb_opts[k].name, name, namelen) == 0)
-				o = &pb_opts[k];
+		o = cfg_find(name, namelen);
 		if (!o)
 			return cfg_fail(err, errlen, "unknown option '--%.*s' (try --help)",
 					(int)namelen, name);

@@ -24,6 +24,7 @@
 #define PB_DEFAULT_QUEUE_MAX 1000
 #define PB_DEFAULT_DRAIN_TIMEOUT 5
 #define PB_DEFAULT_SSE_HEARTBEAT 15
+#define PB_DEFAULT_PING_INTERVAL 20
 #define PB_MAX_CORS_ORIGINS 32
 #define PB_MAX_FORWARD_HEADERS 16
 /* Largest certificate, key or CA bundle file read. */
@@ -59,6 +60,7 @@ struct pb_config {
 	size_t max_sessions;
 	size_t queue_max;
 	unsigned sse_heartbeat;
+	unsigned ping_interval;         /* 0: no upstream keepalive pings */
 	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */
 	size_t ncors_origins;
 	int jsonp;

@@ -30,6 +30,7 @@
 #include "error.h"
 #include "front.h"
 #include "log.h"
+#include "metrics.h"
 
 struct pb_front {
 	uv_loop_t *loop;
@@ -59,6 +60,7 @@ enum pb_endpoint {
 	EP_DELETE,
 	EP_EVENTS,
 	EP_PREFLIGHT,
+	EP_METRICS,
 };
 
 struct pb_req {
@@ -88,6 +90,7 @@ struct pb_req {
 	int sse_reading;        /* a core read for the stream is in flight */
 	int sse_waiting;        /* suspended in the content reader */
 	int sse_done;           /* end the stream once sse is drained */
+	int sse_open;           /* counted in the open streams gauge */
 };
 
 static void front_kick(struct pb_front *f);
@@ -142,6 +145,9 @@ static void front_req_free(struct pb_req *r)
 	pb_buf_free(&r->body);
 	pb_buf_free(&r->sse);
 	free(r->jsonp);
+	if (r->sse_open)
+		pb_metrics_gauge(PB_G_STREAMS_OPEN, -1);
+	pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, -1);
 	r->f->active--;
 	free(r);
 }
@@ -230,7 +236,8 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 	if (resp && err == PB_EMETHOD) {
 		const char *allow = r->ep == EP_CREATE ? "POST" :
 				    r->ep == EP_DELETE ? "DELETE" :
-				    r->ep == EP_HEALTHZ || r->ep == EP_EVENTS ? "GET" : "GET, POST";
+				    r->ep == EP_HEALTHZ || r->ep == EP_EVENTS ||
+				    r->ep == EP_METRICS ? "GET" : "GET, POST";
 
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	}
@@ -671,6 +678,8 @@ static void front_sse_first(void *arg, int err, const struct pb_store_batch *b)
 	if (resp) {
 		front_common_headers(r, resp, "text/event-stream; charset=utf-8");
 		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+		r->sse_open = 1;
+		pb_metrics_gauge(PB_G_STREAMS_OPEN, 1);
 	}
 	front_set_response(r, 200, resp);
 }
@@ -815,6 +824,20 @@ static void front_deleted(void *arg, int err)
 	front_set_response(r, 204, front_response(r, &b, NULL));
 }
 
+/* GET /metrics: the Prometheus text exposition. */
+static void front_metrics(struct pb_req *r)
+{
+	struct pb_buf b;
+
+	pb_buf_init(&b, 0);
+	if (pb_metrics_render(&b)) {
+		pb_buf_free(&b);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	front_set_response(r, 200, front_response(r, &b, "text/plain; version=0.0.4; charset=utf-8"));
+}
+
 /* GET /healthz */
 static void front_healthz(struct pb_req *r)
 {
@@ -838,8 +861,8 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	int post = strcmp(method, "POST") == 0;
 	int options = strcmp(method, "OPTIONS") == 0;
 
-	if (strcmp(url, "/healthz") == 0) {
-		r->ep = options ? EP_PREFLIGHT : EP_HEALTHZ;
+	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
+		r->ep = options ? EP_PREFLIGHT : url[1] == 'h' ? EP_HEALTHZ : EP_METRICS;
 		if (!get && !options)
 			r->early_err = PB_EMETHOD;
 		return;
@@ -921,9 +944,35 @@ static void front_dispatch(struct pb_req *r)
 	case EP_PREFLIGHT:
 		front_preflight(r);
 		break;
+	case EP_METRICS:
+		front_metrics(r);
+		break;
 	case EP_NONE:
 		front_error(r, PB_ENOTFOUND, NULL);
 		break;
+	}
+}
+
+/* The metrics label of an endpoint. */
+static enum pb_endpoint_metric front_endpoint_metric(enum pb_endpoint ep)
+{
+	switch (ep) {
+	case EP_CREATE:
+		return PB_EPM_CREATE;
+	case EP_POLL:
+		return PB_EPM_POLL;
+	case EP_SEND:
+		return PB_EPM_SEND;
+	case EP_DELETE:
+		return PB_EPM_DELETE;
+	case EP_EVENTS:
+		return PB_EPM_EVENTS;
+	case EP_HEALTHZ:
+		return PB_EPM_HEALTHZ;
+	case EP_METRICS:
+		return PB_EPM_METRICS;
+	default:
+		return PB_EPM_OTHER;
 	}
 }
 
@@ -934,6 +983,7 @@ static enum MHD_Result front_queue(struct pb_req *r)
 
 	if (!r->resp)
 		return MHD_NO;
+	pb_metrics_http(front_endpoint_metric(r->ep), r->status);
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
 	MHD_destroy_response(r->resp);
 	r->resp = NULL;
@@ -968,6 +1018,7 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		r->started_ms = uv_now(f->loop);
 		pb_buf_init(&r->body, f->body_limit);
 		f->active++;
+		pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, 1);
 		*con_cls = r;
 		r->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
 		if (!pb_config_cors_allowed(f->cfg, r->origin))

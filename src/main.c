@@ -32,11 +32,20 @@ struct pb_daemon {
 	struct pb_core *core;
 	struct pb_store *store;
 	struct pb_front *front;
-	uv_signal_t sigterm, sigint;
+	uv_signal_t sigterm, sigint, sighup;
 	uv_timer_t drain_timer;
 	uint64_t drain_deadline;
 	int draining;
 };
+
+/* 1 if argv holds flag. */
+static int has_flag(int argc, char **argv, const char *flag)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], flag) == 0)
+			return 1;
+	return 0;
+}
 
 /* How long an instance's hold on a session lasts without renewal: the
  * time within which the sessions of a dead instance are adopted. */
@@ -108,6 +117,16 @@ static void drain_tick(uv_timer_t *t)
 	}
 }
 
+/* SIGHUP: reloading in place is not supported (routes and limits are
+ * shared by live sessions); say so instead of dying. A rolling restart
+ * hands sessions over without loss when the store is Redis. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+	(void)h;
+	(void)signum;
+	pb_log_warn("SIGHUP ignored: restart (SIGTERM drains) to apply a changed configuration");
+}
+
 /* SIGTERM/SIGINT: stop accepting, close every session with 1001, wait. */
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -134,6 +153,7 @@ static void shutdown_daemon(struct pb_daemon *d)
 	pb_store_destroy(d->store);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
+	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
 	/* Let closing links finish their close handshakes (bounded), then
 	 * destroy libwebsockets, which runs the loop to the end. */
@@ -160,7 +180,8 @@ int main(int argc, char **argv)
 	if (pb_config_parse_args(&d.cfg, argc, argv, &action, err, sizeof(err))) {
 		fprintf(stderr, "pollbridge: %s\n", err);
 		pb_config_free(&d.cfg);
-		return 2;
+		/* API.md: --check-config says "not ok" with 1; bad usage is 2. */
+		return has_flag(argc, argv, "--check-config") ? 1 : 2;
 	}
 	if (action == PB_CONFIG_HELP) {
 		fputs(pb_config_usage(), stdout);
@@ -179,9 +200,11 @@ int main(int argc, char **argv)
 	}
 	/* The TLS files are read here, so --check-config checks them too. */
 	if (pb_config_load_files(&d.cfg, err, sizeof(err))) {
+		int check = d.cfg.check_config;
+
 		fprintf(stderr, "pollbridge: %s\n", err);
 		pb_config_free(&d.cfg);
-		return 2;
+		return check ? 1 : 2;
 	}
 	if (d.cfg.check_config) {
 		printf("config ok\n");
@@ -202,6 +225,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pollbridge: %s\n", err);
 		return 1;
 	}
+	pb_upstream_ctx_set_ping(d.up, d.cfg.ping_interval);
 	d.core = pb_core_new(&d.loop, &d.cfg, d.up);
 	ev = pb_core_store_events(d.core);
 	lim.queue_max = d.cfg.queue_max;
@@ -225,10 +249,12 @@ int main(int argc, char **argv)
 	}
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
+	uv_signal_init(&d.loop, &d.sighup);
 	uv_timer_init(&d.loop, &d.drain_timer);
-	d.sigterm.data = d.sigint.data = d.drain_timer.data = &d;
+	d.sigterm.data = d.sigint.data = d.sighup.data = d.drain_timer.data = &d;
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
+	uv_signal_start(&d.sighup, on_sighup, SIGHUP);
 
 	wait_for_store(&d);
 	for (size_t i = 0; i < d.cfg.nroutes; i++)

@@ -51,6 +51,7 @@
 
 #include "error.h"
 #include "map.h"
+#include "metrics.h"
 #include "redis.h"
 
 #define RD_TICK_MS 100
@@ -113,6 +114,7 @@ struct rcmd {
 	char *evalcmd;          /* RC_EVAL: the formatted EVALSHA, for the retry */
 	size_t evallen;
 	int retried;
+	uint64_t sent_ns;       /* for the store latency metric */
 };
 
 /* A subscribed channel; the map's key points into name. */
@@ -286,6 +288,7 @@ static struct rcmd *rcmd_new(struct rconn *c, enum rcmd_kind kind, uint64_t dead
 	rc->conn = c;
 	rc->kind = kind;
 	rc->deadline = deadline;
+	rc->sent_ns = uv_hrtime();
 	return rc;
 }
 
@@ -789,9 +792,11 @@ static void cmd_on_reply(redisAsyncContext *ac, void *vreply, void *priv)
 		if (reply && !rc->retried && reply_is_noscript(reply) && c->state == RS_UP &&
 		    eval_retry(rc) == 0)
 			return;
-		rc->cb(rc->arg, reply ? 0 : PB_ESTORE, reply);
-		break;
+		/* fall through */
 	case RC_USER:
+		if (reply)
+			pb_metrics_observe(PB_H_STORE_SECONDS,
+					   (double)(uv_hrtime() - rc->sent_ns) / 1e9);
 		rc->cb(rc->arg, reply ? 0 : PB_ESTORE, reply);
 		break;
 	case RC_RELOAD:

@@ -24,6 +24,7 @@
 #include "error.h"
 #include "log.h"
 #include "map.h"
+#include "metrics.h"
 #include "session.h"
 
 enum pb_session_state {
@@ -86,6 +87,7 @@ struct pb_session {
 	int fetching;
 	int refetch;            /* more may be waiting in the store */
 	/* The upstream's close, stored once the inbound messages before it are. */
+	uint64_t dial_ns;       /* when the upstream dial started */
 	int close_pending;
 	int close_code;
 	char close_reason[124];
@@ -163,8 +165,10 @@ static struct pb_session *session_new(struct pb_core *c, const char *id, int own
 		session_release(s);
 		return NULL;
 	}
-	if (owned)
+	if (owned) {
 		c->owned++;
+		pb_metrics_gauge(PB_G_SESSIONS, 1);
+	}
 	if (c->store->ops->watch)
 		c->store->ops->watch(c->store, s->id);
 	return s;
@@ -195,8 +199,10 @@ static void session_forget(struct pb_session *s, const char *why)
 	uv_timer_stop(&s->timer);
 	session_close_upstream(s, 1000, "");
 	pb_map_del(c->sessions, s->id, PB_ID_LEN);
-	if (s->owned)
+	if (s->owned) {
 		c->owned--;
+		pb_metrics_gauge(PB_G_SESSIONS, -1);
+	}
 	if (c->store->ops->unwatch)
 		c->store->ops->unwatch(c->store, s->id);
 	session_release(s);
@@ -239,6 +245,8 @@ static void session_answer_waiter(struct pb_session *s, int err, const struct pb
 
 	if (!cb)
 		return;
+	if (s->parked)
+		pb_metrics_gauge(PB_G_POLLS_WAITING, -1);
 	s->poll_cb = NULL;
 	s->poll_req = NULL;
 	s->parked = 0;
@@ -287,12 +295,15 @@ static void session_read_done(void *arg, int err, const struct pb_store_batch *b
 			s->full = 0;
 			session_update_pause(s);
 		}
+		if (!err && b->ended && s->owned)
+			pb_metrics_add(PB_C_END_COMPLETED, 1);
 		if (!err && b->ended)
 			session_forget(s, "client acknowledged the last message");
 		else if (err == PB_ENOSESSION || err == PB_ECLOSED)
 			session_forget(s, "ended");
 	} else if (!s->parked) {
 		s->parked = 1;
+		pb_metrics_gauge(PB_G_POLLS_WAITING, 1);
 		uv_timer_start(&s->timer, session_timer_cb, (uint64_t)s->poll_wait * 1000, 0);
 	}
 	session_shadow_done(s);
@@ -447,9 +458,15 @@ static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
 		s->store_wait = 1;
 	} else if (!s->store_wait) {
 		/* Stored, or refused for good (the session ended meanwhile). */
-		pb_msg_unref(pb_msgq_pop(&s->in));
-		if (!err)
+		struct pb_msg *m = pb_msgq_pop(&s->in);
+
+		if (!err) {
 			s->full = depth >= s->core->cfg->queue_max;
+			pb_metrics_add(PB_C_MSGS_IN, 1);
+			pb_metrics_add(PB_C_BYTES_IN, m->len);
+			pb_metrics_observe(PB_H_QUEUE_DEPTH, (double)depth);
+		}
+		pb_msg_unref(m);
 	}
 	session_update_pause(s);
 	if (!s->in_push_loop)
@@ -617,6 +634,7 @@ static void session_created(void *arg, int err)
 		return;
 	}
 	session_set_state(s, PB_S_OPEN, "upstream handshake done");
+	pb_metrics_add(PB_C_SESSIONS_CREATED, 1);
 	session_touch(s);
 	session_push_next(s);
 	cb(req, 0, s->id, s->protocol[0] ? s->protocol : NULL);
@@ -632,6 +650,9 @@ static void up_opened(void *arg, const char *protocol)
 	int r;
 
 	uv_timer_stop(&s->timer);
+	pb_metrics_add(PB_C_UPSTREAM_CONNECTS, 1);
+	pb_metrics_observe(PB_H_HANDSHAKE_SECONDS,
+			   (double)(uv_hrtime() - s->dial_ns) / 1e9);
 	snprintf(s->protocol, sizeof(s->protocol), "%s", protocol ? protocol : "");
 	if (s->adopting) {
 		struct pb_msg *m = pb_msg_new(PB_MSG_REOPEN, NULL, 0);
@@ -672,10 +693,12 @@ static void up_failed(void *arg, int err, const char *why)
 	struct pb_session *s = arg;
 	pb_core_create_cb cb = s->create_cb;
 
+	pb_metrics_add(PB_C_UPSTREAM_FAILURES, 1);
 	if (s->adopting) {
 		session_redial_failed(s, why);
 		return;
 	}
+	pb_metrics_add(PB_C_CREATE_FAILED, 1);
 	pb_log_info("session %.6s: upstream %s: %s", s->id, s->route->name, why);
 	s->up = NULL;
 	s->create_cb = NULL;
@@ -697,6 +720,7 @@ static void up_closed(void *arg, int code, const char *reason, size_t reason_len
 
 	s->up = NULL;
 	s->paused = 0;
+	pb_metrics_add(PB_C_UPSTREAM_CLOSES, 1);
 	if (s->state == PB_S_CONNECTING) {
 		/* Closed before the store recorded it: the creator learns now. */
 		pb_core_create_cb cb = s->create_cb;
@@ -728,8 +752,11 @@ static struct pb_msg *up_next_out(void *arg)
 			session_release(s);
 	}
 	m = pb_msgq_pop(&s->out);
-	if (m)
+	if (m) {
 		s->out_written = m->seq;
+		pb_metrics_add(PB_C_MSGS_OUT, 1);
+		pb_metrics_add(PB_C_BYTES_OUT, m->len);
+	}
 	if (s->out.count < PB_OUT_FETCH / 2 && s->refetch)
 		session_fetch_out(s);
 	return m;
@@ -758,6 +785,7 @@ static int session_dial(struct pb_session *s, const char *protocols, const char 
 	d.headers = fwd;
 	d.max_message_bytes = c->cfg->max_message_bytes;
 	pb_log_debug("session %.6s: dialling %s (%s)", s->id, s->route->name, s->route->url);
+	s->dial_ns = uv_hrtime();
 	s->up = pb_upstream_dial(c->up, &d, &pb_session_upstream, s, &r);
 	if (!s->up)
 		return r ? r : PB_EUPSTREAM;
@@ -775,6 +803,7 @@ static void session_idle_checked(void *arg, int err, int ended, uint64_t remaini
 	if (s->state == PB_S_ENDED) {
 		/* Gone meanwhile. */
 	} else if (!err && ended) {
+		pb_metrics_add(PB_C_END_IDLE, 1);
 		session_close_upstream(s, 1001, "idle timeout");
 		session_answer_waiter(s, PB_ECLOSED, NULL);
 		session_forget(s, "idle timeout");
@@ -808,6 +837,8 @@ static void session_idle_expired(struct pb_session *s)
  * upstream with 1000 and let a waiting poll know. */
 static void session_end_here(struct pb_session *s, const char *why)
 {
+	if (s->owned)
+		pb_metrics_add(PB_C_END_DELETED, 1);
 	session_hold(s);
 	session_close_upstream(s, 1000, "");
 	session_answer_waiter(s, PB_ECLOSED, NULL);
@@ -823,11 +854,14 @@ static void session_timer_cb(uv_timer_t *t)
 	struct pb_session *s = t->data;
 
 	if (s->state == PB_S_CONNECTING && s->adopting) {
+		pb_metrics_add(PB_C_UPSTREAM_FAILURES, 1);
 		session_close_upstream(s, 1000, "");
 		session_redial_failed(s, "handshake timed out");
 	} else if (s->state == PB_S_CONNECTING) {
 		pb_core_create_cb cb = s->create_cb;
 
+		pb_metrics_add(PB_C_UPSTREAM_FAILURES, 1);
+		pb_metrics_add(PB_C_CREATE_FAILED, 1);
 		pb_log_info("session %.6s: upstream %s: handshake timed out", s->id, s->route->name);
 		s->create_cb = NULL;
 		if (cb)
@@ -981,6 +1015,7 @@ static void session_renewed(void *arg, int err)
 		/* Gone meanwhile. */
 	} else if (err == PB_ELOST) {
 		/* Another instance adopted it (our lease lapsed): let go. */
+		pb_metrics_add(PB_C_END_MOVED, 1);
 		session_close_upstream(s, 1001, "moved to another instance");
 		session_answer_empty(s);
 		session_forget(s, "adopted by another instance");
@@ -1019,7 +1054,9 @@ static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_
 	} else {
 		s->owned = 1;
 		c->owned++;
+		pb_metrics_gauge(PB_G_SESSIONS, 1);
 	}
+	pb_metrics_add(PB_C_SESSIONS_ADOPTED, 1);
 	s->route = route;
 	pb_log_info("session %.6s: adopted from a %s instance", s->id,
 		    cl->drained ? "drained" : "lost");
@@ -1256,6 +1293,7 @@ static void session_drain(struct pb_session *s)
 	}
 	if (!pb_store_shared(st)) {
 		if (s->state == PB_S_OPEN) {
+			pb_metrics_add(PB_C_END_DRAINED, 1);
 			session_close_upstream(s, 1001, "going away");
 			session_mark_closed(s, 1001, "instance draining", 17, "instance draining");
 		}
@@ -1264,6 +1302,7 @@ static void session_drain(struct pb_session *s)
 	session_close_upstream(s, 1001, "going away");
 	session_answer_empty(s);
 	if (s->owned) {
+		pb_metrics_add(PB_C_END_MOVED, 1);
 		session_hold(s);
 		s->core->releasing++;
 		if (st->ops->release(st, s->id, session_released, s)) {

@@ -25,6 +25,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "metrics.h"
 #include "redis.h"
 #include "store_redis.h"
 
@@ -372,12 +373,15 @@ static int rs_status(int err, const redisReply *rep, size_t min_elements)
 {
 	long long code;
 
-	if (err || !rep)
+	if (err || !rep) {
+		pb_metrics_add(PB_C_STORE_ERRORS, 1);
 		return PB_ESTORE;
+	}
 	if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 ||
 	    rep->element[0]->type != REDIS_REPLY_INTEGER) {
 		if (rep->type == REDIS_REPLY_ERROR)
 			pb_log_warn("redis: script error: %.*s", (int)rep->len, rep->str);
+		pb_metrics_add(PB_C_STORE_ERRORS, 1);
 		return PB_ESTORE;
 	}
 	code = rep->element[0]->integer;
@@ -392,6 +396,7 @@ static int rs_status(int err, const redisReply *rep, size_t min_elements)
 	case PB_ELOST:
 		return (int)code;
 	default:
+		pb_metrics_add(PB_C_STORE_ERRORS, 1);
 		return PB_ESTORE;
 	}
 }

@@ -37,6 +37,7 @@ struct pb_upstream_ctx {
 	struct lws_context *lws;
 	uv_loop_t *loop;
 	size_t live;            /* links not yet destroyed by libwebsockets */
+	lws_retry_bo_t keepalive;       /* ping policy of every link (lws keeps a pointer) */
 };
 
 struct pb_upstream {
@@ -356,6 +357,15 @@ void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx)
 	free(ctx);
 }
 
+void pb_upstream_ctx_set_ping(struct pb_upstream_ctx *ctx, unsigned secs)
+{
+	/* libwebsockets pings a link that showed no sign of life for secs,
+	 * and hangs up when nothing (a pong) came back within secs more. */
+	memset(&ctx->keepalive, 0, sizeof(ctx->keepalive));
+	ctx->keepalive.secs_since_valid_ping = (uint16_t)(secs > 30000 ? 30000 : secs);
+	ctx->keepalive.secs_since_valid_hangup = (uint16_t)(secs > 30000 ? 60000 : 2 * secs);
+}
+
 size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx)
 {
 	return ctx->live;
@@ -401,6 +411,8 @@ struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct p
 	i.local_protocol_name = up_protocols[0].name;
 	i.userdata = up;
 	i.pwsi = &up->wsi;
+	if (ctx->keepalive.secs_since_valid_ping)
+		i.retry_and_idle_policy = &ctx->keepalive;
 	if (r->tls) {
 		i.ssl_connection = LCCSCF_USE_SSL;
 		if (r->insecure)

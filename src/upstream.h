@@ -73,6 +73,11 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file
  * libwebsockets has let go of it. NULL is ignored. */
 void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx);
 
+/* Ping every link that has been silent for secs seconds and close it (the
+ * owner sees closed() with 1006) when no answer came within secs more.
+ * 0 disables keepalives. Applies to links dialled afterwards. */
+void pb_upstream_ctx_set_ping(struct pb_upstream_ctx *ctx, unsigned secs);
+
 /* Number of links libwebsockets still holds (closing ones included). */
 size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx);
 

@@ -52,6 +52,69 @@ static void bad(const char *why, const char *want, const char *a1, const char *a
 	free(out);
 }
 
+/* Write text to a file in the temp dir; returns its path (static). */
+static const char *write_conf(const char *name, const char *text)
+{
+	static char path[2][600];
+	static int k;
+	char *p = path[k++ % 2];
+	FILE *fp;
+
+	snprintf(p, sizeof(path[0]), "%s/%s", h_tmpdir(), name);
+	fp = fopen(p, "w");
+	if (!fp)
+		tap_bail("cannot write %s", p);
+	fputs(text, fp);
+	fclose(fp);
+	return p;
+}
+
+/* --config FILE: good files, errors with line numbers, precedence. */
+static void config_file_checks(void)
+{
+	const char *good = write_conf("good.conf",
+				      "# a comment\n\nlisten = 127.0.0.1:0\n"
+				      "route = a=ws://127.0.0.1:9/ redial\n"
+				      "  wait-max   =  7  \njsonp = yes\ncors-origin = https://x.example\n");
+	const char *bad = write_conf("bad.conf", "listen = 127.0.0.1:0\n\n# x\nwait-max = soon\n");
+	char *out;
+	int rc;
+
+	rc = run_cli(&out, "--config", good, "--check-config");
+	tap_is_int(rc, 0, "--config good file --check-config: exit 0");
+	tap_ok(out && strcmp(out, "config ok\n") == 0, "prints config ok");
+	free(out);
+	rc = run_cli(&out, "--check-config", "--config", bad);
+	tap_is_int(rc, 1, "--check-config on a broken file: exit 1");
+	tap_is_int(lines(out), 1, "one line");
+	tap_ok(out && strstr(out, "bad.conf:4:") && strstr(out, "--wait-max"),
+	       "names the file, line 4 and the option (%.*s)", out ? (int)strcspn(out, "\n") : 0,
+	       out ? out : "");
+	free(out);
+	rc = run_cli(&out, "--config", write_conf("u.conf", "frobnicate = 1\n"), "--check-config");
+	tap_is_int(rc, 1, "unknown option in a file: exit 1");
+	tap_ok(out && strstr(out, "u.conf:1:") && strstr(out, "frobnicate"), "says which");
+	free(out);
+	rc = run_cli(&out, "--config", write_conf("s.conf", "jsonp = maybe\n"), "--check-config");
+	tap_is_int(rc, 1, "a switch takes yes or no");
+	free(out);
+	rc = run_cli(&out, "--config", write_conf("n.conf", "no equals sign\n"), "--check-config");
+	tap_ok(rc == 1 && out && strstr(out, "n.conf:1:"), "a line without = is refused");
+	free(out);
+	rc = run_cli(&out, "--config", "/nonexistent/pollbridge.conf", "--check-config");
+	tap_is_int(rc, 1, "a missing file: exit 1");
+	tap_ok(out && strstr(out, "/nonexistent/pollbridge.conf"), "naming the file");
+	free(out);
+	/* Flags override the file's single values and add to its routes. */
+	rc = run_cli(&out, "--config", write_conf("d.conf", "route = a=ws://h:1/\n"),
+		     "--route=a=ws://h:2/");
+	tap_is_int(rc, 2, "a flag's route adds to the file's: a duplicate name is refused");
+	free(out);
+	rc = run_cli(&out, "--config", write_conf("w.conf", "wait-max = soon\n"), "--wait-max=3");
+	tap_is_int(rc, 2, "without --check-config a broken file exits 2 (bad usage)");
+	free(out);
+}
+
 int main(void)
 {
 	struct h_bridge b;
@@ -93,7 +156,12 @@ int main(void)
 	bad("duplicate route", "twice", "--route=e=ws://h:1/", "--route=e=ws://h:2/", NULL);
 	bad("bad log level", "--log-level", "--log-level", "loud", NULL);
 	bad("unknown store", "--store", "--store", "postgres://x", NULL);
-	bad("check-config with a bad route", "--route", "--check-config", "--route", "x=ftp://y/");
+	rc = run_cli(&out, "--check-config", "--route", "x=ftp://y/");
+	tap_is_int(rc, 1, "--check-config with a bad route: exit 1");
+	tap_is_int(lines(out), 1, "--check-config with a bad route: one line");
+	tap_ok(out && strstr(out, "--route"), "--check-config with a bad route: names --route");
+	free(out);
+	config_file_checks();
 
 	/* The ready line, then a second instance on the same port fails. */
 	if (h_bridge_start(&b, NULL))
