@@ -321,7 +321,7 @@ static void session_read_for_waiter(struct pb_session *s)
 	s->stale = 0;
 	session_hold(s);
 	r = st->ops->read_in(st, s->id, s->poll_after, s->poll_from, s->poll_max,
-			     s->core->cfg->max_batch_bytes, session_read_done, s);
+			     s->core->cfg->max_batch_bytes, s->poll_wait, session_read_done, s);
 	if (r) {
 		s->reading = 0;
 		session_answer_waiter(s, r, NULL);
@@ -359,7 +359,7 @@ static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 	d->cb = cb;
 	d->req = req;
-	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes,
+	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes, 0,
 				   core_poll_direct_done, d);
 	if (r) {
 		free(d);
@@ -391,9 +391,11 @@ static void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_
 		from = after;
 	if (c->draining)
 		wait = 0;
-	if ((s && s->state == PB_S_CONNECTING && !s->adopting) ||
+	if ((s && s->state == PB_S_CONNECTING) ||
 	    (!s && (!pb_store_shared(c->store) || !wait))) {
-		/* Not handed out yet, unknown here, or nothing to wait for. */
+		/* Not handed out yet (or being dialled again after an adoption:
+		 * its timer is the connect deadline), unknown here, or nothing
+		 * to wait for: answer at once. */
 		core_poll_direct(c, id, after, from, max, cb, req);
 		return;
 	}
@@ -1021,6 +1023,11 @@ static void session_renewed(void *arg, int err)
 		session_forget(s, "adopted by another instance");
 	} else if (err == PB_ENOSESSION || err == PB_ECLOSED) {
 		session_end_here(s, "ended elsewhere");
+	} else if (!err && s->state == PB_S_OPEN && !s->out.count) {
+		/* A wakeup for client messages can be missed (sent before our
+		 * subscription took effect, or while it was being restored):
+		 * look once a second, so such messages wait a second at most. */
+		session_fetch_out(s);
 	}
 	session_release(s);
 }

@@ -111,10 +111,13 @@ struct pb_store_ops {
 	/* Acknowledge every inbound message <= after, then read up to max
 	 * messages (at least one if any) and about max_bytes with seq > from
 	 * (from < after counts as after; a stream reads ahead of what the
-	 * client acknowledged). PB_EBADREQ if after > last seq; PB_ENOSESSION;
-	 * PB_ECLOSED once ended. */
+	 * client acknowledged). hold_secs: the reader will wait that long for
+	 * more, and counts as client activity until then (a poll parked on
+	 * one instance keeps the session alive for its owner on another).
+	 * PB_EBADREQ if after > last seq; PB_ENOSESSION; PB_ECLOSED once ended. */
 	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		       size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg);
+		       size_t max, size_t max_bytes, unsigned hold_secs,
+		       pb_store_batch_cb cb, void *arg);
 	/* Append client messages for the upstream, all or nothing (takes a
 	 * reference to each). send_seq 0: unnumbered. PB_EQFULL, PB_ESEQGAP,
 	 * PB_ENOSESSION, PB_ECLOSED (also once the upstream has closed). */

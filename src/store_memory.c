@@ -169,7 +169,8 @@ static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
 }
 
 static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		       size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg)
+		       size_t max, size_t max_bytes, unsigned hold_secs,
+		       pb_store_batch_cb cb, void *arg)
 {
 	struct mem_store *st = (struct mem_store *)s;
 	struct pb_store_batch b = { 0 };

@@ -71,7 +71,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
 	"return {0, seq, depth}\n",
-	/* READ_IN: after, max, max_bytes, tombstone_ms, from ->
+	/* READ_IN: after, max, max_bytes, tombstone_ms, from, hold_ms ->
 	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
 	[RS_READ_IN] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
@@ -102,7 +102,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"local closed, ended = 0, 0\n"
 	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
 	"if m[1] == 'closed' and depth == 0 then ended = 1 end\n"
-	"redis.call('HSET', KEYS[1], 'act', now)\n"
+	"redis.call('HSET', KEYS[1], 'act', now + tonumber(ARGV[8]))\n"
 	"if ended == 1 then\n"
 	"  redis.call('HSET', KEYS[1], 'st', 'ended')\n"
 	"  redis.call('DEL', KEYS[2], KEYS[3])\n"
@@ -614,7 +614,8 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 }
 
 static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		      size_t max, size_t max_bytes, pb_store_batch_cb cb, void *arg)
+		      size_t max, size_t max_bytes, unsigned hold_secs,
+		      pb_store_batch_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_op *op;
@@ -632,6 +633,7 @@ static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64
 	rs_args_num(&a, max_bytes);
 	rs_args_num(&a, st->tomb_ms);
 	rs_args_num(&a, from);
+	rs_args_num(&a, (unsigned long long)hold_secs * 1000);
 	return rs_eval(st, RS_READ_IN, &a, rs_read_in_reply, op);
 }
 

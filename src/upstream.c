@@ -273,6 +273,19 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 			up->destroyed_in_dial = 1;
 			break;
 		}
+		/* Some endings (a peer that hangs up during the handshake: lws
+		 * says CLOSED_CLIENT_HTTP) reach no other case: the owner must
+		 * still hear of it before the link is gone. */
+		if (up->arg) {
+			void *arg = up->arg;
+
+			up_detach(up);
+			if (up->established)
+				up->h->closed(arg, up->peer_code ? up->peer_code : 1006,
+					      up->peer_reason, up->peer_reason_len);
+			else
+				up->h->failed(arg, PB_EUPSTREAM, "connection closed during the handshake");
+		}
 		up->ctx->live--;
 		pb_buf_free(&up->rx);
 		pb_buf_free(&up->hs);
