@@ -10,7 +10,13 @@ build_pkgs="build-essential autoconf automake libtool pkg-config curl
 test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl"
 case "$what" in
 build) pkgs=$build_pkgs ;;
-test) pkgs="$build_pkgs $test_pkgs" ;;
+test)
+	# The browser client's test runs headless Chromium through node
+	# (playwright-core from npm); Debian's node only if there is none.
+	pkgs="$build_pkgs $test_pkgs chromium"
+	command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+	command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm"
+	;;
 *) echo "usage: $0 build|test" >&2; exit 2 ;;
 esac
 export DEBIAN_FRONTEND=noninteractive
