@@ -54,9 +54,16 @@ static const struct opt pb_opts[] = {
 	{ "max-batch", OPT_SIZE, OFF(max_batch), 1, 100000 },
 	{ "max-batch-bytes", OPT_SIZE, OFF(max_batch_bytes), 1, 256ULL << 20 },
 	{ "max-sessions", OPT_SIZE, OFF(max_sessions), 1, 10000000 },
+	{ "max-sessions-per-client", OPT_SIZE, OFF(max_sessions_per_client), 0, 10000000 },
+	{ "max-connections", OPT_SIZE, OFF(max_connections), 0, 10000000 },
+	{ "connection-timeout", OPT_UINT, OFF(connection_timeout), 1, 3600 },
+	{ "max-header-bytes", OPT_SIZE, OFF(max_header_bytes), 4096, 1ULL << 20 },
+	{ "max-body-bytes", OPT_SIZE, OFF(max_body_bytes), 0, 1ULL << 30 },
 	{ "queue-max", OPT_SIZE, OFF(queue_max), 1, 10000000 },
 	{ "log-level", OPT_LEVEL, 0, 0, 0 },
 	{ "check-config", OPT_SWITCH, OFF(check_config), 0, 0 },
+	{ "log-syslog", OPT_SWITCH, OFF(log_syslog), 0, 0 },
+	{ "access-log", OPT_STRING, OFF(access_log), 1, 4096 },
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
@@ -93,6 +100,17 @@ static const char pb_usage[] =
 "  --max-batch-bytes N       byte budget of one poll answer; one message is always\n"
 "                            sent, however large (default 1048576)\n"
 "  --max-sessions N          live sessions per instance (default 10000)\n"
+"  --max-sessions-per-client N  live sessions per client address on this\n"
+"                            instance (429 too_many_client_sessions; default 0:\n"
+"                            no limit)\n"
+"  --max-connections N       client connections at once; more are refused\n"
+"                            (default: half the descriptor limit)\n"
+"  --connection-timeout S    close a client connection idle (or too slow to send\n"
+"                            its request) for S seconds; waiting polls and streams\n"
+"                            are not idle (default 60)\n"
+"  --max-header-bytes N      request line and headers (431 beyond; default 16384)\n"
+"  --max-body-bytes N        request body (413 beyond; default 0: twice\n"
+"                            --max-message-bytes plus 64 KiB)\n"
 "  --queue-max N             messages buffered per session and direction (default 1000)\n"
 "  --sse-heartbeat S         comment line on an idle event stream every S seconds\n"
 "                            (default 15)\n"
@@ -118,6 +136,8 @@ static const char pb_usage[] =
 "                            no; # comments); flags override single values and\n"
 "                            add to repeatable ones\n"
 "  --log-level LEVEL         error, warn, info or debug (default info)\n"
+"  --log-syslog              log to syslog (daemon facility) instead of stderr\n"
+"  --access-log FILE         append one line per answered request to FILE\n"
 "  --check-config            validate the options, print \"config ok\" and exit\n"
 "  --version                 print the version and exit\n"
 "  --help                    print this help and exit\n"
@@ -174,6 +194,8 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->drain_timeout = PB_DEFAULT_DRAIN_TIMEOUT;
 	cfg->max_message_bytes = PB_DEFAULT_MAX_MESSAGE_BYTES;
 	cfg->sse_heartbeat = PB_DEFAULT_SSE_HEARTBEAT;
+	cfg->connection_timeout = 60;
+	cfg->max_header_bytes = 16384;
 	cfg->ping_interval = PB_DEFAULT_PING_INTERVAL;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
@@ -791,6 +813,7 @@ void pb_config_free(struct pb_config *cfg)
 	free(cfg->listen_host);
 	free(cfg->store);
 	free(cfg->instance_id);
+	free(cfg->access_log);
 	for (size_t i = 0; i < cfg->ncors_origins; i++)
 		free(cfg->cors_origins[i]);
 	for (size_t i = 0; i < cfg->nforward_headers; i++)

@@ -58,6 +58,11 @@ struct pb_config {
 	size_t max_batch;
 	size_t max_batch_bytes;
 	size_t max_sessions;
+	size_t max_sessions_per_client; /* 0: no limit */
+	size_t max_connections;         /* 0: from the descriptor limit */
+	unsigned connection_timeout;    /* idle or slow client connection, s */
+	size_t max_header_bytes;        /* request line and headers */
+	size_t max_body_bytes;          /* 0: 2 x max_message_bytes + 64 KiB */
 	size_t queue_max;
 	unsigned sse_heartbeat;
 	unsigned ping_interval;         /* 0: no upstream keepalive pings */
@@ -76,6 +81,8 @@ struct pb_config {
 	char *tls_key_pem;
 	char *upstream_ca;      /* CA bundle for wss:// upstreams; NULL: the system's */
 	enum pb_log_level log_level;
+	int log_syslog;
+	char *access_log;               /* path, or NULL */
 	int check_config;
 };
 

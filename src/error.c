@@ -29,6 +29,8 @@ static const struct pb_err_row pb_err_table[PB_ERR_COUNT] = {
 	[15] = { 405, "method_not_allowed", "method not allowed on this resource" },
 	[16] = { 503, "draining", "this instance is shutting down" },
 	[17] = { 500, "internal_error", "the session moved to another instance" },
+	[18] = { 429, "too_many_client_sessions",
+		 "this client address holds the most sessions it may" },
 };
 
 /* The row for err, or the internal error row for an unknown code. */

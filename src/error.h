@@ -27,8 +27,9 @@ enum pb_err {
 	PB_EMETHOD = -15,       /* 405 method_not_allowed */
 	PB_EDRAINING = -16,     /* 503 draining (instance is shutting down) */
 	PB_ELOST = -17,         /* (internal) another instance owns the session */
+	PB_ECLIENTMAX = -18,    /* 429 too_many_client_sessions */
 };
-#define PB_ERR_COUNT 18
+#define PB_ERR_COUNT 19
 
 /* The HTTP status for err (0 is 200). */
 int pb_err_status(int err);

@@ -231,7 +231,7 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 	}
 	resp = front_response(r, &b, "application/json; charset=utf-8");
 	if (resp && (err == PB_EQFULL || err == PB_ETOOMANY || err == PB_ESTORE ||
-		     err == PB_EDRAINING))
+		     err == PB_EDRAINING || err == PB_ECLIENTMAX))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (resp && err == PB_EMETHOD) {
 		const char *allow = r->ep == EP_CREATE ? "POST" :
@@ -336,6 +336,7 @@ static void front_created(void *arg, int err, const char *id, const char *protoc
 		front_error(r, err, NULL);
 		return;
 	}
+	memcpy(r->id, id, PB_ID_LEN);   /* for the logs (first 6 characters) */
 	pb_buf_init(&b, 0);
 	e = pb_buf_puts(&b, "{\"session\":");
 	e = e ? e : pb_json_put_string(&b, id, strlen(id));
@@ -461,8 +462,10 @@ static void front_create(struct pb_req *r)
 	struct pb_buf fhbuf;
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
 	const char *why = NULL;
-	char mt[64];
+	char mt[64], addr[INET6_ADDRSTRLEN];
 	int err = 0;
+
+	front_client_address(r, addr, sizeof(addr));
 
 	if (r->body.len == 0) {
 		MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
@@ -502,7 +505,7 @@ static void front_create(struct pb_req *r)
 		return;
 	}
 	r->in_core = 1;
-	pb_core_create(r->f->core, &cr, origin, &fh, front_created, r);
+	pb_core_create(r->f->core, &cr, addr, origin, &fh, front_created, r);
 	pb_create_req_free(&cr);
 	pb_buf_free(&fhbuf);
 }
@@ -987,12 +990,23 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
 	MHD_destroy_response(r->resp);
 	r->resp = NULL;
-	if (pb_log_enabled(PB_LOG_DEBUG))
-		pb_log_debug("http %u %s %.6s %llums", r->status,
-			     r->ep == EP_POLL ? "poll" : r->ep == EP_SEND ? "send" :
-			     r->ep == EP_CREATE ? "create" : r->ep == EP_DELETE ? "delete" :
-			     r->ep == EP_EVENTS ? "events" : "-",
-			     r->id, (unsigned long long)(uv_now(r->f->loop) - r->started_ms));
+	if (pb_log_enabled(PB_LOG_DEBUG) || pb_log_access_enabled()) {
+		/* Sessions by the first 6 characters of their id: the id is a
+		 * capability and never goes to a log whole. */
+		static const char *const names[PB_EPM_COUNT] = {
+			"create", "poll", "send", "delete", "events", "healthz", "metrics", "-"
+		};
+		const char *name = names[front_endpoint_metric(r->ep)];
+		unsigned long long ms = uv_now(r->f->loop) - r->started_ms;
+		char addr[INET6_ADDRSTRLEN];
+
+		pb_log_debug("http %u %s %.6s %llums", r->status, name, r->id, ms);
+		if (pb_log_access_enabled()) {
+			front_client_address(r, addr, sizeof(addr));
+			pb_log_access("%s %s %.6s %u %llums", addr[0] ? addr : "-", name,
+				      r->id[0] ? r->id : "-", r->status, ms);
+		}
+	}
 	return ret;
 }
 
@@ -1214,7 +1228,8 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	f->cfg = cfg;
 	f->core = core;
 	/* Room for a maximal message as base64 inside a JSON batch. */
-	f->body_limit = cfg->max_message_bytes * 2 + 65536;
+	f->body_limit = cfg->max_body_bytes ? cfg->max_body_bytes :
+			cfg->max_message_bytes * 2 + 65536;
 	if (cfg->tls_cert_pem) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
 			snprintf(err, errlen, "--tls-cert: this libmicrohttpd was built without TLS");
@@ -1240,12 +1255,13 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 				  MHD_OPTION_ARRAY, tls,
 				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
-				  MHD_OPTION_CONNECTION_LIMIT, limit,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+				  MHD_OPTION_CONNECTION_LIMIT,
+				  cfg->max_connections ? (unsigned)cfg->max_connections : limit,
+				  MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
 				  /* Request line and headers live in this pool; bodies
 				   * and answers do not, so 16 KiB keeps idle
 				   * connections small. */
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
 				  MHD_OPTION_END);
 	if (!f->mhd && cfg->tls_cert_pem) {
 		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,

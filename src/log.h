@@ -23,6 +23,20 @@ int pb_log_parse_level(const char *s, enum pb_log_level *out);
 /* Whether a message at level would be written. */
 int pb_log_enabled(enum pb_log_level level);
 
+/* Send log lines to syslog (LOG_DAEMON, tagged pollbridge) instead of
+ * stderr. The ready line still goes to stderr. */
+void pb_log_use_syslog(void);
+
+/* Open path (append) as the access log: one line per answered request.
+ * 0, or -1 with errno set. */
+int pb_log_open_access(const char *path);
+
+/* 1 if an access log is open. */
+int pb_log_access_enabled(void);
+
+/* Write one access log line: "<time> <message>\n". */
+void pb_log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Write one line: "<time> <level> <message>\n". */
 void pb_log(enum pb_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

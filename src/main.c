@@ -4,6 +4,7 @@
  * SIGTERM/SIGINT (answer waiting polls, close upstreams with 1001, exit 0
  * within the drain timeout).
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,14 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pb_log_set_level(d.cfg.log_level);
+	if (d.cfg.access_log && pb_log_open_access(d.cfg.access_log)) {
+		fprintf(stderr, "pollbridge: --access-log %s: %s\n", d.cfg.access_log,
+			strerror(errno));
+		pb_config_free(&d.cfg);
+		return 2;
+	}
+	if (d.cfg.log_syslog)
+		pb_log_use_syslog();
 	if (!d.cfg.instance_id && set_default_instance_id(&d.cfg)) {
 		fprintf(stderr, "pollbridge: out of memory\n");
 		return 1;

@@ -88,10 +88,17 @@ struct pb_session {
 	int refetch;            /* more may be waiting in the store */
 	/* The upstream's close, stored once the inbound messages before it are. */
 	uint64_t dial_ns;       /* when the upstream dial started */
+	char client[48];        /* the creating client's address, if counted */
 	int close_pending;
 	int close_code;
 	char close_reason[124];
 	size_t close_reason_len;
+};
+
+/* Sessions per client address (--max-sessions-per-client). */
+struct pb_client {
+	char addr[48];
+	size_t sessions;
 };
 
 struct pb_core {
@@ -100,6 +107,7 @@ struct pb_core {
 	struct pb_upstream_ctx *up;
 	struct pb_store *store;
 	struct pb_map *sessions;
+	struct pb_map *clients; /* address -> struct pb_client */
 	size_t owned;           /* owned sessions (the --max-sessions count) */
 	uint64_t tokens;        /* poll tokens handed out */
 	uv_timer_t adopt_timer; /* shared stores: leases and adoption */
@@ -113,6 +121,7 @@ static void session_read_for_waiter(struct pb_session *s);
 static void session_fetch_out(struct pb_session *s);
 static void session_push_next(struct pb_session *s);
 static void session_store_close(struct pb_session *s);
+static void core_client_done(struct pb_core *c, const char *addr);
 
 /* ---- lifetime ------------------------------------------------------- */
 
@@ -199,6 +208,10 @@ static void session_forget(struct pb_session *s, const char *why)
 	uv_timer_stop(&s->timer);
 	session_close_upstream(s, 1000, "");
 	pb_map_del(c->sessions, s->id, PB_ID_LEN);
+	if (s->client[0]) {
+		core_client_done(c, s->client);
+		s->client[0] = '\0';
+	}
 	if (s->owned) {
 		c->owned--;
 		pb_metrics_gauge(PB_G_SESSIONS, -1);
@@ -1138,9 +1151,40 @@ static void core_adopt_tick(uv_timer_t *t)
 
 /* ---- requests ---------------------------------------------------------- */
 
-void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_origin,
-		    const struct pb_upstream_headers *fwd, pb_core_create_cb cb, void *req)
+/* The per-client-address session count of addr (created if asked). */
+static struct pb_client *core_client(struct pb_core *c, const char *addr, int create)
 {
+	struct pb_client *cl = pb_map_get(c->clients, addr, strlen(addr));
+
+	if (cl || !create)
+		return cl;
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return NULL;
+	snprintf(cl->addr, sizeof(cl->addr), "%s", addr);
+	if (pb_map_put(c->clients, cl->addr, strlen(cl->addr), cl)) {
+		free(cl);
+		return NULL;
+	}
+	return cl;
+}
+
+/* A session of a client address ended here: count it out. */
+static void core_client_done(struct pb_core *c, const char *addr)
+{
+	struct pb_client *cl = addr[0] ? core_client(c, addr, 0) : NULL;
+
+	if (cl && --cl->sessions == 0) {
+		pb_map_del(c->clients, cl->addr, strlen(cl->addr));
+		free(cl);
+	}
+}
+
+void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
+		    const char *client_origin, const struct pb_upstream_headers *fwd,
+		    pb_core_create_cb cb, void *req)
+{
+	struct pb_client *client = NULL;
 	const struct pb_route *route = pb_config_route(c->cfg, cr->route);
 	char id[PB_ID_LEN + 1];
 	struct pb_session *s;
@@ -1163,6 +1207,17 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		cb(req, PB_ESTORE, NULL, NULL);
 		return;
 	}
+	if (c->cfg->max_sessions_per_client && client_addr && client_addr[0]) {
+		client = core_client(c, client_addr, 1);
+		if (!client) {
+			cb(req, PB_ENOMEM, NULL, NULL);
+			return;
+		}
+		if (client->sessions >= c->cfg->max_sessions_per_client) {
+			cb(req, PB_ECLIENTMAX, NULL, NULL);
+			return;
+		}
+	}
 	do {
 		r = pb_session_id_new(id);
 	} while (!r && pb_map_get(c->sessions, id, PB_ID_LEN));
@@ -1175,6 +1230,10 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 	s->state = PB_S_CONNECTING;
 	s->create_cb = cb;
 	s->create_req = req;
+	if (client) {
+		client->sessions++;
+		snprintf(s->client, sizeof(s->client), "%s", client->addr);
+	}
 	pb_buf_init(&protos, 0);
 	for (size_t i = 0; i < cr->nprotocols && !r; i++)
 		r = pb_buf_printf(&protos, "%s%s", i ? ", " : "", cr->protocols[i]);
@@ -1338,7 +1397,10 @@ struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 	if (!c)
 		return NULL;
 	c->sessions = pb_map_new();
-	if (!c->sessions) {
+	c->clients = pb_map_new();
+	if (!c->sessions || !c->clients) {
+		pb_map_free(c->sessions);
+		pb_map_free(c->clients);
 		free(c);
 		return NULL;
 	}
@@ -1398,6 +1460,8 @@ void pb_core_free(struct pb_core *c)
 	core_each(c, session_shutdown);
 	pb_map_free(c->sessions);
 	c->sessions = NULL;
+	pb_map_free(c->clients);        /* empty: every session counted out */
+	c->clients = NULL;
 	uv_close((uv_handle_t *)&c->adopt_timer, core_freed);
 }
 

@@ -50,8 +50,9 @@ void pb_core_free(struct pb_core *c);
  * upstream link copies them). Answers once the upstream handshake is done
  * or failed (connect timeout). A session adopted from another instance
  * re-dials without them. */
-void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_origin,
-		    const struct pb_upstream_headers *fwd, pb_core_create_cb cb, void *req);
+void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
+		    const char *client_origin, const struct pb_upstream_headers *fwd,
+		    pb_core_create_cb cb, void *req);
 
 /* Acknowledge <= after and answer with what is queued above it, waiting up
  * to wait seconds (clamped to wait_max) for something to arrive. max is

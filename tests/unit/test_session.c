@@ -112,7 +112,7 @@ static int create(struct pb_core *c, const char *route, const char *proto, struc
 		cr.protocols[0] = (char *)proto;
 		cr.nprotocols = 1;
 	}
-	pb_core_create(c, &cr, NULL, NULL, on_create, a);
+	pb_core_create(c, &cr, "127.0.0.1", NULL, NULL, on_create, a);
 	run_until(&a->done, 5000);
 	return a->done == 1 ? a->err : -999;
 }
