@@ -333,8 +333,11 @@ static void session_read_for_waiter(struct pb_session *s)
 	s->reread = 0;
 	s->stale = 0;
 	session_hold(s);
+	/* Only the read a poll makes on arrival may end the session: a read
+	 * woken later answers a poll whose client may be gone. */
 	r = st->ops->read_in(st, s->id, s->poll_after, s->poll_from, s->poll_max,
-			     s->core->cfg->max_batch_bytes, s->poll_wait, session_read_done, s);
+			     s->core->cfg->max_batch_bytes, s->poll_wait, !s->parked,
+			     session_read_done, s);
 	if (r) {
 		s->reading = 0;
 		session_answer_waiter(s, r, NULL);
@@ -372,7 +375,7 @@ static void core_poll_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 	d->cb = cb;
 	d->req = req;
-	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes, 0,
+	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes, 0, 1,
 				   core_poll_direct_done, d);
 	if (r) {
 		free(d);

@@ -114,9 +114,12 @@ struct pb_store_ops {
 	 * client acknowledged). hold_secs: the reader will wait that long for
 	 * more, and counts as client activity until then (a poll parked on
 	 * one instance keeps the session alive for its owner on another).
-	 * PB_EBADREQ if after > last seq; PB_ENOSESSION; PB_ECLOSED once ended. */
+	 * may_end: whether acknowledging the last message of a closed session
+	 * ends it now (a poll woken by the close may have lost its client: its
+	 * answer must not be the only one). PB_EBADREQ if after > last seq;
+	 * PB_ENOSESSION; PB_ECLOSED once ended. */
 	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		       size_t max, size_t max_bytes, unsigned hold_secs,
+		       size_t max, size_t max_bytes, unsigned hold_secs, int may_end,
 		       pb_store_batch_cb cb, void *arg);
 	/* Append client messages for the upstream, all or nothing (takes a
 	 * reference to each). send_seq 0: unnumbered. PB_EQFULL, PB_ESEQGAP,

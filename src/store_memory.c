@@ -169,7 +169,7 @@ static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
 }
 
 static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		       size_t max, size_t max_bytes, unsigned hold_secs,
+		       size_t max, size_t max_bytes, unsigned hold_secs, int may_end,
 		       pb_store_batch_cb cb, void *arg)
 {
 	struct mem_store *st = (struct mem_store *)s;
@@ -220,7 +220,7 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint6
 		b.close.reason = ms->close_reason ? ms->close_reason : "";
 		b.close.reason_len = ms->close_reason_len;
 	}
-	ended = ms->state == MEM_CLOSED && ms->in.count == 0;
+	ended = may_end && ms->state == MEM_CLOSED && ms->in.count == 0;
 	b.ended = ended;
 	cb(arg, 0, &b);
 	free(b.msgs);

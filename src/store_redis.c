@@ -71,7 +71,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
 	"return {0, seq, depth}\n",
-	/* READ_IN: after, max, max_bytes, tombstone_ms, from, hold_ms ->
+	/* READ_IN: after, max, max_bytes, tombstone_ms, from, hold_ms, may_end ->
 	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
 	[RS_READ_IN] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
@@ -101,7 +101,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"end\n"
 	"local closed, ended = 0, 0\n"
 	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
-	"if m[1] == 'closed' and depth == 0 then ended = 1 end\n"
+	"if m[1] == 'closed' and depth == 0 and ARGV[9] == '1' then ended = 1 end\n"
 	"redis.call('HSET', KEYS[1], 'act', now + tonumber(ARGV[8]))\n"
 	"if ended == 1 then\n"
 	"  redis.call('HSET', KEYS[1], 'st', 'ended')\n"
@@ -614,7 +614,7 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 }
 
 static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
-		      size_t max, size_t max_bytes, unsigned hold_secs,
+		      size_t max, size_t max_bytes, unsigned hold_secs, int may_end,
 		      pb_store_batch_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
@@ -634,6 +634,7 @@ static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64
 	rs_args_num(&a, st->tomb_ms);
 	rs_args_num(&a, from);
 	rs_args_num(&a, (unsigned long long)hold_secs * 1000);
+	rs_args_num(&a, may_end ? 1 : 0);
 	return rs_eval(st, RS_READ_IN, &a, rs_read_in_reply, op);
 }
 

@@ -131,6 +131,8 @@ int main(void)
 	tap_is_int(post(&b, path, "text/plain", "/close 4000 bye"), 200, "ask upstream to close");
 	st = poll_state(&b, id, "after=6&wait=2", &closed);
 	tap_ok(st == 200 && closed, "closed batch");
+	tap_ok(poll_state(&b, id, "after=6", &closed) == 200 && closed,
+	       "a repeated poll gets the closed batch again (the woken one may have been lost)");
 	tap_is_int(poll_state(&b, id, "after=6", &closed), 410, "ended");
 	h_create(&b, "echo", id2, NULL);
 	snprintf(path, sizeof(path), "/v1/sessions/%s/messages", id2);

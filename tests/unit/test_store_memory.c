@@ -102,7 +102,7 @@ static void read_in(struct pb_store *s, const char *id, uint64_t after, size_t m
 {
 	memset(&got.close, 0, sizeof(got.close));
 	got.calls = 0;
-	s->ops->read_in(s, id, after, after, max, bytes, 0, on_batch, NULL);
+	s->ops->read_in(s, id, after, after, max, bytes, 0, 1, on_batch, NULL);
 }
 
 /* Send n text messages client->upstream with a request seq. */
