@@ -31,6 +31,7 @@ static const struct pb_err_row pb_err_table[PB_ERR_COUNT] = {
 	[17] = { 500, "internal_error", "the session moved to another instance" },
 	[18] = { 429, "too_many_client_sessions",
 		 "this client address holds the most sessions it may" },
+	[19] = { 431, "headers_too_large", "the request line and headers are too large" },
 };
 
 /* The row for err, or the internal error row for an unknown code. */

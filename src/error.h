@@ -28,8 +28,9 @@ enum pb_err {
 	PB_EDRAINING = -16,     /* 503 draining (instance is shutting down) */
 	PB_ELOST = -17,         /* (internal) another instance owns the session */
 	PB_ECLIENTMAX = -18,    /* 429 too_many_client_sessions */
+	PB_EHEADERS = -19,      /* 431 headers_too_large */
 };
-#define PB_ERR_COUNT 19
+#define PB_ERR_COUNT 20
 
 /* The HTTP status for err (0 is 200). */
 int pb_err_status(int err);

@@ -1010,6 +1010,26 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	return ret;
 }
 
+/* MHD iterator: add up the size of the request's header lines. */
+static enum MHD_Result front_count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+					  const char *value)
+{
+	size_t *n = cls;
+
+	*n += strlen(key) + (value ? strlen(value) : 0) + 4;
+	return MHD_YES;
+}
+
+/* The size of the request line and headers, about as sent. */
+static size_t front_header_bytes(struct MHD_Connection *conn, const char *url)
+{
+	size_t n = strlen(url) + 16;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, front_count_header, &n);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, front_count_header, &n);
+	return n;
+}
+
 /* The libmicrohttpd access handler: accumulate the body, dispatch once,
  * suspend until the core answers, then queue the answer. */
 static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1038,6 +1058,13 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		if (!pb_config_cors_allowed(f->cfg, r->origin))
 			r->origin = NULL;
 		front_route(r, url, method);
+		if (front_header_bytes(conn, url) > f->cfg->max_header_bytes) {
+			r->dispatched = 1;
+			r->in_handler = 1;
+			front_error(r, PB_EHEADERS, NULL);
+			r->in_handler = 0;
+			return front_queue(r);
+		}
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && !pb_parse_uint53(cl, strlen(cl), &n) && n > f->body_limit) {
@@ -1057,11 +1084,14 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		if (r->dispatched)
 			return MHD_YES;         /* answered early; discard */
 		if (pb_buf_append(&r->body, upload_data, n)) {
+			/* libmicrohttpd takes no answer in the middle of a body
+			 * (a chunked one, whose size was unknown): keep the 413
+			 * and discard the rest; it goes out on the final call. */
 			r->dispatched = 1;
 			r->in_handler = 1;
 			front_error(r, PB_ETOOBIG, "the request body is too large");
 			r->in_handler = 0;
-			return front_queue(r);
+			pb_buf_free(&r->body);
 		}
 		return MHD_YES;
 	}
@@ -1098,6 +1128,16 @@ static void front_completed(void *cls, struct MHD_Connection *conn, void **con_c
 }
 
 /* ---- driving libmicrohttpd from the loop --------------------------------- */
+
+/* MHD connection notification: a closed connection may have freed a slot
+ * under --max-connections, and MHD only takes the listening socket back
+ * into its poll set on its next run, so make sure there is one. */
+static void front_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+			     enum MHD_ConnectionNotificationCode toe)
+{
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+		front_kick(cls);
+}
 
 static void front_timer_cb(uv_timer_t *t);
 
@@ -1255,13 +1295,16 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 				  MHD_OPTION_ARRAY, tls,
 				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
+				  MHD_OPTION_NOTIFY_CONNECTION, front_connection, f,
 				  MHD_OPTION_CONNECTION_LIMIT,
 				  cfg->max_connections ? (unsigned)cfg->max_connections : limit,
 				  MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
 				  /* Request line and headers live in this pool; bodies
 				   * and answers do not, so 16 KiB keeps idle
 				   * connections small. */
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes,
+				  /* The pool also holds MHD's parsed header records and
+				   * the answer's headers: leave room for them. */
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes + 8192,
 				  MHD_OPTION_END);
 	if (!f->mhd && cfg->tls_cert_pem) {
 		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,
