@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it: install what the tests need, then
 # build and run `make check` three times, each in its own build directory:
 # plain (gcc), with ASan+UBSan (gcc), and with clang. Every build uses
-# -Wall -Wextra -Werror.
+# -Wall -Wextra -Werror. Then every libFuzzer target runs for a few
+# seconds (PB_FUZZ_SECONDS, default 5; 0 skips).
 # Ends with "N passed, N failed" and exits non-zero if anything failed. Set
 # PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
 # "plain sanitizers clang") to run some builds only.
@@ -65,5 +66,25 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	passed=$((passed + p))
 	failed=$((failed + bad))
 done
+# The libFuzzer targets, briefly (tests/fuzz/run.sh: clang, its own build
+# directory); PB_FUZZ_SECONDS=0 skips them.
+if [ "${PB_FUZZ_SECONDS:-5}" != 0 ]; then
+	echo "=== fuzz targets, ${PB_FUZZ_SECONDS:-5} s each"
+	FUZZ_SECONDS=${PB_FUZZ_SECONDS:-5} sh tests/fuzz/run.sh >"$top/build-fuzz.out" 2>&1
+	grep -E '^(PASS|FAIL|NOT RUN):' "$top/build-fuzz.out" | sed 's/^/  /'
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$top/build-fuzz.out" | tail -n 1)
+	if [ -n "$line" ]; then
+		p=${line%% passed*}
+		f=${line#*passed, }
+		f=${f%% failed*}
+		echo "fuzz: $p passed, $f failed"
+		passed=$((passed + p))
+		failed=$((failed + f))
+	else
+		echo "fuzz: no result:"
+		tail -n 30 "$top/build-fuzz.out"
+		failed=$((failed + 1))
+	fi
+fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
