@@ -316,6 +316,18 @@ static struct rs_op *rs_op_new(struct redis_store *st, const char *id, void *arg
 	return op;
 }
 
+/* Start an operation on session id for arg: its record, and the script's
+ * first arguments in a. NULL if the store is down or memory is short. */
+static struct rs_op *rs_begin(struct redis_store *st, const char *id, void *arg,
+			      struct rs_args *a)
+{
+	struct rs_op *op = st->up ? rs_op_new(st, id, arg) : NULL;
+
+	if (op)
+		rs_args_init(a, st, id, st->ttl_ms);
+	return op;
+}
+
 /* Run a session script (3 keys). 0, or an error and op freed. */
 static int rs_eval(struct redis_store *st, enum rs_script script, struct rs_args *a,
 		   pb_redis_cb cb, struct rs_op *op)
@@ -618,16 +630,12 @@ static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64
 		      pb_store_batch_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.batch = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_num(&a, after);
 	rs_args_num(&a, max);
 	rs_args_num(&a, max_bytes);
@@ -733,16 +741,12 @@ static int rs_read_out(struct pb_store *s, const char *id, uint64_t after, size_
 		       pb_store_batch_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.batch = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_num(&a, after);
 	rs_args_num(&a, max);
 	return rs_eval(st, RS_READ_OUT, &a, rs_read_out_reply, op);
@@ -754,16 +758,12 @@ static int rs_simple(struct pb_store *s, enum rs_script script, const char *id,
 		     pb_redis_cb reply)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.done = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	for (int i = 0; i < nnums; i++)
 		rs_args_num(&a, nums[i]);
 	return rs_eval(st, script, &a, reply ? reply : rs_done_reply, op);
@@ -781,16 +781,12 @@ static int rs_close(struct pb_store *s, const char *id, int code, const char *re
 		    size_t reason_len, pb_store_done_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.done = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_num(&a, (unsigned long long)code);
 	rs_args_bytes(&a, reason, reason_len);
 	return rs_eval(st, RS_CLOSE, &a, rs_done_reply, op);
@@ -834,16 +830,12 @@ static void rs_idle_reply(void *arg, int err, struct redisReply *rep)
 static int rs_end_if_idle(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.idle = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_num(&a, st->tomb_ms);
 	rs_args_num(&a, (unsigned long long)s->limits.idle_secs * 1000);
 	return rs_eval(st, RS_END_IF_IDLE, &a, rs_idle_reply, op);
@@ -871,16 +863,12 @@ static int rs_owner_script(struct pb_store *s, enum rs_script script, const char
 			   pb_store_done_cb cb, void *arg, pb_redis_cb reply)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.done = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
 	rs_args_num(&a, s->limits.lease_ms);
 	return rs_eval(st, script, &a, reply, op);
@@ -943,16 +931,12 @@ static void rs_claim_reply(void *arg, int err, struct redisReply *rep)
 static int rs_claim(struct pb_store *s, const char *id, pb_store_claim_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
 	if (!op)
-		return PB_ENOMEM;
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.claim = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
 	rs_args_num(&a, s->limits.lease_ms);
 	return rs_eval(st, RS_CLAIM, &a, rs_claim_reply, op);
