@@ -20,7 +20,7 @@
  *                [-- EXTRA BRIDGE ARGS...]
  *   -n N     messages per run for both stores; "-n memory=N" or "-n redis=N"
  *            sets one store's (default: memory 1000000, the most the echo
- *            upstream bursts, about 1 s; redis 300000, about 3 s: the Redis
+ *            upstream bursts, about 1 s; redis 1000000, about 2 s: the Redis
  *            store is over 100 times slower, see bench/README.md)
  *   -r RUNS  runs per store (default 3)
  *   -s WHICH stores to run (default both)
@@ -50,7 +50,7 @@
 #include "e2e/harness.h"
 
 #define DEFAULT_N_MEMORY	1000000ul
-#define DEFAULT_N_REDIS	300000ul
+#define DEFAULT_N_REDIS	1000000ul
 #define MAX_N		1000000ul	/* the echo upstream's largest burst */
 #define DEFAULT_RUNS	3
 #define MAX_RUNS	15

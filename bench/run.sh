@@ -9,7 +9,7 @@
 #                 first (use the binaries as they are)
 #   DELIVER ARGS  passed to deliver as they are:
 #                   -n N          messages per run, both stores (default: memory
-#                                 1000000, redis 300000); -n memory=N or
+#                                 1000000, redis 1000000); -n memory=N or
 #                                 -n redis=N sets one store's
 #                   -r RUNS       runs per store (default 3)
 #                   -s memory|redis|both   stores to run (default both)

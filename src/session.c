@@ -40,8 +40,8 @@ static const char *const pb_state_names[] = { "connecting", "open", "closed", "e
 #define PB_OUT_FETCH 64
 /* Inbound messages waiting for the store before the upstream is paused. */
 #define PB_IN_WAIT_MAX 64
-/* Inbound appends in flight at once per session. */
-#define PB_IN_PIPELINE 32
+/* Upstream messages stored by one append. */
+#define PB_IN_BATCH 32
 /* Shared stores: how often leases are renewed and orphans looked for. */
 #define PB_ADOPT_INTERVAL_MS 1000
 
@@ -74,7 +74,7 @@ struct pb_session {
 	int stale;              /* a newer poll came during that read */
 	/* Inbound: upstream messages not yet stored; one push in flight. */
 	struct pb_msgq in;
-	int pushing;            /* appends in flight (the oldest of in) */
+	int pushing;            /* messages of the append in flight (the oldest of in) */
 	int in_push_loop;       /* inside session_push_next() */
 	int store_wait;         /* the store failed: retry when it is back */
 	int full;               /* the stored inbound queue reached queue_max */
@@ -460,31 +460,35 @@ void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint
 
 /* ---- inbound: upstream -> store ---------------------------------------- */
 
-/* Store answer to an inbound append. Answers come in the order the
- * appends were sent (one connection), always for the oldest in flight. */
+/* Store answer to an inbound append of the s->pushing oldest messages. */
 static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
 {
 	struct pb_session *s = arg;
+	int n = s->pushing;
 
-	s->pushing--;
+	s->pushing = 0;
 	if (err == PB_ESTORE || err == PB_ENOMEM) {
-		/* Keep it (and what follows); all of it is sent again, in order,
-		 * when the store is back: nothing is dropped. */
+		/* Keep them; they are sent again, in order, when the store is
+		 * back: nothing is dropped. */
 		if (!s->store_wait)
 			pb_log_warn("session %.6s: store unavailable, holding %zu upstream messages",
 				    s->id, s->in.count);
 		s->store_wait = 1;
-	} else if (!s->store_wait) {
+	} else {
 		/* Stored, or refused for good (the session ended meanwhile). */
-		struct pb_msg *m = pb_msgq_pop(&s->in);
+		for (int i = 0; i < n; i++) {
+			struct pb_msg *m = pb_msgq_pop(&s->in);
 
+			if (!err) {
+				pb_metrics_add(PB_C_MSGS_IN, 1);
+				pb_metrics_add(PB_C_BYTES_IN, m->len);
+			}
+			pb_msg_unref(m);
+		}
 		if (!err) {
 			s->full = depth >= s->core->cfg->queue_max;
-			pb_metrics_add(PB_C_MSGS_IN, 1);
-			pb_metrics_add(PB_C_BYTES_IN, m->len);
 			pb_metrics_observe(PB_H_QUEUE_DEPTH, (double)depth);
 		}
-		pb_msg_unref(m);
 	}
 	session_update_pause(s);
 	if (!s->in_push_loop)
@@ -494,24 +498,27 @@ static void session_pushed_in(void *arg, int err, uint64_t seq, size_t depth)
 	session_release(s);
 }
 
-/* Send waiting upstream messages to the store, oldest first, up to
- * PB_IN_PIPELINE at a time (order holds: one connection answers in order,
- * and after a failure everything from the failed one on is sent again). */
+/* Send waiting upstream messages to the store, oldest first, in batches of
+ * up to PB_IN_BATCH, one batch at a time: a batch is stored whole or not
+ * at all, and after a failure it is sent again, so the order holds. */
 static void session_push_next(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
+	struct pb_msg *batch[PB_IN_BATCH];
 
 	if (s->in_push_loop)
 		return;
 	s->in_push_loop = 1;
-	while ((size_t)s->pushing < s->in.count && s->pushing < PB_IN_PIPELINE &&
-	       !s->store_wait && s->state != PB_S_ENDED && s->state != PB_S_CONNECTING) {
-		struct pb_msg *m = pb_msgq_at(&s->in, (size_t)s->pushing);
+	while (!s->pushing && s->in.count && !s->store_wait && s->state != PB_S_ENDED &&
+	       s->state != PB_S_CONNECTING) {
+		size_t n = s->in.count < PB_IN_BATCH ? s->in.count : PB_IN_BATCH;
 
-		s->pushing++;
+		for (size_t i = 0; i < n; i++)
+			batch[i] = pb_msgq_at(&s->in, i);
+		s->pushing = (int)n;
 		session_hold(s);
-		if (st->ops->push_in(st, s->id, m, session_pushed_in, s)) {
-			s->pushing--;
+		if (st->ops->push_in(st, s->id, batch, n, session_pushed_in, s)) {
+			s->pushing = 0;
 			s->store_wait = 1;
 			session_update_pause(s);
 			session_release(s);

@@ -102,11 +102,12 @@ struct pb_store_ops {
 	/* Record a new open session. */
 	int (*create)(struct pb_store *s, const char *id, const char *route,
 		      const char *protocol, pb_store_done_cb cb, void *arg);
-	/* Append an upstream message (the store takes a reference and sets
-	 * m->seq); cb gets the seq and the inbound depth. PB_ENOSESSION,
-	 * PB_ECLOSED. The inbound queue is not capped here: the message has
-	 * already arrived, so the core pauses the upstream instead. */
-	int (*push_in)(struct pb_store *s, const char *id, struct pb_msg *m,
+	/* Append n upstream messages, in order, all or nothing (the store
+	 * takes references and may set their seqs); cb gets the seq of the
+	 * last one and the inbound depth. PB_ENOSESSION, PB_ECLOSED. The
+	 * inbound queue is not capped here: the messages have already arrived,
+	 * so the core pauses the upstream instead. */
+	int (*push_in)(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
 		       pb_store_push_cb cb, void *arg);
 	/* Acknowledge every inbound message <= after, then read up to max
 	 * messages (at least one if any) and about max_bytes with seq > from

@@ -145,26 +145,38 @@ static int mem_create(struct pb_store *s, const char *id, const char *route,
 	return 0;
 }
 
-static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
+static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
 		       pb_store_push_cb cb, void *arg)
 {
 	struct mem_store *st = (struct mem_store *)s;
 	struct mem_session *ms;
 	int r = mem_live(st, id, &ms);
+	size_t i;
 
 	if (!r && ms->state == MEM_CLOSED)
 		r = PB_ECLOSED;
-	if (!r)
-		r = pb_msgq_push(&ms->in, pb_msg_ref(m));
+	for (i = 0; !r && i < n; i++) {
+		r = pb_msgq_push(&ms->in, pb_msg_ref(msgs[i]));
+		if (r) {
+			/* All or nothing: take back what this call queued. */
+			pb_msg_unref(msgs[i]);
+			while (i--) {
+				ms->in.count--;
+				pb_msg_unref(ms->in.slots[(ms->in.head + ms->in.count) &
+							  (ms->in.cap - 1)]);
+			}
+			break;
+		}
+	}
 	if (r) {
-		if (r == PB_ENOMEM)
-			pb_msg_unref(m);
 		cb(arg, r, 0, 0);
 		return 0;
 	}
-	m->seq = ++ms->in_last;
-	cb(arg, 0, m->seq, ms->in.count);
-	pb_store_wake_inbound(s, id);
+	for (i = 0; i < n; i++)
+		msgs[i]->seq = ++ms->in_last;
+	cb(arg, 0, ms->in_last, ms->in.count);
+	if (n)
+		pb_store_wake_inbound(s, id);
 	return 0;
 }
 

@@ -60,14 +60,15 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now)\n"
 	"touch(ARGV[1])\n"
 	"return {0, lease}\n",
-	/* PUSH_IN: payload, owner -> {0, seq, depth} */
+	/* PUSH_IN: owner, payload... -> {0, seq of the last, depth} */
 	[RS_PUSH_IN] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
 	"if not m[1] then return {-3} end\n"
 	"if m[1] ~= 'open' then return {-4} end\n"
-	"if m[2] ~= ARGV[4] then return {-17} end\n"
-	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', 1)\n"
-	"local depth = redis.call('RPUSH', KEYS[2], ARGV[3])\n"
+	"if m[2] ~= ARGV[3] then return {-17} end\n"
+	"for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end\n"
+	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', #ARGV - 3)\n"
+	"local depth = redis.call('LLEN', KEYS[2])\n"
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
 	"return {0, seq, depth}\n",
@@ -559,30 +560,47 @@ static char *rs_encode_msg(const struct pb_msg *m, size_t *len)
 	return p;
 }
 
-static int rs_push_in(struct pb_store *s, const char *id, struct pb_msg *m,
+static int rs_push_in(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
 		      pb_store_push_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	struct rs_op *op;
 	struct rs_args a;
-	size_t len;
-	char *payload;
-	int r;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
+	const char **v = NULL;
+	size_t *len = NULL, argc = 6 + n;
+	char **payloads = NULL;
+	int r = PB_ENOMEM;
 
-	if (!st->up)
-		return PB_ESTORE;
-	op = rs_op_new(st, id, arg);
-	payload = op ? rs_encode_msg(m, &len) : NULL;
-	if (!payload) {
-		free(op);
-		return PB_ENOMEM;
-	}
+	if (!op)
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.push = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
-	rs_args_bytes(&a, payload, len);
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
-	r = rs_eval(st, RS_PUSH_IN, &a, rs_push_in_reply, op);
-	free(payload);
+	v = calloc(argc, sizeof(*v));
+	len = calloc(argc, sizeof(*len));
+	payloads = calloc(n ? n : 1, sizeof(*payloads));
+	if (!v || !len || !payloads)
+		goto out;
+	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
+	memcpy(len, a.len, (size_t)a.n * sizeof(*len));
+	for (size_t i = 0; i < n; i++) {
+		payloads[i] = rs_encode_msg(msgs[i], &len[a.n + i]);
+		if (!payloads[i])
+			goto out;
+		v[a.n + i] = payloads[i];
+	}
+	r = pb_redis_eval(st->r, RS_PUSH_IN, 3, a.n + (int)n, v, len, rs_push_in_reply, op);
+	if (r)
+		r = PB_ESTORE;
+	else
+		op = NULL;
+out:
+	if (payloads)
+		for (size_t i = 0; i < n; i++)
+			free(payloads[i]);
+	free(payloads);
+	free(v);
+	free(len);
+	free(op);
 	return r;
 }
 

@@ -92,7 +92,7 @@ static uint64_t push_text(struct pb_store *s, const char *id, const char *text)
 	struct pb_msg *m = pb_msg_new(PB_MSG_TEXT, text, strlen(text));
 
 	got.calls = 0;
-	s->ops->push_in(s, id, m, on_push, NULL);
+	s->ops->push_in(s, id, &m, 1, on_push, NULL);
 	pb_msg_unref(m);
 	return got.err ? 0 : got.seq;
 }
