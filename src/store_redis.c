@@ -560,39 +560,28 @@ static char *rs_encode_msg(const struct pb_msg *m, size_t *len)
 	return p;
 }
 
-static int rs_push_in(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
-		      pb_store_push_cb cb, void *arg)
+/* Run a session script whose arguments a are followed by the stored form
+ * of msgs[0..n). 0, or an error and op freed. */
+static int rs_eval_msgs(struct redis_store *st, enum rs_script script, struct rs_args *a,
+			struct pb_msg *const *msgs, size_t n, pb_redis_cb reply, struct rs_op *op)
 {
-	struct redis_store *st = (struct redis_store *)s;
-	struct rs_args a;
-	struct rs_op *op = rs_begin(st, id, arg, &a);
-	const char **v = NULL;
-	size_t *len = NULL, argc = 6 + n;
-	char **payloads = NULL;
+	size_t argc = (size_t)a->n + n;
+	const char **v = calloc(argc, sizeof(*v));
+	size_t *len = calloc(argc, sizeof(*len));
+	char **payloads = calloc(n ? n : 1, sizeof(*payloads));
 	int r = PB_ENOMEM;
 
-	if (!op)
-		return st->up ? PB_ENOMEM : PB_ESTORE;
-	op->cb.push = cb;
-	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
-	v = calloc(argc, sizeof(*v));
-	len = calloc(argc, sizeof(*len));
-	payloads = calloc(n ? n : 1, sizeof(*payloads));
 	if (!v || !len || !payloads)
 		goto out;
-	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
-	memcpy(len, a.len, (size_t)a.n * sizeof(*len));
+	memcpy(v, a->v, (size_t)a->n * sizeof(*v));
+	memcpy(len, a->len, (size_t)a->n * sizeof(*len));
 	for (size_t i = 0; i < n; i++) {
-		payloads[i] = rs_encode_msg(msgs[i], &len[a.n + i]);
+		payloads[i] = rs_encode_msg(msgs[i], &len[(size_t)a->n + i]);
 		if (!payloads[i])
 			goto out;
-		v[a.n + i] = payloads[i];
+		v[(size_t)a->n + i] = payloads[i];
 	}
-	r = pb_redis_eval(st->r, RS_PUSH_IN, 3, a.n + (int)n, v, len, rs_push_in_reply, op);
-	if (r)
-		r = PB_ESTORE;
-	else
-		op = NULL;
+	r = pb_redis_eval(st->r, script, 3, (int)argc, v, len, reply, op) ? PB_ESTORE : 0;
 out:
 	if (payloads)
 		for (size_t i = 0; i < n; i++)
@@ -600,8 +589,23 @@ out:
 	free(payloads);
 	free(v);
 	free(len);
-	free(op);
+	if (r)
+		free(op);
 	return r;
+}
+
+static int rs_push_in(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
+		      pb_store_push_cb cb, void *arg)
+{
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
+
+	if (!op)
+		return st->up ? PB_ENOMEM : PB_ESTORE;
+	op->cb.push = cb;
+	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
+	return rs_eval_msgs(st, RS_PUSH_IN, &a, msgs, n, rs_push_in_reply, op);
 }
 
 /* Reply to READ_IN. */
@@ -692,53 +696,22 @@ static int rs_push_out(struct pb_store *s, const char *id, struct pb_msg *const 
 		       size_t n, uint64_t send_seq, pb_store_send_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
-	const char **v;
-	size_t *len, argc = 7 + n;
-	char **payloads;
 	struct rs_args a;
 	struct rs_op *op;
-	int r = PB_ENOMEM;
 
-	if (!st->up)
-		return PB_ESTORE;
-	if (n > s->limits.queue_max) {
+	if (st->up && n > s->limits.queue_max) {
 		struct pb_store_send_result res = { 0 };
 
 		cb(arg, PB_EQFULL, &res);
 		return 0;
 	}
-	op = rs_op_new(st, id, arg);
-	v = calloc(argc, sizeof(*v));
-	len = calloc(argc, sizeof(*len));
-	payloads = calloc(n ? n : 1, sizeof(*payloads));
-	if (!op || !v || !len || !payloads)
-		goto out;
+	op = rs_begin(st, id, arg, &a);
+	if (!op)
+		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.send = cb;
-	rs_args_init(&a, st, id, st->ttl_ms);
 	rs_args_num(&a, send_seq);
 	rs_args_num(&a, s->limits.queue_max);
-	memcpy(v, a.v, (size_t)a.n * sizeof(*v));
-	memcpy(len, a.len, (size_t)a.n * sizeof(*len));
-	for (size_t i = 0; i < n; i++) {
-		payloads[i] = rs_encode_msg(msgs[i], &len[a.n + i]);
-		if (!payloads[i])
-			goto out;
-		v[a.n + i] = payloads[i];
-	}
-	r = pb_redis_eval(st->r, RS_PUSH_OUT, 3, a.n + (int)n, v, len, rs_push_out_reply, op);
-	if (r)
-		r = PB_ESTORE;
-	else
-		op = NULL;
-out:
-	if (payloads)
-		for (size_t i = 0; i < n; i++)
-			free(payloads[i]);
-	free(payloads);
-	free(v);
-	free(len);
-	free(op);
-	return r;
+	return rs_eval_msgs(st, RS_PUSH_OUT, &a, msgs, n, rs_push_out_reply, op);
 }
 
 /* Reply to READ_OUT. */
