@@ -501,8 +501,8 @@ static void rs_done_reply(void *arg, int err, struct redisReply *rep)
 	free(op);
 }
 
-/* Reply to CREATE: record the lease in the index. */
-static void rs_create_reply(void *arg, int err, struct redisReply *rep)
+/* Reply to CREATE and RENEW ({0, lease}): record the lease in the index. */
+static void rs_lease_reply(void *arg, int err, struct redisReply *rep)
 {
 	struct rs_op *op = arg;
 	int r = rs_status(err, rep, 2);
@@ -531,7 +531,7 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 	rs_args_bytes(&a, protocol ? protocol : "", protocol ? strlen(protocol) : 0);
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
 	rs_args_num(&a, s->limits.lease_ms);
-	return rs_eval(st, RS_CREATE, &a, rs_create_reply, op);
+	return rs_eval(st, RS_CREATE, &a, rs_lease_reply, op);
 }
 
 /* Reply to PUSH_IN. */
@@ -834,21 +834,6 @@ static int rs_end_if_idle(struct pb_store *s, const char *id, pb_store_idle_cb c
 
 /* ---- ownership -------------------------------------------------------- */
 
-/* Reply to RENEW: refresh the index. */
-static void rs_renew_reply(void *arg, int err, struct redisReply *rep)
-{
-	struct rs_op *op = arg;
-	int r = rs_status(err, rep, 2);
-	long long lease = r ? 0 : rs_int(rep, 1);
-
-	if (!r && lease < 0)
-		r = PB_ESTORE;
-	if (!r)
-		rs_lease_index(op->st, op->id, &lease);
-	op->cb.done(op->arg, r);
-	free(op);
-}
-
 /* Run RENEW or RELEASE, which take the owner (and RENEW the lease). */
 static int rs_owner_script(struct pb_store *s, enum rs_script script, const char *id,
 			   pb_store_done_cb cb, void *arg, pb_redis_cb reply)
@@ -867,7 +852,7 @@ static int rs_owner_script(struct pb_store *s, enum rs_script script, const char
 
 static int rs_renew(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
 {
-	return rs_owner_script(s, RS_RENEW, id, cb, arg, rs_renew_reply);
+	return rs_owner_script(s, RS_RENEW, id, cb, arg, rs_lease_reply);
 }
 
 /* Reply to RELEASE: the lease index says "expired now". */

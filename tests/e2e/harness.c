@@ -239,37 +239,46 @@ int h_store_shared(void)
 	return strncmp(h.store_url, "redis://", 8) == 0;
 }
 
-struct h_proc *h_redis_start(int *port, const char *arg, ...)
+struct h_proc *h_redis_at(int port, const char *dir, char *const *extra)
 {
-	char *argv[H_MAX_ARGS], portbuf[16], dir[300];
-	struct h_proc *p = NULL;
-	va_list ap;
+	char *argv[H_MAX_ARGS], portbuf[16];
 	int argc = 0;
 
+	snprintf(portbuf, sizeof(portbuf), "%d", port);
+	argv[argc++] = "redis-server";
+	argv[argc++] = "--port";
+	argv[argc++] = portbuf;
+	argv[argc++] = "--bind";
+	argv[argc++] = "127.0.0.1";
+	argv[argc++] = "--save";
+	argv[argc++] = "";
+	argv[argc++] = "--dir";
+	argv[argc++] = (char *)dir;
+	argv[argc++] = "--daemonize";
+	argv[argc++] = "no";
+	for (; extra && *extra && argc < H_MAX_ARGS - 1; extra++)
+		argv[argc++] = *extra;
+	argv[argc] = NULL;
+	return h_spawn(argv, "Ready to accept connections", H_START_MS, NULL, 0);
+}
+
+struct h_proc *h_redis_start(int *port, const char *arg, ...)
+{
+	char *extra[H_MAX_ARGS];
+	struct h_proc *p = NULL;
+	va_list ap;
+	int n = 0;
+
+	if (arg) {
+		extra[n++] = (char *)arg;
+		va_start(ap, arg);
+		collect_args(extra, &n, ap);
+		va_end(ap);
+	}
+	extra[n] = NULL;
 	for (int attempt = 0; attempt < 3 && !p; attempt++) {
 		*port = h_free_port();
-		snprintf(portbuf, sizeof(portbuf), "%d", *port);
-		snprintf(dir, sizeof(dir), "%s", h.tmpdir);
-		argc = 0;
-		argv[argc++] = "redis-server";
-		argv[argc++] = "--port";
-		argv[argc++] = portbuf;
-		argv[argc++] = "--bind";
-		argv[argc++] = "127.0.0.1";
-		argv[argc++] = "--save";
-		argv[argc++] = "";
-		argv[argc++] = "--dir";
-		argv[argc++] = dir;
-		argv[argc++] = "--daemonize";
-		argv[argc++] = "no";
-		if (arg) {
-			argv[argc++] = (char *)arg;
-			va_start(ap, arg);
-			collect_args(argv, &argc, ap);
-			va_end(ap);
-		}
-		argv[argc] = NULL;
-		p = h_spawn(argv, "Ready to accept connections", H_START_MS, NULL, 0);
+		p = h_redis_at(*port, h.tmpdir, extra);
 	}
 	return p;
 }

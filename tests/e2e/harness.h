@@ -103,6 +103,11 @@ int h_store_shared(void);
  * NULL. */
 struct h_proc *h_redis_start(int *port, const char *arg, ...);
 
+/* Start a redis-server on the given loopback port with its files in dir
+ * (no persistence unless the NULL-terminated extra arguments say so); it
+ * can be started again on the same port and dir. NULL on failure. */
+struct h_proc *h_redis_at(int port, const char *dir, char *const *extra);
+
 /* Start pollbridge-echo on a free port; extra arguments NULL-terminated.
  * Returns the process and sets *port, or NULL. */
 struct h_proc *h_echo_start(int *port, const char *arg, ...);

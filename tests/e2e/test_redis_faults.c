@@ -353,33 +353,13 @@ static int log_count(const char *path, const char *s)
  * subdirectory sub; aof turns on appendonly with fsync always. */
 static struct h_proc *redis_on(int port, const char *sub, int aof)
 {
-	char portbuf[16], dir[512];
-	char *argv[20];
-	int argc = 0;
+	char *aof_args[] = { "--appendonly", "yes", "--appendfsync", "always", NULL };
+	char dir[512];
 
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
 	snprintf(dir, sizeof(dir), "%s/%s", h_tmpdir(), sub);
 	if (mkdir(dir, 0755) && errno != EEXIST)
 		tap_bail("mkdir %s: %s", dir, strerror(errno));
-	argv[argc++] = "redis-server";
-	argv[argc++] = "--port";
-	argv[argc++] = portbuf;
-	argv[argc++] = "--bind";
-	argv[argc++] = "127.0.0.1";
-	argv[argc++] = "--save";
-	argv[argc++] = "";
-	argv[argc++] = "--dir";
-	argv[argc++] = dir;
-	argv[argc++] = "--daemonize";
-	argv[argc++] = "no";
-	if (aof) {
-		argv[argc++] = "--appendonly";
-		argv[argc++] = "yes";
-		argv[argc++] = "--appendfsync";
-		argv[argc++] = "always";
-	}
-	argv[argc] = NULL;
-	return h_spawn(argv, "Ready to accept connections", 10000, NULL, 0);
+	return h_redis_at(port, dir, aof ? aof_args : NULL);
 }
 
 /* ---- fake Redis --------------------------------------------------------------- */
