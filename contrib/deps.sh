@@ -23,3 +23,8 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
+if [ "$what" = test ]; then
+	# npm ws upstreams for the end-to-end tests (tests/upstreams/node).
+	here=$(cd "$(dirname "$0")/.." && pwd)
+	(cd "$here/tests/upstreams/node" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

@@ -864,6 +864,52 @@ struct h_proc *h_websocketd_start(int *port, const char *script, ...)
 	return NULL;
 }
 
+/* The npm ws upstream script, and whether its dependency is installed. */
+static int ws_script(char *path, size_t len)
+{
+	char mod[PATH_MAX];
+
+	snprintf(path, len, "%s/node/ws_upstream.js", env_or("PB_UPSTREAMS", "tests/upstreams"));
+	snprintf(mod, sizeof(mod), "%s/node/node_modules/ws/package.json",
+		 env_or("PB_UPSTREAMS", "tests/upstreams"));
+	return access(path, R_OK) == 0 && access(mod, R_OK) == 0;
+}
+
+int h_ws_available(void)
+{
+	char path[PATH_MAX];
+
+	return ws_script(path, sizeof(path)) && system("node --version >/dev/null 2>&1") == 0;
+}
+
+struct h_proc *h_ws_start(int *port, const char *mode, ...)
+{
+	char *argv[H_MAX_ARGS], path[PATH_MAX], rest[32];
+	struct h_proc *p;
+	va_list ap;
+	int argc = 0, r;
+
+	if (!ws_script(path, sizeof(path))) {
+		tap_diag("npm ws upstream missing (%s; run contrib/deps.sh test)", path);
+		return NULL;
+	}
+	argv[argc++] = "node";
+	argv[argc++] = path;
+	argv[argc++] = (char *)mode;
+	va_start(ap, mode);
+	r = collect_args(argv, &argc, ap);
+	va_end(ap);
+	if (r) {
+		tap_diag("h_ws_start: too many arguments");
+		return NULL;
+	}
+	p = h_spawn(argv, "listening on ", H_START_MS, rest, sizeof(rest));
+	if (!p)
+		return NULL;
+	*port = atoi(rest);
+	return p;
+}
+
 /* ---- HTTP ------------------------------------------------------------ */
 
 /* What a transfer accumulates. */

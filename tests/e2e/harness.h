@@ -117,6 +117,15 @@ struct h_proc *h_echo_start(int *port, const char *arg, ...);
  * script; waits until the port accepts connections. NULL on failure. */
 struct h_proc *h_websocketd_start(int *port, const char *script, ...);
 
+/* Start tests/upstreams/node/ws_upstream.js (an npm `ws` server) in mode
+ * with the NULL-terminated extra arguments; sets *port. NULL if node or
+ * the ws package (contrib/deps.sh test installs it) is missing, or it did
+ * not start: callers skip their checks then (h_ws_available() tells). */
+struct h_proc *h_ws_start(int *port, const char *mode, ...);
+
+/* 1 if node and the npm ws package are installed for h_ws_start(). */
+int h_ws_available(void);
+
 /* A listening socket that never accepts (so a WebSocket handshake to it
  * never completes). Returns the fd and sets *port, or -1. */
 int h_blackhole_listen(int *port);
