@@ -1,55 +1,63 @@
 /*
- * redis.c: the asynchronous Redis client (see redis.h). It owns two hiredis
- * connections (commands, pub/sub), the timers that give them connect and
- * command timeouts and reconnection with backoff, the SHA1s of the Lua
- * scripts and the reference-counted set of subscribed channels.
+ * redis.c: the asynchronous Redis client (see redis.h). It owns two Redis
+ * connections (commands, pub/sub) with their sockets, output buffers and
+ * reply parsers, the timers that give them connect and command timeouts
+ * and reconnection with backoff, the SHA1s of the Lua scripts and the
+ * reference-counted set of subscribed channels.
  *
- * Every command we hand to hiredis carries a struct rcmd as its privdata,
- * linked on its connection's FIFO in send order. Redis answers in order, so
- * the head of the FIFO is always the oldest unanswered command: one 100 ms
- * tick compares its deadline with the clock. While a connection is being
- * set up (resolve, TCP connect, AUTH, SELECT, SCRIPT LOAD, PING) the attempt
- * has one deadline instead. The subscriber connection's SUBSCRIBE and
- * UNSUBSCRIBE confirmations are counted rather than queued, and time out
- * when none has arrived for a command timeout while some are owed.
+ * hiredis is used only to encode commands (redisFormatCommandArgv) and to
+ * parse replies (redisReader). The socket I/O and the matching of replies
+ * to commands are done here, on the libuv loop (a uv_poll_t on a
+ * non-blocking socket), because hiredis 0.14's async layer asserts, and so
+ * aborts the process, on a reply nobody asked for and on a pub/sub frame
+ * of the wrong shape. Here every byte the server sends is checked: a
+ * protocol error, a reply with no command pending, a push of the wrong
+ * shape on the subscriber connection or a reply larger than RD_MAX_REPLY
+ * is logged and drops the connection, which then reconnects with backoff.
  *
- * hiredis 0.14 rules this file is built around:
- * - redisAsyncFree() calls every pending callback with a NULL reply (that is
- *   how failed commands get PB_ESTORE), then the event adapter's cleanup,
- *   then frees the context. Requested from inside a reply callback it is
- *   only marked, and done when the callback returns.
- * - The connect callback runs without that protection: freeing the context
- *   from it is a use after free. Nothing reachable from it frees the context
- *   or calls the user; the handshake always ends with a PING so that the
- *   connection only comes up (and the user hears of it) in a reply callback.
- * - The disconnect callback only fires for contexts that got connected, so
- *   it is not used. Instead the libuv adapter's cleanup hook is wrapped: it
- *   runs exactly once for every context, after the last callback, and is
- *   where a connection is known to be gone.
- * - Pub/sub messages are routed by hiredis to the callback of the
- *   SUBSCRIBE that named the channel; all of ours are the same function
- *   with the connection as privdata, so a stale lookup cannot misroute.
+ * Every command sent on a connection is a struct rcmd linked on its FIFO in
+ * send order. Redis answers in order, so each reply belongs to the head of
+ * the FIFO, and one 100 ms tick compares the head's deadline with the
+ * clock. While a connection is being set up (resolve, TCP connect, AUTH,
+ * SELECT, SCRIPT LOAD, PING) the attempt has one deadline instead. The
+ * subscriber connection's SUBSCRIBE and UNSUBSCRIBE confirmations are
+ * counted rather than queued, and time out when none has arrived for a
+ * command timeout while some are owed.
+ *
+ * Commands are appended to the connection's output buffer and written when
+ * the socket is next writable: one write() per loop pass for all commands
+ * issued meanwhile (pipelining).
+ *
+ * Dropping a connection fails its pending commands at once (each callback
+ * runs exactly once), then closes the poll handle; the socket is closed and
+ * the reconnection timer started from the handle's close callback.
  *
  * Memory: struct pb_redis stays allocated until pb_redis_free() was called,
- * both hiredis contexts are gone, a pending name resolution has called back
+ * both poll handles are closed, a pending name resolution has called back
  * and the three timers' close callbacks have run. The tick timer is closed
- * last, once no context is left, so the struct is only ever freed from a
- * libuv callback and never while hiredis is still on the stack.
+ * last, once no poll handle is left, so the struct is only ever freed from
+ * a libuv close or resolution callback.
  */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
+#include <hiredis/read.h>
 
 #include "error.h"
+#include "log.h"
 #include "map.h"
 #include "metrics.h"
 #include "redis.h"
@@ -60,9 +68,14 @@
 #define RD_DEFAULT_TIMEOUT_MS 1000
 #define RD_MAX_INFLIGHT 65536   /* commands awaiting replies per connection */
 #define RD_SHA_LEN 40
+/* The largest reply (or bulk string) accepted: above the largest poll
+ * answer --max-batch-bytes allows (256 MiB plus one 64 MiB message). */
+#define RD_MAX_REPLY (512ULL << 20)
+#define RD_MAX_ELEMENTS (1 << 24)       /* elements of one array reply */
+#define RD_READ_CHUNK 65536             /* bytes read per readable event */
 
 enum rconn_state {
-	RS_DOWN,                /* no usable context (maybe one tearing down) */
+	RS_DOWN,                /* no socket (maybe one closing) */
 	RS_RESOLVING,           /* waiting for uv_getaddrinfo */
 	RS_CONNECTING,          /* TCP connect in progress */
 	RS_HANDSHAKE,           /* AUTH / SELECT / SCRIPT LOAD / PING sent */
@@ -82,13 +95,21 @@ enum rcmd_kind {
 
 struct pb_redis;
 
-/* One hiredis connection and its reconnection state. */
+/* One Redis connection and its reconnection state. */
 struct rconn {
 	struct pb_redis *r;
 	int is_sub;
+	const char *name;       /* "command" or "subscriber", for the log */
 	enum rconn_state state;
-	redisAsyncContext *ac;  /* until the cleanup hook has run */
-	int dropping;           /* redisAsyncFree() was requested */
+	int fd;                 /* the socket, -1 if none */
+	uv_poll_t poll;
+	int open;               /* poll handle set up, its close callback not run */
+	int dropping;           /* conn_drop() ran, the handle is closing */
+	int events;             /* what the poll handle watches */
+	int was_up;             /* it has been up before: a reconnect, not the first */
+	redisReader *reader;    /* from TCP connect to close */
+	char *obuf;             /* commands not yet written: [ooff, olen) */
+	size_t olen, ooff, ocap;
 	uint64_t attempt_deadline;
 	unsigned backoff_ms;    /* wait before the next attempt */
 	uv_timer_t retry;
@@ -102,7 +123,7 @@ struct rconn {
 	size_t resub_left;      /* confirmations of the re-SUBSCRIBE still due */
 };
 
-/* A command given to hiredis; freed in its callback. */
+/* A command awaiting its reply; freed once answered or failed. */
 struct rcmd {
 	struct rconn *conn;
 	struct rcmd *prev, *next;
@@ -137,8 +158,9 @@ struct pb_redis {
 };
 
 static void conn_start(struct rconn *c);
-static void cmd_on_reply(redisAsyncContext *ac, void *reply, void *priv);
-static void sub_on_reply(redisAsyncContext *ac, void *reply, void *priv);
+static void conn_fail(struct rconn *c, int warn, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void conn_want(struct rconn *c);
 
 /* ---- URL ------------------------------------------------------------ */
 
@@ -276,6 +298,7 @@ int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, siz
 	return 0;
 }
 
+
 /* ---- commands --------------------------------------------------------- */
 
 /* A new command record for c (not yet linked). NULL on allocation failure. */
@@ -332,21 +355,41 @@ static void rcmd_unlink(struct rcmd *rc)
 	c->ncmds--;
 }
 
-/* Send an already formatted command on c's context. 0 or PB_ESTORE. */
-static int conn_send_formatted(struct rconn *c, redisCallbackFn *fn, void *priv,
-			       const char *cmd, size_t len)
+/* Queue an already formatted command on c's output buffer; it is written
+ * when the socket is next writable. 0 or PB_E*. */
+static int conn_send_formatted(struct rconn *c, const char *cmd, size_t len)
 {
-	if (!c->ac || c->dropping)
+	if (!c->open || c->dropping || c->state < RS_HANDSHAKE)
 		return PB_ESTORE;
-	if (redisAsyncFormattedCommand(c->ac, fn, priv, cmd, len) != REDIS_OK)
-		return PB_ESTORE;
+	if (c->ooff && c->ooff == c->olen)
+		c->ooff = c->olen = 0;
+	if (c->olen + len > c->ocap) {
+		size_t want = c->olen - c->ooff + len, cap = c->ocap ? c->ocap : 4096;
+		char *nb;
+
+		if (c->ooff) {
+			memmove(c->obuf, c->obuf + c->ooff, c->olen - c->ooff);
+			c->olen -= c->ooff;
+			c->ooff = 0;
+		}
+		while (cap < want)
+			cap *= 2;
+		if (cap > c->ocap) {
+			nb = realloc(c->obuf, cap);
+			if (!nb)
+				return PB_ENOMEM;
+			c->obuf = nb;
+			c->ocap = cap;
+		}
+	}
+	memcpy(c->obuf + c->olen, cmd, len);
+	c->olen += len;
+	conn_want(c);
 	return 0;
 }
 
-/* Format argv and send it on c's context (hiredis 0.14's own Argv sender
- * does not check the formatter's allocation failure). 0 or PB_E*. */
-static int conn_send(struct rconn *c, redisCallbackFn *fn, void *priv, int argc,
-		     const char *const *argv, const size_t *argvlen)
+/* Format argv and queue it on c. 0 or PB_E*. */
+static int conn_send(struct rconn *c, int argc, const char *const *argv, const size_t *argvlen)
 {
 	char *cmd;
 	int len, rc;
@@ -354,12 +397,12 @@ static int conn_send(struct rconn *c, redisCallbackFn *fn, void *priv, int argc,
 	len = redisFormatCommandArgv(&cmd, argc, (const char **)argv, argvlen);
 	if (len < 0)
 		return PB_ENOMEM;
-	rc = conn_send_formatted(c, fn, priv, cmd, (size_t)len);
+	rc = conn_send_formatted(c, cmd, (size_t)len);
 	redisFreeCommand(cmd);
 	return rc;
 }
 
-/* Send an internal command on c, answered to cmd_on_reply. 0 or PB_E*. */
+/* Send an internal command on c, answered to cmd_reply. 0 or PB_E*. */
 static int conn_send_internal(struct rconn *c, enum rcmd_kind kind, uint64_t deadline,
 			      size_t script, int argc, const char *const *argv)
 {
@@ -369,7 +412,7 @@ static int conn_send_internal(struct rconn *c, enum rcmd_kind kind, uint64_t dea
 	if (!rc)
 		return PB_ENOMEM;
 	rc->script = script;
-	err = conn_send(c, cmd_on_reply, rc, argc, argv, NULL);
+	err = conn_send(c, argc, argv, NULL);
 	if (err) {
 		rcmd_free(rc);
 		return err;
@@ -396,8 +439,16 @@ static void conn_set_state(struct rconn *c, enum rconn_state st)
 	if (old == st)
 		return;
 	c->state = st;
-	if (st == RS_UP)
+	if (st == RS_UP) {
 		c->backoff_ms = RD_BACKOFF_MIN_MS;
+		if (!c->is_sub && !c->was_up)
+			pb_log_info("redis: connected to %s:%d", r->opts.url.host,
+				    r->opts.url.port);
+		else if (!c->is_sub)
+			pb_log_info("redis: reconnected to %s:%d", r->opts.url.host,
+				    r->opts.url.port);
+		c->was_up = 1;
+	}
 	if (r->freeing)
 		return;
 	if (!c->is_sub) {
@@ -411,7 +462,7 @@ static void conn_set_state(struct rconn *c, enum rconn_state st)
 }
 
 /* Free r once everything asynchronous has finished. Only called from
- * libuv callbacks, never with hiredis on the stack. */
+ * libuv callbacks, never with a connection's callbacks on the stack. */
 static void client_release(struct pb_redis *r)
 {
 	void *vals[64];
@@ -419,7 +470,7 @@ static void client_release(struct pb_redis *r)
 
 	if (!r->freeing || r->busy)
 		return;
-	assert(!r->cmd.ac && !r->sub.ac);
+	assert(!r->cmd.open && !r->sub.open);
 	while ((n = pb_map_values(r->chans, vals, 64)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			struct rchan *ch = vals[i];
@@ -451,25 +502,13 @@ static void on_retry_closed(uv_handle_t *h)
 	client_release(c->r);
 }
 
-/* While freeing: close the tick once no hiredis context is left. */
+/* While freeing: close the tick once no poll handle is left. */
 static void client_maybe_finish(struct pb_redis *r)
 {
-	if (!r->freeing || r->tick_closing || r->cmd.ac || r->sub.ac)
+	if (!r->freeing || r->tick_closing || r->cmd.open || r->sub.open)
 		return;
 	r->tick_closing = 1;
 	uv_close((uv_handle_t *)&r->tick, on_tick_closed);
-}
-
-/* Tear c's context down (pending callbacks get NULL replies); at once, or
- * when the hiredis callback we are in returns. */
-static void conn_drop(struct rconn *c)
-{
-	if (!c->ac || c->dropping)
-		return;
-	c->dropping = 1;
-	conn_set_state(c, RS_DOWN);
-	/* on_state(0) may have freed the client: the context is still ours */
-	redisAsyncFree(c->ac);
 }
 
 /* The retry timer: start the next attempt. */
@@ -489,113 +528,234 @@ static void conn_retry_later(struct rconn *c)
 							    : c->backoff_ms * 2;
 }
 
-/* The context of c is gone (called from the wrapped adapter cleanup, after
- * every callback of the context has run). */
-static void conn_gone(struct rconn *c)
+/* The poll handle of a dropped connection is closed: close the socket,
+ * forget the connection's buffers and schedule the next attempt. */
+static void conn_on_closed(uv_handle_t *h)
 {
+	struct rconn *c = h->data;
 	struct pb_redis *r = c->r;
 
 	assert(!c->head);
-	c->ac = NULL;
+	close(c->fd);
+	c->fd = -1;
+	if (c->reader)
+		redisReaderFree(c->reader);
+	c->reader = NULL;
+	free(c->obuf);
+	c->obuf = NULL;
+	c->olen = c->ooff = c->ocap = 0;
+	c->open = 0;
 	c->dropping = 0;
+	c->events = 0;
 	c->owed = 0;
 	c->resub_left = 0;
 	conn_retry_later(c);
 	client_maybe_finish(r);
 }
 
-/* hiredis' cleanup hook, wrapped: let the libuv adapter close its poll
- * handle, then treat the connection as gone. */
-static void conn_on_cleanup(void *privdata)
+/* Tear c down: it goes down (the user hears of it), every pending command
+ * fails with PB_ESTORE (each callback exactly once), and the poll handle
+ * closes (conn_on_closed follows). Safe from any callback. */
+static void conn_drop(struct rconn *c)
 {
-	redisLibuvEvents *p = privdata;
-	struct rconn *c = p->context->data;
+	struct rcmd *rc;
 
-	redisLibuvCleanup(p);
-	conn_gone(c);
+	if (!c->open || c->dropping)
+		return;
+	c->dropping = 1;
+	conn_set_state(c, RS_DOWN);
+	/* on_state(0) and the callbacks may free the client: the struct
+	 * stays allocated until the handle below has closed */
+	while ((rc = c->head) != NULL) {
+		rcmd_unlink(rc);
+		if (rc->kind == RC_USER || rc->kind == RC_EVAL)
+			rc->cb(rc->arg, PB_ESTORE, NULL);
+		rcmd_free(rc);
+	}
+	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
 }
 
-/* Send the handshake on a freshly connected context. Runs inside hiredis'
- * connect callback: on failure it only stops, and the attempt deadline
- * drops the connection from the tick. */
+/* Log why c is being dropped (a warning if warn, else at debug level, so
+ * that a Redis that is simply down does not fill the log), then drop it. */
+static void conn_fail(struct rconn *c, int warn, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	if (!c->open || c->dropping)
+		return;
+	if (warn || pb_log_enabled(PB_LOG_DEBUG)) {
+		va_start(ap, fmt);
+		vsnprintf(why, sizeof(why), fmt, ap);
+		va_end(ap);
+		pb_log(warn ? PB_LOG_WARN : PB_LOG_DEBUG,
+		       "redis: %s connection to %s:%d: %s; reconnecting", c->name,
+		       c->r->opts.url.host, c->r->opts.url.port, why);
+	}
+	conn_drop(c);
+}
+
+static void conn_on_poll(uv_poll_t *h, int status, int events);
+
+/* Make the poll handle watch what c needs now: writability while
+ * connecting or while output is queued, readability once connected. */
+static void conn_want(struct rconn *c)
+{
+	int want, err;
+
+	if (!c->open || c->dropping)
+		return;
+	if (c->state == RS_CONNECTING)
+		want = UV_WRITABLE;
+	else
+		want = UV_READABLE | (c->olen > c->ooff ? UV_WRITABLE : 0);
+	if (want == c->events)
+		return;
+	err = uv_poll_start(&c->poll, want, conn_on_poll);
+	if (err) {
+		conn_fail(c, 1, "cannot poll the socket: %s", uv_strerror(err));
+		return;
+	}
+	c->events = want;
+}
+
+/* Send the handshake on a freshly connected socket. The connection only
+ * comes up (and the user hears of it) when the final PING is answered. */
 static void conn_handshake(struct rconn *c)
 {
 	struct pb_redis *r = c->r;
 	const struct pb_redis_url *u = &r->opts.url;
 	uint64_t dl = c->attempt_deadline;
+	int err = 0;
 	char db[16];
 
 	conn_set_state(c, RS_HANDSHAKE);
 	if (u->password[0]) {
 		const char *argv[] = { "AUTH", u->password };
 
-		if (conn_send_internal(c, RC_AUTH, dl, 0, 2, argv))
-			return;
+		err = conn_send_internal(c, RC_AUTH, dl, 0, 2, argv);
 	}
-	if (!c->is_sub && u->db) {
+	if (!err && !c->is_sub && u->db) {
 		const char *argv[] = { "SELECT", db };
 
 		snprintf(db, sizeof(db), "%d", u->db);
-		if (conn_send_internal(c, RC_SELECT, dl, 0, 2, argv))
-			return;
+		err = conn_send_internal(c, RC_SELECT, dl, 0, 2, argv);
 	}
-	for (size_t i = 0; !c->is_sub && i < r->opts.nscripts; i++) {
+	for (size_t i = 0; !err && !c->is_sub && i < r->opts.nscripts; i++) {
 		const char *argv[] = { "SCRIPT", "LOAD", r->opts.scripts[i] };
 
-		if (conn_send_internal(c, RC_LOAD, dl, i, 3, argv))
-			return;
+		err = conn_send_internal(c, RC_LOAD, dl, i, 3, argv);
 	}
-	{
+	if (!err) {
 		const char *argv[] = { "PING" };
 
-		conn_send_internal(c, RC_PING, dl, 0, 1, argv);
+		err = conn_send_internal(c, RC_PING, dl, 0, 1, argv);
 	}
+	if (err)
+		conn_fail(c, 1, "cannot send the handshake: %s", pb_err_code(err));
 }
 
-/* hiredis' connect callback. On failure hiredis frees the context right
- * after this returns (the cleanup hook follows). */
-static void conn_on_connect(const redisAsyncContext *ac, int status)
+/* The reply object functions of every reader: hiredis' own, except that
+ * an array of absurd size is refused before it is allocated. */
+static redisReplyObjectFunctions rd_fns;
+static void *(*rd_create_array)(const redisReadTask *task, int elements);
+
+/* createArray with a bound: NULL (the reader's out-of-memory error) for
+ * more than RD_MAX_ELEMENTS elements. */
+static void *rd_bounded_array(const redisReadTask *task, int elements)
 {
-	struct rconn *c = ac->data;
-
-	if (status != REDIS_OK || c->dropping)
-		return;
-	conn_handshake(c);
+	if (elements > RD_MAX_ELEMENTS)
+		return NULL;
+	return rd_create_array(task, elements);
 }
 
-/* Open a hiredis context to the numeric address ip. */
-static void conn_connect(struct rconn *c, const char *ip)
+/* A reply parser with bounded arrays. NULL on allocation failure. */
+static redisReader *reader_new(void)
+{
+	redisReader *rd = redisReaderCreate();
+
+	if (!rd)
+		return NULL;
+	if (!rd_create_array) {
+		rd_fns = *rd->fn;
+		rd_create_array = rd_fns.createArray;
+		rd_fns.createArray = rd_bounded_array;
+	}
+	rd->fn = &rd_fns;
+	return rd;
+}
+
+/* The non-blocking connect finished (or failed): start the handshake. */
+static void conn_on_connected(struct rconn *c)
+{
+	int soerr = 0;
+	socklen_t sl = sizeof(soerr);
+
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+		soerr = errno;
+	if (soerr) {
+		conn_fail(c, 0, "connect: %s", strerror(soerr));
+		return;
+	}
+	c->reader = reader_new();
+	if (!c->reader) {
+		conn_fail(c, 1, "out of memory");
+		return;
+	}
+	conn_handshake(c);
+	conn_want(c);
+}
+
+/* Open a non-blocking TCP connection to sa. */
+static void conn_connect(struct rconn *c, const struct sockaddr *sa, socklen_t salen)
 {
 	struct pb_redis *r = c->r;
-	redisAsyncContext *ac = redisAsyncConnect(ip, r->opts.url.port);
+	int fd, one = 1;
 
-	if (!ac) {
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		pb_log_debug("redis: socket: %s", strerror(errno));
 		conn_retry_later(c);
 		return;
 	}
-	ac->data = c;
-	if (ac->err || redisLibuvAttach(ac, r->loop) != REDIS_OK) {
-		/* a failed attach leaves its cleanup hook set with no data to
-		 * clean: unset it, or redisAsyncFree() dereferences NULL */
-		ac->ev.cleanup = NULL;
-		redisAsyncFree(ac);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if ((connect(fd, sa, salen) < 0 && errno != EINPROGRESS) ||
+	    uv_poll_init_socket(r->loop, &c->poll, fd) != 0) {
+		pb_log_debug("redis: %s connection: connect: %s", c->name, strerror(errno));
+		close(fd);
 		conn_retry_later(c);
 		return;
 	}
-	ac->ev.cleanup = conn_on_cleanup;
-	c->ac = ac;
+	c->poll.data = c;
+	c->fd = fd;
+	c->open = 1;
+	c->events = 0;
 	conn_set_state(c, RS_CONNECTING);
-	redisAsyncSetConnectCallback(ac, conn_on_connect);
+	conn_want(c);
+}
+
+/* Connect to the numeric address sa (whose port is set here). */
+static void conn_connect_addr(struct rconn *c, struct sockaddr_storage *ss)
+{
+	uint16_t port = htons((uint16_t)c->r->opts.url.port);
+
+	if (ss->ss_family == AF_INET) {
+		((struct sockaddr_in *)(void *)ss)->sin_port = port;
+		conn_connect(c, (struct sockaddr *)ss, sizeof(struct sockaddr_in));
+	} else {
+		((struct sockaddr_in6 *)(void *)ss)->sin6_port = port;
+		conn_connect(c, (struct sockaddr *)ss, sizeof(struct sockaddr_in6));
+	}
 }
 
 /* uv_getaddrinfo's answer: connect to the first IPv4 address, else the
- * first IPv6 one (hiredis' own preference). */
+ * first IPv6 one. */
 static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
 	struct rconn *c = req->data;
 	struct pb_redis *r = c->r;
 	const struct addrinfo *ai, *pick = NULL;
-	char ip[INET6_ADDRSTRLEN] = "";
+	struct sockaddr_storage ss;
 
 	c->gai_pending = 0;
 	r->busy--;
@@ -612,34 +772,40 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
 		if (ai->ai_family == AF_INET6 && !pick)
 			pick = ai;
 	}
-	if (pick && pick->ai_family == AF_INET)
-		uv_ip4_name((const struct sockaddr_in *)(const void *)pick->ai_addr, ip, sizeof(ip));
-	else if (pick)
-		uv_ip6_name((const struct sockaddr_in6 *)(const void *)pick->ai_addr, ip, sizeof(ip));
+	memset(&ss, 0, sizeof(ss));
+	if (pick && pick->ai_addrlen <= sizeof(ss))
+		memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
 	uv_freeaddrinfo(res);
-	if (!ip[0]) {
+	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
+		pb_log_debug("redis: cannot resolve %s", r->opts.url.host);
 		conn_retry_later(c);
 		return;
 	}
 	c->attempt_deadline = now_ms(r) + r->opts.connect_timeout_ms;
-	conn_connect(c, ip);
+	conn_connect_addr(c, &ss);
 }
 
-/* Start a connection attempt: resolve the host unless it is numeric (a
- * blocking getaddrinfo inside hiredis would stall the loop), then connect. */
+/* Start a connection attempt: resolve the host unless it is numeric, then
+ * connect. */
 static void conn_start(struct rconn *c)
 {
 	struct pb_redis *r = c->r;
 	const char *host = r->opts.url.host;
-	struct in6_addr a6;
-	struct in_addr a4;
+	struct sockaddr_storage ss;
 	struct addrinfo hints;
 
-	if (r->freeing || c->ac || c->gai_pending)
+	if (r->freeing || c->open || c->gai_pending)
 		return;
 	c->attempt_deadline = now_ms(r) + r->opts.connect_timeout_ms;
-	if (inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1) {
-		conn_connect(c, host);
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)(void *)&ss)->sin_addr) == 1) {
+		ss.ss_family = AF_INET;
+		conn_connect_addr(c, &ss);
+		return;
+	}
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)(void *)&ss)->sin6_addr) == 1) {
+		ss.ss_family = AF_INET6;
+		conn_connect_addr(c, &ss);
 		return;
 	}
 	memset(&hints, 0, sizeof(hints));
@@ -694,7 +860,7 @@ static int eval_retry(struct rcmd *rc)
 
 	if (conn_send_internal(c, RC_RELOAD, dl, rc->script, 3, argv))
 		return -1;
-	if (conn_send_formatted(c, cmd_on_reply, rc, rc->evalcmd, rc->evallen))
+	if (conn_send_formatted(c, rc->evalcmd, rc->evallen))
 		return -1;
 	rc->retried = 1;
 	rc->deadline = dl;
@@ -731,7 +897,7 @@ static void sub_resubscribe(struct rconn *c)
 			argv[i + 1] = ch->name;
 			lens[i + 1] = ch->len;
 		}
-		err = conn_send(c, sub_on_reply, c, (int)got + 1, argv, lens);
+		err = conn_send(c, (int)got + 1, argv, lens);
 		if (!err) {
 			c->owed += got;
 			c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
@@ -742,7 +908,7 @@ static void sub_resubscribe(struct rconn *c)
 	free(lens);
 	free(vals);
 	if (err)
-		conn_drop(c);
+		conn_fail(c, 1, "cannot subscribe: %s", pb_err_code(err));
 }
 
 /* Handle a handshake reply (AUTH, SELECT, SCRIPT LOAD, PING). */
@@ -768,77 +934,74 @@ static void handshake_reply(struct rcmd *rc, const redisReply *reply)
 		ok = 0;
 		break;
 	}
-	if (!ok)
-		conn_drop(c);
+	if (!ok && reply->type == REDIS_REPLY_ERROR)
+		conn_fail(c, 1, "handshake refused: %.*s", (int)(reply->len < 160 ? reply->len : 160),
+			  reply->str);
+	else if (!ok)
+		conn_fail(c, 1, "unexpected handshake reply (type %d)", reply->type);
 	else if (rc->kind == RC_PING && c->is_sub)
 		sub_resubscribe(c);
 	else if (rc->kind == RC_PING)
 		conn_set_state(c, RS_UP);
 }
 
-/* hiredis' reply callback for every command that carries an rcmd. A NULL
- * reply means the context is being torn down. */
-static void cmd_on_reply(redisAsyncContext *ac, void *vreply, void *priv)
+/* The reply to rc, the head of its connection's FIFO (borrowed). */
+static void cmd_reply(struct rcmd *rc, redisReply *reply)
 {
-	struct rcmd *rc = priv;
 	struct rconn *c = rc->conn;
-	redisReply *reply = vreply;
 
 	rcmd_unlink(rc);
-	if (!reply)
-		conn_set_state(c, RS_DOWN);
 	switch (rc->kind) {
 	case RC_EVAL:
-		if (reply && !rc->retried && reply_is_noscript(reply) && c->state == RS_UP &&
+		if (!rc->retried && reply_is_noscript(reply) && c->state == RS_UP &&
 		    eval_retry(rc) == 0)
 			return;
 		/* fall through */
 	case RC_USER:
-		if (reply)
-			pb_metrics_observe(PB_H_STORE_SECONDS,
-					   (double)(uv_hrtime() - rc->sent_ns) / 1e9);
-		rc->cb(rc->arg, reply ? 0 : PB_ESTORE, reply);
+		pb_metrics_observe(PB_H_STORE_SECONDS, (double)(uv_hrtime() - rc->sent_ns) / 1e9);
+		rc->cb(rc->arg, 0, reply);
 		break;
 	case RC_RELOAD:
 		/* a failed reload leaves the retry's NOSCRIPT as the answer */
-		if (reply)
-			store_sha(c->r, rc->script, reply);
+		store_sha(c->r, rc->script, reply);
 		break;
 	default:
-		if (reply)
-			handshake_reply(rc, reply);
+		handshake_reply(rc, reply);
 		break;
 	}
 	rcmd_free(rc);
 }
 
-/* hiredis' callback for the subscriber connection's SUBSCRIBE and
- * UNSUBSCRIBE: confirmations and messages, or NULL on teardown. */
-static void sub_on_reply(redisAsyncContext *ac, void *vreply, void *priv)
+/* 1 if element i of the array reply is a string. */
+static int el_is_string(const redisReply *reply, size_t i)
 {
-	struct rconn *c = priv;
+	return reply->element[i] && reply->element[i]->type == REDIS_REPLY_STRING &&
+	       reply->element[i]->str;
+}
+
+/* A push on the subscriber connection: a message, or the confirmation of
+ * a SUBSCRIBE or UNSUBSCRIBE. Anything else drops the connection. */
+static void sub_push(struct rconn *c, const redisReply *reply)
+{
 	struct pb_redis *r = c->r;
-	redisReply *reply = vreply, **el;
+	redisReply **el;
 	const char *kind;
 	struct rchan *ch;
 
-	if (!reply) {
-		conn_set_state(c, RS_DOWN);
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		conn_fail(c, 1, "a reply of type %d where a pub/sub array was expected",
+			  reply->type);
 		return;
 	}
-	if (c->dropping)
-		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-	    reply->element[0]->type != REDIS_REPLY_STRING ||
-	    reply->element[1]->type != REDIS_REPLY_STRING) {
-		conn_drop(c);
+	if (reply->elements != 3 || !el_is_string(reply, 0) || !el_is_string(reply, 1)) {
+		conn_fail(c, 1, "a malformed pub/sub frame (%zu elements)", reply->elements);
 		return;
 	}
 	el = reply->element;
 	kind = el[0]->str;
 	if (!strcasecmp(kind, "message")) {
-		if (el[2]->type != REDIS_REPLY_STRING) {
-			conn_drop(c);
+		if (!el_is_string(reply, 2)) {
+			conn_fail(c, 1, "a pub/sub message whose payload is not a string");
 			return;
 		}
 		ch = pb_map_get(r->chans, el[1]->str, el[1]->len);
@@ -847,14 +1010,150 @@ static void sub_on_reply(redisAsyncContext *ac, void *vreply, void *priv)
 					   el[2]->len);
 		return;
 	}
-	if (strcasecmp(kind, "subscribe") && strcasecmp(kind, "unsubscribe"))
+	if ((strcasecmp(kind, "subscribe") && strcasecmp(kind, "unsubscribe")) ||
+	    !el[2] || el[2]->type != REDIS_REPLY_INTEGER) {
+		conn_fail(c, 1, "an unexpected pub/sub frame \"%.32s\"", kind);
 		return;
-	if (c->owed) {
-		c->owed--;
-		c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
 	}
+	if (!c->owed) {
+		conn_fail(c, 1, "a %.16s confirmation nobody asked for", kind);
+		return;
+	}
+	c->owed--;
+	c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
 	if (!strcasecmp(kind, "subscribe") && c->resub_left && --c->resub_left == 0)
 		conn_set_state(c, RS_UP);
+}
+
+/* Route one complete reply (owned; freed here): to the oldest pending
+ * command, else, on a subscribed subscriber connection, to sub_push. */
+static void conn_dispatch(struct rconn *c, redisReply *reply)
+{
+	if (c->head)
+		cmd_reply(c->head, reply);
+	else if (c->is_sub && (c->state == RS_SUBSCRIBING || c->state == RS_UP))
+		sub_push(c, reply);
+	else
+		conn_fail(c, 1, "a reply (type %d) with no command pending", reply->type);
+	freeReplyObject(reply);
+}
+
+/* After the parser ran out of complete replies: refuse a partial reply
+ * that is already, or announces to be, larger than RD_MAX_REPLY. 0 or -1
+ * (c dropped). Relies on hiredis 0.14's reader: while a bulk string is
+ * incomplete, the current task has the string type and the cursor is on
+ * the length digits. */
+static int conn_check_partial(struct rconn *c)
+{
+	const redisReader *rd = c->reader;
+	size_t avail = rd->len - rd->pos;
+	unsigned long long n = 0;
+
+	if (avail > RD_MAX_REPLY) {
+		conn_fail(c, 1, "a reply larger than %llu bytes", RD_MAX_REPLY);
+		return -1;
+	}
+	if (!avail || rd->ridx < 0 || rd->ridx > 8 ||
+	    rd->rstack[rd->ridx].type != REDIS_REPLY_STRING)
+		return 0;
+	for (size_t i = 0; i < avail && i < 24; i++) {
+		char ch = rd->buf[rd->pos + i];
+
+		if (ch < '0' || ch > '9')
+			break;
+		n = n * 10 + (unsigned long long)(ch - '0');
+		if (n > RD_MAX_REPLY) {
+			conn_fail(c, 1, "a bulk string longer than %llu bytes announced",
+				  RD_MAX_REPLY);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Read what the socket has, parse it and dispatch every complete reply. */
+static void conn_read(struct rconn *c)
+{
+	char buf[RD_READ_CHUNK];
+	void *reply;
+	ssize_t n;
+
+	n = read(c->fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_fail(c, 1, "%s", n ? strerror(errno) : "closed by the server");
+		return;
+	}
+	if (redisReaderFeed(c->reader, buf, (size_t)n) != REDIS_OK) {
+		conn_fail(c, 1, "out of memory");
+		return;
+	}
+	for (;;) {
+		reply = NULL;
+		if (redisReaderGetReply(c->reader, &reply) != REDIS_OK) {
+			conn_fail(c, 1, "protocol error: %s",
+				  c->reader->err == REDIS_ERR_OOM
+					  ? "reply too large (or out of memory)"
+					  : c->reader->errstr);
+			return;
+		}
+		if (!reply)
+			break;
+		conn_dispatch(c, reply);
+		if (c->dropping || !c->open)
+			return;
+	}
+	conn_check_partial(c);
+}
+
+/* Write as much of the output buffer as the socket takes. 0 or -1
+ * (c dropped). */
+static int conn_flush(struct rconn *c)
+{
+	ssize_t n;
+
+	while (c->olen > c->ooff) {
+		n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (n <= 0) {
+			conn_fail(c, 1, "write: %s", n ? strerror(errno) : "no progress");
+			return -1;
+		}
+		c->ooff += (size_t)n;
+	}
+	c->ooff = c->olen = 0;
+	if (c->ocap > (1u << 20)) {
+		free(c->obuf);
+		c->obuf = NULL;
+		c->ocap = 0;
+	}
+	return 0;
+}
+
+/* The poll handle's callback: connect completion, output, input. */
+static void conn_on_poll(uv_poll_t *h, int status, int events)
+{
+	struct rconn *c = h->data;
+
+	if (c->dropping || !c->open)
+		return;
+	if (status < 0) {
+		conn_fail(c, c->state >= RS_HANDSHAKE, "%s", uv_strerror(status));
+		return;
+	}
+	if (c->state == RS_CONNECTING) {
+		conn_on_connected(c);
+		return;
+	}
+	if ((events & UV_WRITABLE) && conn_flush(c))
+		return;
+	if (events & (UV_READABLE | UV_DISCONNECT))
+		conn_read(c);
+	conn_want(c);
 }
 
 /* Send SUBSCRIBE or UNSUBSCRIBE for one channel if the subscriber
@@ -867,7 +1166,7 @@ static void sub_send(struct pb_redis *r, const char *verb, const struct rchan *c
 
 	if (c->state != RS_SUBSCRIBING && c->state != RS_UP)
 		return;
-	if (conn_send(c, sub_on_reply, c, 2, argv, lens))
+	if (conn_send(c, 2, argv, lens))
 		return;
 	if (!c->owed)
 		c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
@@ -879,11 +1178,15 @@ static void sub_send(struct pb_redis *r, const char *verb, const struct rchan *c
 /* Check one connection's deadlines; drop it if one has passed. */
 static void conn_check(struct rconn *c, uint64_t now)
 {
-	if (!c->ac || c->dropping)
+	if (!c->open || c->dropping)
 		return;
-	if ((c->state != RS_UP && now >= c->attempt_deadline) ||
-	    (c->head && now >= c->head->deadline) || (c->owed && now >= c->owed_deadline))
-		conn_drop(c);
+	if (c->state != RS_UP && now >= c->attempt_deadline)
+		conn_fail(c, c->state >= RS_HANDSHAKE, "%s timed out",
+			  c->state >= RS_HANDSHAKE ? "the handshake" : "connect");
+	else if (c->head && now >= c->head->deadline)
+		conn_fail(c, 1, "a command timed out");
+	else if (c->owed && now >= c->owed_deadline)
+		conn_fail(c, 1, "a subscription confirmation timed out");
 }
 
 /* The 100 ms tick. */
@@ -895,7 +1198,6 @@ static void on_tick(uv_timer_t *t)
 	conn_check(&r->cmd, now);
 	conn_check(&r->sub, now);
 }
-
 /* ---- API ---------------------------------------------------------------- */
 
 /* Set up one connection's fields and retry timer. */
@@ -903,6 +1205,8 @@ static void conn_init(struct pb_redis *r, struct rconn *c, int is_sub)
 {
 	c->r = r;
 	c->is_sub = is_sub;
+	c->name = is_sub ? "subscriber" : "command";
+	c->fd = -1;
 	c->state = RS_DOWN;
 	c->backoff_ms = RD_BACKOFF_MIN_MS;
 	uv_timer_init(r->loop, &c->retry);
@@ -964,7 +1268,7 @@ int pb_redis_ready(const struct pb_redis *r)
 	return !r->freeing && r->cmd.state == RS_UP;
 }
 
-/* 1 if argv[0] would break hiredis' one-reply-per-command bookkeeping on
+/* 1 if argv[0] would break the one-reply-per-command bookkeeping on
  * the command connection (pub/sub, MONITOR, CLIENT REPLY). */
 static int command_refused(int argc, const char *const *argv, const size_t *argvlen)
 {
@@ -988,7 +1292,7 @@ static int command_refused(int argc, const char *const *argv, const size_t *argv
 /* Common checks before a user command. 0 or the refusal. */
 static int command_admissible(const struct pb_redis *r)
 {
-	if (r->freeing || r->cmd.state != RS_UP || !r->cmd.ac || r->cmd.dropping)
+	if (r->freeing || r->cmd.state != RS_UP || !r->cmd.open || r->cmd.dropping)
 		return PB_ESTORE;
 	if (r->cmd.ncmds >= RD_MAX_INFLIGHT)
 		return PB_EQFULL;
@@ -1012,7 +1316,7 @@ int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
 		return PB_ENOMEM;
 	rc->cb = cb;
 	rc->arg = arg;
-	err = conn_send(&r->cmd, cmd_on_reply, rc, argc, argv, argvlen);
+	err = conn_send(&r->cmd, argc, argv, argvlen);
 	if (err) {
 		rcmd_free(rc);
 		return err;
@@ -1062,7 +1366,7 @@ int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
 	rc->script = script;
 	rc->cb = cb;
 	rc->arg = arg;
-	err = conn_send_formatted(&r->cmd, cmd_on_reply, rc, rc->evalcmd, rc->evallen);
+	err = conn_send_formatted(&r->cmd, rc->evalcmd, rc->evallen);
 	if (err)
 		goto out;
 	rcmd_link(rc);

@@ -5,14 +5,25 @@
  * again on the same port (state callbacks, resubscription); subscription
  * reference counts; AUTH and SELECT; garbage from a fake server; a server
  * that never answers; freeing with commands in flight, also from inside a
- * reply callback. Every client runs on its own loop, which must close
- * cleanly after pb_redis_free().
+ * reply callback; a fake server whose poisoned replies (a reply with no
+ * command pending, an unknown type byte, huge bulk and array lengths,
+ * malformed pub/sub pushes) drop the connection without a crash, fail the
+ * pending commands once each, and are followed by a clean reconnect.
+ * Every client runs on its own loop, which must close cleanly after
+ * pb_redis_free().
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -917,6 +928,244 @@ static void test_blackhole(void)
 	close(fd);
 }
 
+/* ---- poisoned replies ---------------------------------------------------- */
+
+/* What a poison server sends in place of a normal answer, once. */
+enum poison {
+	P_UNSOLICITED,          /* a reply after the last answer: nothing pending */
+	P_TYPE_BYTE,            /* an unknown type byte */
+	P_HUGE_BULK,            /* $999999999999 */
+	P_HUGE_ARRAY,           /* an array of 2^31-1 elements */
+	P_SUB_FRAME,            /* a "message" of two elements on the subscriber */
+	P_SUB_TYPE,             /* an integer push on the subscriber */
+};
+
+/* Write all of s to fd. */
+static void put_all(int fd, const char *s)
+{
+	size_t len = strlen(s);
+	ssize_t w;
+
+	while (len && (w = write(fd, s, len)) > 0) {
+		s += w;
+		len -= (size_t)w;
+	}
+}
+
+/* Parse one RESP command at the start of buf[0, len): *used, the first
+ * and last argument (up to 63 bytes); its argument count, 0 if incomplete,
+ * -1 if malformed. */
+static int poison_parse(const char *buf, size_t len, size_t *used, char *a0, char *alast)
+{
+	const char *p = buf, *end = buf + len, *eol;
+	long n, l;
+
+	if (!len)
+		return 0;
+	if (*p != '*')
+		return -1;
+	if (!(eol = memchr(p, '\n', len)))
+		return 0;
+	n = strtol(p + 1, NULL, 10);
+	p = eol + 1;
+	for (long i = 0; i < n; i++) {
+		if (p >= end || !(eol = memchr(p, '\n', (size_t)(end - p))))
+			return 0;
+		l = strtol(p + 1, NULL, 10);
+		p = eol + 1;
+		if (end - p < l + 2)
+			return 0;
+		if (i == 0 || i == n - 1)
+			snprintf(i ? alast : a0, 64, "%.*s", (int)(l < 63 ? l : 63), p);
+		p += l + 2;
+	}
+	*used = (size_t)(p - buf);
+	return (int)n;
+}
+
+/* The poison server (a forked child): a valid handshake on every
+ * connection; GET answers its key, SUBSCRIBE confirms; the first GET or
+ * SUBSCRIBE of "poison" gets kind instead. Never returns. */
+static void poison_run(int lfd, enum poison kind)
+{
+	static char in[64][8192];
+	static size_t inlen[64];
+	struct pollfd pfd[65];
+	int fds[64], poisoned = 0;
+
+	for (int i = 0; i < 64; i++)
+		fds[i] = -1;
+	for (;;) {
+		pfd[0].fd = lfd;
+		pfd[0].events = POLLIN;
+		for (int i = 0; i < 64; i++) {
+			pfd[i + 1].fd = fds[i];
+			pfd[i + 1].events = POLLIN;
+		}
+		if (poll(pfd, 65, 1000) < 0)
+			continue;
+		if (pfd[0].revents & POLLIN) {
+			int fd = accept(lfd, NULL, NULL), i;
+
+			for (i = 0; fd >= 0 && i < 64 && fds[i] >= 0; i++)
+				;
+			if (fd >= 0 && i < 64) {
+				fds[i] = fd;
+				inlen[i] = 0;
+			} else if (fd >= 0) {
+				close(fd);
+			}
+		}
+		for (int i = 0; i < 64; i++) {
+			char a0[64], al[64], out[256];
+			size_t used;
+			ssize_t n;
+			int argc;
+
+			if (fds[i] < 0 || !(pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			n = read(fds[i], in[i] + inlen[i], sizeof(in[i]) - inlen[i]);
+			if (n <= 0) {
+				close(fds[i]);
+				fds[i] = -1;
+				continue;
+			}
+			inlen[i] += (size_t)n;
+			while ((argc = poison_parse(in[i], inlen[i], &used, a0, al)) > 0) {
+				int poison = !poisoned && !strcmp(al, "poison");
+
+				if (!strcasecmp(a0, "PING")) {
+					put_all(fds[i], "+PONG\r\n");
+				} else if (!strcasecmp(a0, "SCRIPT")) {
+					put_all(fds[i], "$40\r\n"
+						"0123456789012345678901234567890123456789\r\n");
+				} else if (!strcasecmp(a0, "SUBSCRIBE")) {
+					snprintf(out, sizeof(out),
+						 "*3\r\n$9\r\nsubscribe\r\n$%zu\r\n%s\r\n:1\r\n",
+						 strlen(al), al);
+					put_all(fds[i], out);
+					if (poison && kind == P_SUB_FRAME)
+						put_all(fds[i], "*2\r\n$7\r\nmessage\r\n$6\r\npoison\r\n");
+					if (poison && kind == P_SUB_TYPE)
+						put_all(fds[i], ":1\r\n");
+					poisoned |= poison;
+				} else if (poison && kind == P_TYPE_BYTE) {
+					put_all(fds[i], "?1\r\n");
+				} else if (poison && kind == P_HUGE_BULK) {
+					put_all(fds[i], "$999999999999\r\nabc");
+				} else if (poison && kind == P_HUGE_ARRAY) {
+					put_all(fds[i], "*2147483647\r\n:1\r\n");
+				} else {
+					snprintf(out, sizeof(out), "$%zu\r\n%s\r\n", strlen(al), al);
+					put_all(fds[i], out);
+					if (poison && kind == P_UNSOLICITED)
+						put_all(fds[i], "+OK\r\n");
+				}
+				if (poison && kind != P_SUB_FRAME && kind != P_SUB_TYPE &&
+				    strcasecmp(a0, "SUBSCRIBE"))
+					poisoned = 1;
+				memmove(in[i], in[i] + used, inlen[i] - used);
+				inlen[i] -= used;
+			}
+			if (argc < 0) {
+				close(fds[i]);
+				fds[i] = -1;
+			}
+		}
+	}
+}
+
+/* Fork a poison server on a free loopback port (*port). */
+static pid_t poison_start(enum poison kind, int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	pid_t parent = getpid(), pid;
+	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 64) ||
+	    getsockname(lfd, (struct sockaddr *)&sin, &sl))
+		tap_bail("poison server: cannot listen");
+	*port = ntohs(sin.sin_port);
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		tap_bail("fork failed");
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(0);
+		poison_run(lfd, kind);
+	}
+	close(lfd);
+	return pid;
+}
+
+/* A poisoned reply drops the connection without a crash: the commands
+ * pending on it fail at once, each exactly once; the client reconnects
+ * and works again. */
+static void test_poison(enum poison kind, const char *name)
+{
+	struct client c;
+	struct res ra, rb, rc2, rd;
+	const char *a[] = { "GET", "a" }, *b[] = { "GET", "poison" }, *cc[] = { "GET", "c" };
+	char url[64];
+	int port, sub = kind == P_SUB_FRAME || kind == P_SUB_TYPE;
+	pid_t pid = poison_start(kind, &port);
+	int64_t t0;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 500, 3000);
+	RUN_UNTIL(&c, c.ups == 1 && c.resubs == 1, 2000);
+	if (!tap_ok(c.ups == 1, "%s: up", name))
+		goto out;
+	memset(&ra, 0, sizeof(ra));
+	memset(&rb, 0, sizeof(rb));
+	memset(&rc2, 0, sizeof(rc2));
+	t0 = h_now_ms();
+	if (sub) {
+		pb_redis_subscribe(c.r, "poison");
+		RUN_UNTIL(&c, c.resubs == 2, 3000);
+		tap_is_int(c.resubs, 2, "%s: the subscriber reconnected and resubscribed", name);
+		tap_ok(pb_redis_ready(c.r) && c.downs == 0,
+		       "%s: the command connection stayed up", name);
+	} else {
+		tap_ok(!pb_redis_command(c.r, on_reply, &ra, 2, a, NULL) &&
+		       !pb_redis_command(c.r, on_reply, &rb, 2, b, NULL) &&
+		       !pb_redis_command(c.r, on_reply, &rc2, 2, cc, NULL),
+		       "%s: three commands pipelined", name);
+		RUN_UNTIL(&c, c.downs == 1 && rb.calls && rc2.calls, 2000);
+		h_sleep_ms(50);
+		RUN_UNTIL(&c, 0, 50);
+		tap_ok(ra.calls == 1 && ra.err == 0 && !strcmp(ra.str, "a"),
+		       "%s: the first command got its answer", name);
+		if (kind == P_UNSOLICITED)
+			tap_ok(rb.calls == 1 && rb.err == 0 && rc2.calls == 1 && rc2.err == 0,
+			       "%s: the others too, before the extra reply", name);
+		else
+			tap_ok(rb.calls == 1 && rb.err == PB_ESTORE && rc2.calls == 1 &&
+			       rc2.err == PB_ESTORE && h_now_ms() - t0 < 1500,
+			       "%s: the others failed once each with PB_ESTORE, before their "
+			       "timeout (%d/%d calls)", name, rb.calls, rc2.calls);
+		tap_is_int(c.downs, 1, "%s: the connection went down once", name);
+		RUN_UNTIL(&c, c.ups == 2, 3000);
+		tap_is_int(c.ups, 2, "%s: reconnected", name);
+	}
+	memset(&rd, 0, sizeof(rd));
+	tap_ok(c.r && pb_redis_command(c.r, on_reply, &rd, 2, cc, NULL) == 0,
+	       "%s: a command after recovery", name);
+	RUN_UNTIL(&c, rd.calls, 2000);
+	tap_ok(rd.calls == 1 && rd.err == 0 && !strcmp(rd.str, "c"), "%s: answered", name);
+out:
+	tap_is_int(client_close(&c), 0, "%s: loop closes", name);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
 int main(void)
 {
 	struct h_proc *srv;
@@ -942,5 +1191,11 @@ int main(void)
 	test_ipv6();
 	test_garbage();
 	test_blackhole();
+	test_poison(P_UNSOLICITED, "unsolicited reply");
+	test_poison(P_TYPE_BYTE, "unknown type byte");
+	test_poison(P_HUGE_BULK, "huge bulk length");
+	test_poison(P_HUGE_ARRAY, "huge array length");
+	test_poison(P_SUB_FRAME, "two-element pub/sub message");
+	test_poison(P_SUB_TYPE, "integer pub/sub push");
 	return tap_done();
 }
