@@ -33,6 +33,21 @@ _Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PR
 #define PB_LWS_SERV_BUF 16384
 #define PB_LWS_RX_BUFFER 4096
 
+/* libwebsockets' own deadlines for the TCP connect, the TLS handshake and
+ * the HTTP upgrade (its default is 5 s for the upgrade, 20 s to connect).
+ * The session core's connect timer (--connect-timeout, at most 600 s) is
+ * the only deadline a dial has: these lie beyond any value it can take,
+ * and the core closes the link when its timer fires. */
+#define PB_LWS_DIAL_TIMEOUT_SECS 630
+_Static_assert(PB_LWS_DIAL_TIMEOUT_SECS > 600, "lws dial timeouts must outlast --connect-timeout");
+
+/* Close codes of our own making, and their reasons (sent to the upstream
+ * and reported to the owner alike). */
+#define PB_CLOSE_PROTOCOL_ERROR 1002
+#define PB_CLOSE_NO_STATUS 1005
+#define PB_CLOSE_ABNORMAL 1006
+#define PB_CLOSE_INVALID_DATA 1007
+
 struct pb_upstream_ctx {
 	struct lws_context *lws;
 	uv_loop_t *loop;
@@ -131,11 +146,68 @@ static int up_append_headers(struct pb_upstream *up, struct lws *wsi, void *in, 
 	return 0;
 }
 
+/* 1 if code may be sent in a close frame (RFC 6455 section 7.4): the
+ * codes IANA has registered for use on the wire (1000-1003, 1007-1014),
+ * those for libraries and frameworks (3000-3999) and private ones
+ * (4000-4999). 1004-1006 and 1015 are reserved and never sent; below 1000,
+ * 1016-2999 unassigned, and 5000 and up are not defined. */
+static int up_close_code_valid(unsigned code)
+{
+	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+	       (code >= 3000 && code <= 4999);
+}
+
+/* Fail the connection: close it with code and why (a static string) on
+ * the wire, and report the same to the owner. Returns -1, for
+ * libwebsockets to close the connection. */
+static int up_fail_ws(struct pb_upstream *up, struct lws *wsi, int code, const char *why)
+{
+	size_t n = strlen(why);
+
+	lws_close_reason(wsi, (enum lws_close_status)code, (unsigned char *)why, n);
+	if (up->arg)
+		up->h->closed(up->arg, code, why, n);
+	up_detach(up);
+	return -1;
+}
+
+/* The peer's close frame (payload in[0..len)): note its code and reason
+ * for the owner, or fail the connection if the frame is not valid. 0 lets
+ * libwebsockets answer it with the same payload, -1 closes. */
+static int up_peer_close(struct pb_upstream *up, struct lws *wsi, const unsigned char *in,
+			 size_t len)
+{
+	unsigned code;
+
+	if (len == 0) {
+		/* No code: reported as 1005, as browsers do. */
+		up->peer_code = PB_CLOSE_NO_STATUS;
+		return 0;
+	}
+	if (len == 1)
+		return up_fail_ws(up, wsi, PB_CLOSE_PROTOCOL_ERROR, "close frame of one byte");
+	/* libwebsockets 4.1 has already turned codes below 1000, 1004-1006
+	 * and 1012-2999 into 1002 (1012-1014 too, though IANA registered
+	 * them since); 5000 and up are caught here. */
+	code = ((unsigned)in[0] << 8) | in[1];
+	if (!up_close_code_valid(code))
+		return up_fail_ws(up, wsi, PB_CLOSE_PROTOCOL_ERROR, "invalid close code");
+	if (!pb_utf8_valid(in + 2, len - 2))
+		return up_fail_ws(up, wsi, PB_CLOSE_INVALID_DATA, "close reason not UTF-8");
+	up->peer_code = (int)code;
+	up->peer_reason_len = len - 2 < sizeof(up->peer_reason) ? len - 2 :
+			      sizeof(up->peer_reason);
+	memcpy(up->peer_reason, in + 2, up->peer_reason_len);
+	return 0;
+}
+
 /* Handle a received frame chunk: reassemble and report whole messages.
  * Returns -1 to make libwebsockets close the connection. */
 static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, size_t len)
 {
 	int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
+	const void *data;
+	size_t dlen;
 	struct pb_msg *m;
 
 	if (first) {
@@ -144,23 +216,25 @@ static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, s
 	}
 	if (up->rx.len + len > up->max_message_bytes) {
 		/* The API's rule: a message over the limit ends the session with 1009. */
-		static const char why[] = "message too big";
-
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-				 (unsigned char *)why, sizeof(why) - 1);
-		if (up->arg)
-			up->h->closed(up->arg, 1009, why, sizeof(why) - 1);
-		up_detach(up);
-		return -1;
+		return up_fail_ws(up, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
 	}
 	if (first && final) {
-		m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, in, len);
+		data = in;
+		dlen = len;
 	} else {
 		if (pb_buf_append(&up->rx, in, len))
 			return -1;
 		if (!final)
 			return 0;
-		m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, up->rx.data, up->rx.len);
+		data = up->rx.data;
+		dlen = up->rx.len;
+	}
+	/* A text message must be UTF-8 as a whole (a fragment may end inside
+	 * a character): otherwise 1007, on the wire and for the owner. */
+	if (!up->rx_binary && !pb_utf8_valid(data, dlen))
+		return up_fail_ws(up, wsi, PB_CLOSE_INVALID_DATA, "text message not UTF-8");
+	m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, data, dlen);
+	if (data == up->rx.data) {
 		up->rx.len = 0;
 		if (up->rx.cap > 65536)
 			pb_buf_free(&up->rx);
@@ -251,20 +325,10 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 		/* The answer to our own close: done, do not echo it back. */
 		if (up->close_sent)
 			return -1;
-		if (len >= 2) {
-			const unsigned char *p = in;
-
-			up->peer_code = (p[0] << 8) | p[1];
-			up->peer_reason_len = len - 2 < sizeof(up->peer_reason) ?
-				len - 2 : sizeof(up->peer_reason);
-			memcpy(up->peer_reason, p + 2, up->peer_reason_len);
-		} else {
-			up->peer_code = 1005;   /* a close frame without a code */
-		}
-		break;
+		return up_peer_close(up, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (up->arg)
-			up->h->closed(up->arg, up->peer_code ? up->peer_code : 1006,
+			up->h->closed(up->arg, up->peer_code ? up->peer_code : PB_CLOSE_ABNORMAL,
 				      up->peer_reason, up->peer_reason_len);
 		up_detach(up);
 		break;
@@ -281,7 +345,7 @@ static int up_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 			up_detach(up);
 			if (up->established)
-				up->h->closed(arg, up->peer_code ? up->peer_code : 1006,
+				up->h->closed(arg, up->peer_code ? up->peer_code : PB_CLOSE_ABNORMAL,
 					      up->peer_reason, up->peer_reason_len);
 			else
 				up->h->failed(arg, PB_EUPSTREAM, "connection closed during the handshake");
@@ -328,9 +392,14 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = up_protocols;
+	/* No LWS_SERVER_OPTION_VALIDATE_UTF8: libwebsockets would fail bad
+	 * UTF-8 without telling us why (the owner would see 1006); up_receive()
+	 * and up_peer_close() check it and report 1007. */
 	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
-		       LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN |
+		       LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN |
 		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+	info.timeout_secs = PB_LWS_DIAL_TIMEOUT_SECS;
+	info.connect_timeout_secs = PB_LWS_DIAL_TIMEOUT_SECS;
 	info.foreign_loops = loops;
 	info.pt_serv_buf_size = PB_LWS_SERV_BUF;
 	if (ca_file) {
@@ -482,3 +551,18 @@ void pb_upstream_close(struct pb_upstream *up, int code, const char *reason)
 		lws_set_timeout(up->wsi, PENDING_TIMEOUT_AWAITING_PROXY_RESPONSE, LWS_TO_KILL_ASYNC);
 	}
 }
+
+/* pb_upstream_dial with the context as an opaque pointer. */
+static struct pb_upstream *upstream_link_dial(void *ctx, const struct pb_upstream_dial *d,
+					      const struct pb_upstream_handler *h, void *arg,
+					      int *err)
+{
+	return pb_upstream_dial(ctx, d, h, arg, err);
+}
+
+const struct pb_link_ops pb_upstream_link_ops = {
+	.dial = upstream_link_dial,
+	.want_write = pb_upstream_want_write,
+	.pause = pb_upstream_pause,
+	.close = pb_upstream_close,
+};

@@ -96,6 +96,19 @@ void pb_upstream_want_write(struct pb_upstream *up);
 /* Pause (1) or resume (0) reading messages from the upstream. */
 void pb_upstream_pause(struct pb_upstream *up, int paused);
 
+/* The link operations the session core uses, as a table, so that the
+ * core's tests can drive it with a fake link (tests/unit/test_pump.c). */
+struct pb_link_ops {
+	struct pb_upstream *(*dial)(void *ctx, const struct pb_upstream_dial *d,
+				    const struct pb_upstream_handler *h, void *arg, int *err);
+	void (*want_write)(struct pb_upstream *up);
+	void (*pause)(struct pb_upstream *up, int paused);
+	void (*close)(struct pb_upstream *up, int code, const char *reason);
+};
+
+/* The real links: ctx is a struct pb_upstream_ctx. */
+extern const struct pb_link_ops pb_upstream_link_ops;
+
 /* After failed() or closed() the link is gone: do not use it again.
  *
  * Detach the owner and close: an open link sends a close frame with code

@@ -8,7 +8,10 @@
  * over --max-message-bytes (1009 to the client and the upstream), DELETE (204 with an empty
  * body, close 1000 upstream, a waiting poll answered 410, then 410 for
  * everything; a closed but unacknowledged session still deletable; unknown
- * ids 404), the idle timeout (upstream gets 1001, 410 then 404 once the
+ * ids 404), close frames, codes and bad UTF-8 exactly as a raw upstream
+ * (tests/upstreams/raw_ws.py) sends them (RFC 6455 section 7.4: invalid
+ * codes 1002 both ways, an empty close 1005, bad UTF-8 1007 both ways),
+ * the idle timeout (upstream gets 1001, 410 then 404 once the
  * tombstone expires; waiting polls and sends keep a session alive), and
  * drain on SIGTERM (the waiting poll gets closed 1001, upstream gets 1001,
  * no new sessions, exit 0). The echo servers' --record files tell what
@@ -324,6 +327,99 @@ static void check_upstream_close(struct h_bridge *b)
 	tap_ok(h_still_serving(b, "echo"), "upstream close: still serving");
 }
 
+/* One case of check_raw_close(): what the raw upstream sends, what the
+ * client must see, and what the upstream must get back. */
+struct raw_case {
+	const char *tag;
+	const char *cmd;        /* "send" (hex bytes) or "cut" */
+	const char *hex;
+	long long code;         /* the client's close code */
+	const char *reason;     /* the client's close reason, NULL: not checked */
+	const char *back;       /* the upstream's record line after the tag */
+};
+
+/* Start tests/upstreams/raw_ws.py recording to rec; its port, or 0. */
+static int raw_start(const char *rec)
+{
+	const char *dir = getenv("PB_UPSTREAMS") ? getenv("PB_UPSTREAMS") : "tests/upstreams";
+	char path[512], rest[32];
+	char *argv[] = { "python3", path, "--record", (char *)rec, NULL };
+
+	snprintf(path, sizeof(path), "%s/raw_ws.py", dir);
+	if (!h_spawn(argv, "listening on ", 10000, rest, sizeof(rest)))
+		return 0;
+	return atoi(rest);
+}
+
+/* Close codes, close frames and bad UTF-8 exactly as a raw upstream sends
+ * them (RFC 6455 section 7.4): valid codes pass through, codes that may not
+ * be sent are a protocol error (1002 both ways), an empty close is 1005,
+ * bad UTF-8 is 1007 both ways, a vanished upstream 1006. */
+static void check_raw_close(struct h_bridge *b, const char *rec)
+{
+	static const struct raw_case cases[] = {
+		{ "c65535", "send", "8802ffff", 1002, "invalid close code", "close 1002" },
+		{ "c0", "send", "88020000", 1002, NULL, "close 1002" },
+		{ "c999", "send", "880203e7", 1002, NULL, "close 1002" },
+		{ "c1004", "send", "880203ec", 1002, NULL, "close 1002" },
+		{ "c1005", "send", "880203ed", 1002, NULL, "close 1002" },
+		{ "c1006", "send", "880203ee", 1002, NULL, "close 1002" },
+		{ "c1015", "send", "880203f7", 1002, NULL, "close 1002" },
+		{ "c1016", "send", "880203f8", 1002, NULL, "close 1002" },
+		{ "c2999", "send", "88020bb7", 1002, NULL, "close 1002" },
+		{ "c5000", "send", "88021388", 1002, "invalid close code", "close 1002" },
+		{ "c1011", "send", "880203f3", 1011, "", "close 1011" },
+		/* IANA registered 1012-1014 after RFC 6455; libwebsockets 4.1
+		 * turns them into 1002 before the bridge sees them. */
+		{ "c1012", "send", "880203f4", 1002, NULL, "close 1002" },
+		{ "c1014", "send", "880203f6", 1002, NULL, "close 1002" },
+		{ "c3000", "send", "88020bb8", 3000, "", "close 3000" },
+		{ "c4999", "send", "880513876f6b21", 4999, "ok!", "close 4999 ok!" },
+		{ "c1000", "send", "880503e8627965", 1000, "bye", "close 1000 bye" },
+		{ "empty", "send", "8800", 1005, "", "close none" },
+		{ "onebyte", "send", "880103", 1002, "close frame of one byte", "close 1002" },
+		{ "badtext", "send", "8102c328", 1007, "text message not UTF-8", "close 1007" },
+		{ "badfrag", "send", "0101ce8001ff", 1007, "text message not UTF-8", "close 1007" },
+		{ "badreason", "send", "880303e8ff", 1007, "close reason not UTF-8", "close 1007" },
+		{ "cut", "cut", NULL, 1006, "", "cut" },
+	};
+	struct h_resp r;
+	char id[64], cmd[128], line[128];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct raw_case *c = &cases[i];
+
+		if (c->hex)
+			snprintf(cmd, sizeof(cmd), "%s %s %s", c->cmd, c->tag, c->hex);
+		else
+			snprintf(cmd, sizeof(cmd), "%s %s", c->cmd, c->tag);
+		if (h_create(b, "raw", id, NULL) != 201 || h_send_text(b, id, cmd, NULL) != 200) {
+			tap_ok(0, "raw %s: session created and '%s' sent", c->tag, cmd);
+			continue;
+		}
+		tap_is_int(wait_closed(b, id, 0, 5000, &r), 200, "raw %s: poll answered", c->tag);
+		tap_ok(!strcmp(state_of(&r), "closed") && nmsgs(&r) == 0 &&
+		       close_code(&r) == c->code && (!c->reason ||
+						       !strcmp(close_reason(&r), c->reason)),
+		       "raw %s: closed %lld '%s' (%s)", c->tag, c->code,
+		       c->reason ? c->reason : "*", r.body);
+		h_resp_free(&r);
+		snprintf(line, sizeof(line), "%s %s", c->tag, c->back);
+		tap_is_int(wait_record(rec, line, 1, 3000), 1, "raw %s: the upstream got '%s'",
+			   c->tag, c->back);
+	}
+
+	/* A text message in two fragments that split a character is fine. */
+	tap_is_int(h_create(b, "raw", id, NULL), 201, "raw frag: session created");
+	tap_is_int(h_send_text(b, id, "send frag 0101ce8001bb880503e8627965", NULL), 200,
+		   "raw frag: sent");
+	tap_is_int(wait_closed(b, id, 0, 5000, &r), 200, "raw frag: poll answered");
+	tap_ok(nmsgs(&r) == 1 && !strcmp(msg_data(&r, 0), "\xce\xbb") && close_code(&r) == 1000,
+	       "raw frag: one message U+03BB, then closed 1000 (%s)", r.body);
+	h_resp_free(&r);
+	tap_ok(h_still_serving(b, "echo"), "raw close codes: still serving");
+}
+
 /* DELETE: 204, upstream close 1000, waiting poll 410, then 410, and 404. */
 static void check_delete(struct h_bridge *b, const char *rec)
 {
@@ -527,9 +623,9 @@ static void check_drain(struct h_bridge *b, const char *rec)
 int main(void)
 {
 	struct h_bridge b1, b2, b3;
-	char del_rec[512], big_rec[512], idle_rec[512], drain_rec[512];
-	char r_echo[96], r_del[96], r_drain[96], r_big[96], r_idle[96];
-	int echo_port;
+	char del_rec[512], big_rec[512], idle_rec[512], drain_rec[512], raw_rec[512];
+	char r_echo[96], r_del[96], r_drain[96], r_big[96], r_idle[96], r_raw[96];
+	int echo_port, raw_port;
 
 	h_init();
 	if (!h_echo_start(&echo_port, NULL))
@@ -544,10 +640,16 @@ int main(void)
 	snprintf(r_idle, sizeof(r_idle), "--route=idle=ws://127.0.0.1:%d/",
 		 echo_rec(rec_path(idle_rec, sizeof(idle_rec), "idle")));
 
-	if (h_bridge_start(&b1, r_echo, r_del, r_drain, "--wait-max", "5", "--connect-timeout",
-			   "2", NULL))
+	raw_port = raw_start(rec_path(raw_rec, sizeof(raw_rec), "raw"));
+	if (!raw_port)
+		tap_bail("tests/upstreams/raw_ws.py did not start (python3 missing?)");
+	snprintf(r_raw, sizeof(r_raw), "--route=raw=ws://127.0.0.1:%d/", raw_port);
+
+	if (h_bridge_start(&b1, r_echo, r_del, r_drain, r_raw, "--wait-max", "5",
+			   "--connect-timeout", "2", NULL))
 		tap_bail("pollbridge did not start");
 	check_upstream_close(&b1);
+	check_raw_close(&b1, raw_rec);
 	check_delete(&b1, del_rec);
 
 	if (h_bridge_start(&b2, r_echo, r_big, "--max-message-bytes", "100", "--wait-max", "3",

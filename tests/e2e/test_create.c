@@ -10,14 +10,20 @@
  * status and error code (malformed JSON, bad route or protocols, bad form
  * escapes, wrong media type, oversized body, wrong method, unknown path);
  * upstream failures (refused, HTTP answer instead of a handshake, no
- * answer within --connect-timeout, no acceptable subprotocol); and
+ * answer within --connect-timeout, no acceptable subprotocol); the
+ * connect deadline being --connect-timeout exactly, also above
+ * libwebsockets' own 5 s (an upstream that never accepts and one that
+ * accepts and never answers, tests/upstreams/raw_ws.py); and
  * --max-sessions (503 too_many_sessions, a DELETE, a failed create or an
  * idle expiry frees a slot). Every error has the API's error body and
  * headers, and the daemon still serves after each group of bad inputs.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "e2e/harness.h"
 #include "tap.h"
@@ -457,6 +463,12 @@ static void check_upstream_failures(void)
 	       "silent upstream: 504 after --connect-timeout 1 (%.2f s)", r.seconds);
 	h_resp_free(&r);
 
+	create_raw(&B, "?route=silent", NULL, NULL, 0, NULL, &r);
+	is_error(&r, 504, "upstream_timeout", "upstream that accepts and never answers");
+	tap_ok(r.seconds >= 0.9 && r.seconds < 2.5,
+	       "accepting silent upstream: 504 after --connect-timeout 1 (%.2f s)", r.seconds);
+	h_resp_free(&r);
+
 	create_raw(&B, NULL, "application/json", nope, strlen(nope), NULL, &r);
 	is_error(&r, 502, "upstream_unreachable", "no offered protocol accepted");
 	h_resp_free(&r);
@@ -466,6 +478,99 @@ static void check_upstream_failures(void)
 	good_create(NULL, "application/json", "{\"route\":\"echo\",\"protocols\":[\"nope\",\"chat\"]}",
 		    "chat", "chat", "offering [nope, chat] gets chat");
 	tap_ok(h_still_serving(&B, "echo"), "still serving after upstream failures");
+}
+
+/* Start tests/upstreams/raw_ws.py; its port (its path /silent accepts TCP
+ * and never answers the handshake), or 0. */
+static int raw_start(void)
+{
+	const char *dir = getenv("PB_UPSTREAMS") ? getenv("PB_UPSTREAMS") : "tests/upstreams";
+	char path[512], rest[32];
+	char *argv[] = { "python3", path, NULL };
+
+	snprintf(path, sizeof(path), "%s/raw_ws.py", dir);
+	if (!h_spawn(argv, "listening on ", 10000, rest, sizeof(rest)))
+		return 0;
+	return atoi(rest);
+}
+
+/* A create on route in a child process; the parent reads its status and
+ * seconds with timed_create_end(). Returns the pipe to read. */
+static int timed_create_start(struct h_bridge *b, const char *route, pid_t *pid)
+{
+	int fds[2];
+
+	if (pipe(fds))
+		tap_bail("pipe: cannot");
+	fflush(stdout);
+	*pid = fork();
+	if (*pid < 0)
+		tap_bail("fork: cannot");
+	if (!*pid) {
+		struct h_resp r;
+		char line[128];
+		int n;
+
+		close(fds[0]);
+		h_create(b, route, NULL, &r);
+		n = snprintf(line, sizeof(line), "%ld %.3f %s", r.status, r.seconds, h_err(&r));
+		_exit(write(fds[1], line, (size_t)n) == n ? 0 : 1);
+	}
+	close(fds[1]);
+	return fds[0];
+}
+
+/* Collect a timed_create_start() result: status, seconds and error code. */
+static void timed_create_end(int fd, pid_t pid, long *status, double *secs, char *err,
+			     size_t errlen)
+{
+	char line[128], code[64] = "";
+	ssize_t n = read(fd, line, sizeof(line) - 1);
+	int st;
+
+	close(fd);
+	waitpid(pid, &st, 0);
+	*status = 0;
+	*secs = -1;
+	if (n > 0) {
+		line[n] = '\0';
+		if (sscanf(line, "%ld %lf %63s", status, secs, code) < 2)
+			*status = 0;
+	}
+	snprintf(err, errlen, "%s", code);
+}
+
+/* --connect-timeout 7 (above libwebsockets' own 5 s handshake timeout):
+ * an upstream that never accepts and one that accepts and never answers
+ * both get 504 upstream_timeout at 7 s, not 502 at 5 s. Both run at once. */
+static void check_connect_timeout(int hole_port, int silent_port)
+{
+	char r_hole[64], r_silent[96], err[2][64];
+	struct h_bridge b3;
+	long status[2];
+	double secs[2];
+	pid_t pid[2];
+	int fd[2];
+
+	snprintf(r_hole, sizeof(r_hole), "hole=ws://127.0.0.1:%d/", hole_port);
+	snprintf(r_silent, sizeof(r_silent), "silent=ws://127.0.0.1:%d/silent", silent_port);
+	if (!tap_ok(h_bridge_start(&b3, "--connect-timeout", "7", "--route", r_hole, "--route",
+				   r_silent, NULL) == 0, "bridge with --connect-timeout 7 started"))
+		return;
+	fd[0] = timed_create_start(&b3, "hole", &pid[0]);
+	fd[1] = timed_create_start(&b3, "silent", &pid[1]);
+	for (int i = 0; i < 2; i++) {
+		const char *what = i ? "accepting silent upstream" : "never-accepting upstream";
+
+		timed_create_end(fd[i], pid[i], &status[i], &secs[i], err[i], sizeof(err[i]));
+		tap_ok(status[i] == 504 && !strcmp(err[i], "upstream_timeout"),
+		       "--connect-timeout 7, %s: 504 upstream_timeout (%ld %s)", what, status[i],
+		       err[i]);
+		tap_ok(secs[i] >= 6.0 && secs[i] <= 8.0, "--connect-timeout 7, %s: after 7 s (%.2f s)",
+		       what, secs[i]);
+	}
+	tap_ok(h_alive(b3.proc), "--connect-timeout 7 bridge still running");
+	h_stop(b3.proc, SIGTERM, 6000);
 }
 
 /* --max-sessions 3: the 4th is refused; DELETE, a failed create and an
@@ -516,8 +621,8 @@ static void check_max_sessions(int echo_port, int hole_port)
 int main(void)
 {
 	char rec[512], r_echo[64], r_origin[128], r_dead[64], r_self[96], r_hole[64], r_long[128];
-	char listen[64], *text;
-	int echo_port = 0, hole_port = 0, self_port = 0, started = -1;
+	char r_silent[96], listen[64], *text;
+	int echo_port = 0, hole_port = 0, self_port = 0, silent_port, started = -1;
 
 	h_init();
 	snprintf(rec, sizeof(rec), "%s/echo.rec", h_tmpdir());
@@ -525,6 +630,10 @@ int main(void)
 		tap_bail("pollbridge-echo did not start");
 	if (h_blackhole_listen(&hole_port) < 0)
 		tap_bail("no blackhole listener");
+	silent_port = raw_start();
+	if (!silent_port)
+		tap_bail("tests/upstreams/raw_ws.py did not start (python3 missing?)");
+	snprintf(r_silent, sizeof(r_silent), "silent=ws://127.0.0.1:%d/silent", silent_port);
 	memset(long_route, 'r', 64);
 	memcpy(long_route, "long-", 5);
 	long_route[64] = '\0';
@@ -545,7 +654,8 @@ int main(void)
 					 "--idle-timeout", "5", "--connect-timeout", "1",
 					 "--max-message-bytes", "1000", "--route", r_echo,
 					 "--route", r_origin, "--route", r_dead, "--route", r_self,
-					 "--route", r_hole, "--route", r_long, NULL);
+					 "--route", r_hole, "--route", r_long, "--route", r_silent,
+					 NULL);
 	}
 	if (started)
 		tap_bail("pollbridge did not start");
@@ -560,6 +670,7 @@ int main(void)
 	check_media_size_paths();
 	check_upstream_failures();
 	check_max_sessions(echo_port, hole_port);
+	check_connect_timeout(hole_port, silent_port);
 
 	/* What the upstream recorded: the handshakes with their protocol. */
 	text = h_read_file(rec);
