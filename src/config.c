@@ -30,7 +30,7 @@ enum opt_kind {
 	OPT_HEADER,     /* --forward-header */
 	OPT_FILE,       /* a path, read by pb_config_load_files() */
 	OPT_CONFIG,     /* --config FILE: read first, whatever its place */
-	OPT_LATER,      /* documented in API.md, not built yet */
+	OPT_LATER,      /* documented in docs/API.md, not built yet */
 };
 
 struct opt {
@@ -57,9 +57,13 @@ static const struct opt pb_opts[] = {
 	{ "max-sessions-per-client", OPT_SIZE, OFF(max_sessions_per_client), 0, 10000000 },
 	{ "max-connections", OPT_SIZE, OFF(max_connections), 0, 10000000 },
 	{ "connection-timeout", OPT_UINT, OFF(connection_timeout), 1, 3600 },
+	{ "header-timeout", OPT_UINT, OFF(header_timeout), 1, 3600 },
+	{ "min-body-rate", OPT_SIZE, OFF(min_body_rate), 1, 1ULL << 30 },
 	{ "max-header-bytes", OPT_SIZE, OFF(max_header_bytes), 4096, 1ULL << 20 },
 	{ "max-body-bytes", OPT_SIZE, OFF(max_body_bytes), 0, 1ULL << 30 },
 	{ "queue-max", OPT_SIZE, OFF(queue_max), 1, 10000000 },
+	{ "queue-max-bytes", OPT_SIZE, OFF(queue_max_bytes), 0, 1ULL << 40 },
+	{ "total-queue-max-bytes", OPT_SIZE, OFF(total_queue_max_bytes), 1, 1ULL << 48 },
 	{ "log-level", OPT_LEVEL, 0, 0, 0 },
 	{ "check-config", OPT_SWITCH, OFF(check_config), 0, 0 },
 	{ "log-syslog", OPT_SWITCH, OFF(log_syslog), 0, 0 },
@@ -105,14 +109,32 @@ static const char pb_usage[] =
 "                            no limit)\n"
 "  --max-connections N       client connections at once; more are refused\n"
 "                            (default: half the descriptor limit)\n"
-"  --connection-timeout S    close a client connection idle (or too slow to send\n"
-"                            its request) for S seconds; waiting polls and streams\n"
-"                            are not idle (default 60)\n"
+"  --connection-timeout S    close a client connection on which nothing at all\n"
+"                            arrived for S seconds (inactivity only: a byte now\n"
+"                            and then resets it; see --header-timeout); waiting\n"
+"                            polls and streams are not idle (default 60)\n"
+"  --header-timeout S        a request's line and headers must be complete within\n"
+"                            S seconds of the connection's accept, or on a\n"
+"                            keep-alive connection of the previous answer (so an\n"
+"                            idle keep-alive connection lasts at most S seconds);\n"
+"                            else the connection is closed (default 10)\n"
+"  --min-body-rate N         a request body must arrive within --header-timeout\n"
+"                            seconds of the headers plus one second per N bytes\n"
+"                            received; else the connection is closed. Waiting\n"
+"                            polls and streams are complete requests, never cut\n"
+"                            (default 1024)\n"
 "  --max-header-bytes N      request line and headers (431 headers_too_large\n"
 "                            beyond; default 16384)\n"
 "  --max-body-bytes N        request body (413 beyond; default 0: twice\n"
 "                            --max-message-bytes plus 64 KiB)\n"
 "  --queue-max N             messages buffered per session and direction (default 1000)\n"
+"  --queue-max-bytes N       message bytes buffered per session and direction; a\n"
+"                            send past it is 429 queue_full, an upstream past it\n"
+"                            is paused (default 0: 4 x --max-message-bytes)\n"
+"  --total-queue-max-bytes N message bytes this instance holds in all; past it\n"
+"                            sends are 503 buffers_full and upstreams that send\n"
+"                            more are paused until clients catch up (default\n"
+"                            268435456, 256 MiB)\n"
 "  --sse-heartbeat S         comment line on an idle event stream every S seconds\n"
 "                            (default 15)\n"
 "  --cors-origin ORIGIN      let pages from ORIGIN (SCHEME://HOST[:PORT], or * for\n"
@@ -196,12 +218,15 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->max_message_bytes = PB_DEFAULT_MAX_MESSAGE_BYTES;
 	cfg->sse_heartbeat = PB_DEFAULT_SSE_HEARTBEAT;
 	cfg->connection_timeout = 60;
+	cfg->header_timeout = PB_DEFAULT_HEADER_TIMEOUT;
+	cfg->min_body_rate = PB_DEFAULT_MIN_BODY_RATE;
 	cfg->max_header_bytes = 16384;
 	cfg->ping_interval = PB_DEFAULT_PING_INTERVAL;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
 	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
 	cfg->queue_max = PB_DEFAULT_QUEUE_MAX;
+	cfg->total_queue_max_bytes = PB_DEFAULT_TOTAL_QUEUE_MAX_BYTES;
 	cfg->log_level = PB_LOG_INFO;
 	cfg->forward_headers[0] = strdup("Cookie");
 	cfg->forward_headers[1] = strdup("Authorization");
@@ -624,6 +649,25 @@ static int cfg_load_file(struct pb_config *cfg, const char *path, char *err, siz
 	return r;
 }
 
+/* Resolve the byte bounds' defaults and check they fit together: the
+ * largest message must fit a session's queue, which must fit the
+ * instance's. */
+static int cfg_resolve_bytes(struct pb_config *cfg, char *err, size_t errlen)
+{
+	size_t q = cfg->queue_max_bytes;
+
+	if (!q)
+		q = cfg->max_message_bytes * PB_DEFAULT_QUEUE_MAX_BYTES_FACTOR;
+	else if (q < cfg->max_message_bytes)
+		return cfg_fail(err, errlen, "--queue-max-bytes %zu is below --max-message-bytes %zu: "
+				"the largest message must fit a queue", q, cfg->max_message_bytes);
+	if (cfg->total_queue_max_bytes < q)
+		return cfg_fail(err, errlen, "--total-queue-max-bytes %zu is below --queue-max-bytes "
+				"%zu", cfg->total_queue_max_bytes, q);
+	cfg->queue_max_bytes = q;
+	return 0;
+}
+
 int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 			 enum pb_config_action *action, char *err, size_t errlen)
 {
@@ -687,7 +731,7 @@ int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 		if (r)
 			return r;
 	}
-	return 0;
+	return cfg_resolve_bytes(cfg, err, errlen);
 }
 
 /* Read the file a flag names into a malloc'd NUL-terminated string. */

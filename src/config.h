@@ -1,5 +1,5 @@
 /*
- * config.h: the daemon's configuration: the command line of API.md, its
+ * config.h: the daemon's configuration: the command line of docs/API.md, its
  * defaults, and the routes (name -> upstream WebSocket URL and options).
  *
  * Parsing never prints or exits: it returns an error with a one-line
@@ -22,9 +22,15 @@
 #define PB_DEFAULT_MAX_BATCH_BYTES (1024 * 1024)
 #define PB_DEFAULT_MAX_SESSIONS 10000
 #define PB_DEFAULT_QUEUE_MAX 1000
+/* Per session and direction: --queue-max-bytes 0 means this many times
+ * --max-message-bytes (4 MiB with the defaults). */
+#define PB_DEFAULT_QUEUE_MAX_BYTES_FACTOR 4
+#define PB_DEFAULT_TOTAL_QUEUE_MAX_BYTES (256ULL << 20)
 #define PB_DEFAULT_DRAIN_TIMEOUT 5
 #define PB_DEFAULT_SSE_HEARTBEAT 15
 #define PB_DEFAULT_PING_INTERVAL 20
+#define PB_DEFAULT_HEADER_TIMEOUT 10
+#define PB_DEFAULT_MIN_BODY_RATE 1024
 #define PB_MAX_CORS_ORIGINS 32
 #define PB_MAX_FORWARD_HEADERS 16
 /* Largest certificate, key or CA bundle file read. */
@@ -61,9 +67,14 @@ struct pb_config {
 	size_t max_sessions_per_client; /* 0: no limit */
 	size_t max_connections;         /* 0: from the descriptor limit */
 	unsigned connection_timeout;    /* idle or slow client connection, s */
+	unsigned header_timeout;        /* request line and headers complete, s */
+	size_t min_body_rate;           /* body bytes per second after the grace */
 	size_t max_header_bytes;        /* request line and headers */
 	size_t max_body_bytes;          /* 0: 2 x max_message_bytes + 64 KiB */
 	size_t queue_max;
+	size_t queue_max_bytes;         /* per session and direction (0 in the
+					   options: 4 x max_message_bytes) */
+	size_t total_queue_max_bytes;   /* message bytes the instance holds */
 	unsigned sse_heartbeat;
 	unsigned ping_interval;         /* 0: no upstream keepalive pings */
 	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */

@@ -32,6 +32,8 @@ static const struct pb_err_row pb_err_table[PB_ERR_COUNT] = {
 	[18] = { 429, "too_many_client_sessions",
 		 "this client address holds the most sessions it may" },
 	[19] = { 431, "headers_too_large", "the request line and headers are too large" },
+	[20] = { 503, "buffers_full",
+		 "this instance holds the most message bytes it may; retry later" },
 };
 
 /* The row for err, or the internal error row for an unknown code. */

@@ -1,6 +1,6 @@
 /*
  * error.h: the error codes every module returns, and how each maps onto the
- * HTTP status and the machine-readable "error" string of API.md.
+ * HTTP status and the machine-readable "error" string of docs/API.md.
  *
  * Functions return 0 on success or a negative PB_E* code. The front end is
  * the only place that turns a code into an HTTP response.
@@ -29,13 +29,14 @@ enum pb_err {
 	PB_ELOST = -17,         /* (internal) another instance owns the session */
 	PB_ECLIENTMAX = -18,    /* 429 too_many_client_sessions */
 	PB_EHEADERS = -19,      /* 431 headers_too_large */
+	PB_EMEMFULL = -20,      /* 503 buffers_full (--total-queue-max-bytes) */
 };
-#define PB_ERR_COUNT 20
+#define PB_ERR_COUNT 21
 
 /* The HTTP status for err (0 is 200). */
 int pb_err_status(int err);
 
-/* The API.md error string for err, e.g. "bad_request". Static storage. */
+/* The docs/API.md error string for err, e.g. "bad_request" (static storage). */
 const char *pb_err_code(int err);
 
 /* A default human-readable message for err. Static storage. */

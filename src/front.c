@@ -12,14 +12,29 @@
  * callback. If the connection dies while the core still holds the request
  * (it cannot while suspended, but shutdown is shutdown), the request is
  * orphaned and freed when the core's callback arrives.
+ *
+ * Hostile clients. Each connection has a struct pb_conn (MHD's socket
+ * context) that a 250 ms tick checks: the request line and headers must be
+ * complete within --header-timeout of the connection's accept or of the
+ * previous answer, and the body must keep up with --min-body-rate after a
+ * grace of --header-timeout; a connection that falls behind is shut down
+ * (MHD's own --connection-timeout only measures silence). Ambiguous message
+ * framing (RFC 9112 section 6.3) and a NUL in the URL (%00 or raw) are refused
+ * before anything is dispatched. A connection closed while the client may
+ * still be sending (an early error answer, unread bytes) lingers: a dup of
+ * its socket is half-closed and read and discarded for a while, so the
+ * client reads the answer instead of a reset.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -32,6 +47,44 @@
 #include "log.h"
 #include "metrics.h"
 
+/* One client connection (MHD's socket context): the state the slow-client
+ * tick checks, and what the current request's raw URL showed. */
+enum front_phase {
+	PH_HEAD,                /* waiting for a request line and headers */
+	PH_BODY,                /* headers in, reading the body */
+	PH_BUSY,                /* dispatched or answered: no deadline */
+};
+
+struct pb_conn {
+	struct pb_front *f;
+	struct MHD_Connection *conn;
+	struct pb_conn *prev, *next;
+	enum front_phase phase;
+	uint64_t since_ms;      /* start of the phase */
+	uint64_t body_bytes;    /* body bytes read in PH_BODY */
+	int nul;                /* the current request's raw URL holds %00 */
+	uintptr_t uri_at;       /* where MHD had the raw URL (compared, never read) */
+	size_t uri_len;         /* its length up to the first NUL */
+	int linger;             /* answered early: linger when it closes */
+	int cut;                /* shut down for slowness: no linger */
+};
+
+/* A closed connection's socket (a dup) read and discarded until the client
+ * closes, LINGER_BYTES were read or LINGER_MS passed. */
+struct front_linger {
+	struct pb_front *f;     /* NULL once the front is freed */
+	struct front_linger *prev, *next;
+	uv_poll_t poll;
+	int fd;
+	size_t discarded;
+	uint64_t until_ms;
+};
+
+#define TICK_MS 250
+#define LINGER_MS 2000
+#define LINGER_BYTES (1024 * 1024)
+#define LINGER_MAX 256          /* lingering sockets at once; more close at once */
+
 struct pb_front {
 	uv_loop_t *loop;
 	const struct pb_config *cfg;
@@ -40,6 +93,11 @@ struct pb_front {
 	int listen_fd;
 	uv_poll_t poll;
 	uv_timer_t timer;
+	uv_timer_t tick;        /* slow-client deadlines and lingering sockets */
+	struct pb_conn *conns;  /* every open connection */
+	struct front_linger *lingers;
+	size_t nlingers;
+	int stopping;           /* MHD_stop_daemon() runs: no lingering */
 	int handles_open;       /* uv handles still to be closed */
 	size_t active;
 	size_t body_limit;
@@ -66,6 +124,7 @@ enum pb_endpoint {
 struct pb_req {
 	struct pb_front *f;
 	struct MHD_Connection *conn;
+	struct pb_conn *pc;     /* the connection's state, or NULL */
 	enum pb_endpoint ep;
 	char id[PB_ID_LEN + 1];
 	struct pb_buf body;
@@ -86,6 +145,7 @@ struct pb_req {
 	struct pb_buf sse;
 	size_t sse_off;
 	uint64_t sse_from;      /* highest seq put on the stream */
+	uint64_t sse_acked;     /* the client's cursor when the stream began */
 	uint64_t sse_token;     /* names this stream to the core */
 	int sse_reading;        /* a core read for the stream is in flight */
 	int sse_waiting;        /* suspended in the content reader */
@@ -213,7 +273,7 @@ static void front_json_built(struct pb_req *r, unsigned status, struct pb_buf *b
 	front_json(r, status, body);
 }
 
-/* Answer with the error JSON of API.md for err; msg may be NULL. */
+/* Answer with the error JSON of docs/API.md for err; msg may be NULL. */
 static void front_error(struct pb_req *r, int err, const char *msg)
 {
 	struct pb_buf b;
@@ -231,7 +291,7 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 	}
 	resp = front_response(r, &b, "application/json; charset=utf-8");
 	if (resp && (err == PB_EQFULL || err == PB_ETOOMANY || err == PB_ESTORE ||
-		     err == PB_EDRAINING || err == PB_ECLIENTMAX))
+		     err == PB_EDRAINING || err == PB_ECLIENTMAX || err == PB_EMEMFULL))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
 	if (resp && err == PB_EMETHOD) {
 		const char *allow = r->ep == EP_CREATE ? "POST" :
@@ -550,6 +610,11 @@ static void front_poll(struct pb_req *r)
 			return;
 		}
 	}
+	if (r->early_err) {
+		/* A malformed id: wrapped like every other JSONP error. */
+		front_error(r, r->early_err, r->early_msg);
+		return;
+	}
 	if (q.dup) {
 		front_error(r, PB_EBADREQ, "a query parameter is given twice");
 		return;
@@ -576,6 +641,17 @@ static void front_poll(struct pb_req *r)
 
 static void front_sse_more(void *arg, int err, const struct pb_store_batch *b);
 
+/* How long a client waits before reopening a stream that ended because its
+ * window filled (the SSE retry field, milliseconds). */
+#define PB_SSE_WINDOW_RETRY_MS "100"
+
+/* Unacknowledged messages one stream may carry before it ends: half the
+ * queue, so the upstream keeps flowing while the client reconnects. */
+static uint64_t front_sse_window(const struct pb_config *cfg)
+{
+	return cfg->queue_max > 1 ? cfg->queue_max / 2 : 1;
+}
+
 /* Append a batch to the stream: one event per message, the close event
  * (which ends the stream), or a heartbeat comment when there is nothing. */
 static void front_sse_append(struct pb_req *r, const struct pb_store_batch *b)
@@ -589,6 +665,14 @@ static void front_sse_append(struct pb_req *r, const struct pb_store_batch *b)
 	}
 	if (!e && b->close.closed) {
 		e = pb_codec_put_sse_close(&r->sse, &b->close);
+		r->sse_done = 1;
+	} else if (!e && r->sse_from - r->sse_acked >= front_sse_window(r->f->cfg)) {
+		/* A stream never acknowledges: end it once it carries half the
+		 * queue unacknowledged, with a short reconnection delay, so the
+		 * client comes back with Last-Event-ID (which acknowledges)
+		 * before the upstream has to pause. */
+		e = pb_buf_puts(&r->sse, "retry: " PB_SSE_WINDOW_RETRY_MS "\n: window full, "
+				"reconnect with Last-Event-ID\n\n");
 		r->sse_done = 1;
 	} else if (!e && b->released) {
 		/* A newer poll or stream took over, or the instance drains. */
@@ -670,6 +754,7 @@ static void front_sse_first(void *arg, int err, const struct pb_store_batch *b)
 		return;
 	}
 	r->sse_from = r->sse_from > b->last_seq ? b->last_seq : r->sse_from;
+	r->sse_acked = r->sse_from;
 	if (pb_buf_puts(&r->sse, "retry: 2000\n\n")) {
 		front_error(r, PB_ENOMEM, NULL);
 		return;
@@ -920,7 +1005,8 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 /* Run the endpoint once the whole body is in. */
 static void front_dispatch(struct pb_req *r)
 {
-	if (r->early_err) {
+	/* A poll's unknown-id answer waits for its ?callback= (JSONP). */
+	if (r->early_err && !(r->ep == EP_POLL && r->early_err == PB_ENOSESSION)) {
 		front_error(r, r->early_err, r->early_msg);
 		return;
 	}
@@ -1030,6 +1116,124 @@ static size_t front_header_bytes(struct MHD_Connection *conn, const char *url)
 	return n;
 }
 
+/* 1 if the request line's target held a raw NUL byte. libmicrohttpd
+ * 0.9.75 ends the target in place one byte before the version it hands
+ * the handler, so a target whose C string stops short of that held a NUL.
+ * Only addresses are compared; an unrelated version pointer (farther than
+ * the connection's memory pool) is ignored. */
+static int front_raw_nul(const struct pb_front *f, const struct pb_conn *pc,
+			 const char *version)
+{
+	uintptr_t v = (uintptr_t)version;
+
+	return pc->uri_at && v > pc->uri_at + pc->uri_len + 1 &&
+	       v - pc->uri_at <= f->cfg->max_header_bytes + 8192;
+}
+
+/* What the framing headers of a request say (RFC 9112 section 6). */
+struct front_framing {
+	const char *cl, *te;
+	int ncl, nte;
+};
+
+/* MHD header iterator: note every Content-Length and Transfer-Encoding. */
+static enum MHD_Result front_framing_hdr(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct front_framing *fr = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+		fr->ncl++;
+		fr->cl = value ? value : "";
+	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		fr->nte++;
+		fr->te = value ? value : "";
+	}
+	return MHD_YES;
+}
+
+/* 1 if s[0..len) is "chunked", whatever the case. */
+static int front_is_chunked(const char *s, size_t len)
+{
+	return len == 7 && strncasecmp(s, "chunked", 7) == 0;
+}
+
+/* Check that the request's body length is unambiguous (RFC 9112 section
+ * 6.3): one Content-Length of digits only, or one Transfer-Encoding whose
+ * only coding is chunked, never both. 0, or the status to answer (400, or
+ * 501 for a coding other than chunked before a final chunked) with *why. */
+static unsigned front_framing_check(struct MHD_Connection *conn, const char *version,
+				    const char **why)
+{
+	struct front_framing fr = { 0 };
+	const char *p, *e, *last = NULL;
+	size_t lastlen = 0, ncodings = 0;
+
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, front_framing_hdr, &fr);
+	if (fr.ncl > 1)
+		return *why = "Content-Length is given more than once", 400;
+	if (fr.ncl && (!fr.cl[0] || strspn(fr.cl, "0123456789") != strlen(fr.cl)))
+		return *why = "Content-Length must be digits only", 400;
+	if (!fr.nte)
+		return 0;
+	if (fr.nte > 1)
+		return *why = "Transfer-Encoding is given more than once", 400;
+	if (fr.ncl)
+		return *why = "Content-Length and Transfer-Encoding together", 400;
+	if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+		return *why = "Transfer-Encoding needs HTTP/1.1", 400;
+	for (p = fr.te; *p; p = *e ? e + 1 : e) {
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		e = strchr(p, ',');
+		if (!e)
+			e = p + strlen(p);
+		n = (size_t)(e - p);
+		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (!n)
+			continue;       /* an empty list element */
+		if (ncodings++ && front_is_chunked(last, lastlen))
+			return *why = "chunked must be the only and final transfer coding", 400;
+		last = p;
+		lastlen = n;
+	}
+	if (!last || !front_is_chunked(last, lastlen))
+		return *why = "the final transfer coding must be chunked", 400;
+	if (ncodings > 1)
+		return *why = "only the chunked transfer coding is supported", 501;
+	return 0;
+}
+
+/* Answer in the first handler call, before any body is read: the error
+ * JSON for err (or, with status 501, not_implemented), optionally closing
+ * the connection. The connection lingers so the client reads the answer. */
+static enum MHD_Result front_answer_early(struct pb_req *r, int err, unsigned status,
+					  const char *msg, int close_conn)
+{
+	struct pb_buf b;
+
+	r->dispatched = 1;
+	r->in_handler = 1;
+	if (status == 501) {
+		pb_buf_init(&b, 0);
+		front_json_built(r, 501, &b, pb_codec_encode_error(&b, "not_implemented", msg));
+	} else {
+		front_error(r, err, msg);
+	}
+	r->in_handler = 0;
+	if (r->resp && close_conn && !r->f->draining)
+		MHD_add_response_header(r->resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (r->pc) {
+		r->pc->phase = PH_BUSY;
+		r->pc->linger = 1;
+	}
+	return front_queue(r);
+}
+
 /* The libmicrohttpd access handler: accumulate the body, dispatch once,
  * suspend until the core answers, then queue the answer. */
 static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1041,8 +1245,9 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 	struct pb_req *r = *con_cls;
 
 	if (!r) {
-		const char *cl;
-		uint64_t n;
+		const union MHD_ConnectionInfo *ci;
+		const char *cl, *why = NULL;
+		unsigned bad;
 
 		r = calloc(1, sizeof(*r));
 		if (!r)
@@ -1054,33 +1259,44 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		f->active++;
 		pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, 1);
 		*con_cls = r;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+		r->pc = ci ? ci->socket_context : NULL;
+		if (r->pc) {
+			/* The headers are in; the body's clock starts. */
+			r->pc->phase = PH_BODY;
+			r->pc->since_ms = r->started_ms;
+			r->pc->body_bytes = 0;
+		}
 		r->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
 		if (!pb_config_cors_allowed(f->cfg, r->origin))
 			r->origin = NULL;
+		/* An ambiguous length would let the rest of the body be read as
+		 * the next request on this connection: answer and close. */
+		bad = front_framing_check(conn, version, &why);
+		if (bad)
+			return front_answer_early(r, PB_EBADREQ, bad, why, 1);
 		front_route(r, url, method);
-		if (front_header_bytes(conn, url) > f->cfg->max_header_bytes) {
-			r->dispatched = 1;
-			r->in_handler = 1;
-			front_error(r, PB_EHEADERS, NULL);
-			r->in_handler = 0;
-			return front_queue(r);
+		if (r->pc && (r->pc->nul || front_raw_nul(f, r->pc, version))) {
+			/* The decoded path or a value would end early. */
+			r->early_err = PB_EBADREQ;
+			r->early_msg = "the URL holds a NUL byte (%00)";
 		}
+		if (front_header_bytes(conn, url) > f->cfg->max_header_bytes)
+			return front_answer_early(r, PB_EHEADERS, 0, NULL, 0);
 		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 						 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl && !pb_parse_uint53(cl, strlen(cl), &n) && n > f->body_limit) {
+		/* Digits only (checked above); more than 15 are past any limit. */
+		if (cl && (strlen(cl) > 15 || strtoull(cl, NULL, 10) > f->body_limit))
 			/* Refuse before reading a body we would not keep. */
-			r->dispatched = 1;
-			r->in_handler = 1;
-			front_error(r, PB_ETOOBIG, "the request body is too large");
-			r->in_handler = 0;
-			return front_queue(r);
-		}
+			return front_answer_early(r, PB_ETOOBIG, 0, "the request body is too large", 1);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
+		if (r->pc)
+			r->pc->body_bytes += n;
 		if (r->dispatched)
 			return MHD_YES;         /* answered early; discard */
 		if (pb_buf_append(&r->body, upload_data, n)) {
@@ -1095,6 +1311,8 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		}
 		return MHD_YES;
 	}
+	if (r->pc)
+		r->pc->phase = PH_BUSY;         /* the whole request is in */
 	if (r->resp)
 		return front_queue(r);
 	if (r->dispatched)
@@ -1119,6 +1337,11 @@ static void front_completed(void *cls, struct MHD_Connection *conn, void **con_c
 	if (!r)
 		return;
 	*con_cls = NULL;
+	if (r->pc) {
+		/* A keep-alive connection's next request starts its clock now. */
+		r->pc->phase = PH_HEAD;
+		r->pc->since_ms = uv_now(r->f->loop);
+	}
 	if (r->in_core) {
 		r->orphan = 1;
 		r->conn = NULL;
@@ -1129,14 +1352,213 @@ static void front_completed(void *cls, struct MHD_Connection *conn, void **con_c
 
 /* ---- driving libmicrohttpd from the loop --------------------------------- */
 
-/* MHD connection notification: a closed connection may have freed a slot
- * under --max-connections, and MHD only takes the listening socket back
- * into its poll set on its next run, so make sure there is one. */
+static void front_tick_cb(uv_timer_t *t);
+
+/* Make sure the slow-client tick runs. */
+static void front_tick_start(struct pb_front *f)
+{
+	if (!uv_is_active((uv_handle_t *)&f->tick))
+		uv_timer_start(&f->tick, front_tick_cb, TICK_MS, TICK_MS);
+}
+
+/* A lingering socket's poll handle is closed: free it. */
+static void front_linger_closed(uv_handle_t *h)
+{
+	struct front_linger *l = h->data;
+
+	close(l->fd);
+	free(l);
+}
+
+/* Stop lingering: unlink and close the socket (a reset now costs nothing
+ * the client still wanted). */
+static void front_linger_end(struct front_linger *l)
+{
+	struct pb_front *f = l->f;
+
+	if (f) {
+		if (l->prev)
+			l->prev->next = l->next;
+		else
+			f->lingers = l->next;
+		if (l->next)
+			l->next->prev = l->prev;
+		f->nlingers--;
+		l->f = NULL;
+	}
+	uv_close((uv_handle_t *)&l->poll, front_linger_closed);
+}
+
+/* A lingering socket is readable: discard what came, end on EOF, error or
+ * the byte bound. */
+static void front_linger_cb(uv_poll_t *p, int status, int events)
+{
+	struct front_linger *l = p->data;
+	char buf[16384];
+	ssize_t n;
+
+	(void)events;
+	if (!l->f)
+		return;
+	for (;;) {
+		n = recv(l->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0) {
+			l->discarded += (size_t)n;
+			if (l->discarded < LINGER_BYTES)
+				continue;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && status == 0) {
+			return;
+		}
+		front_linger_end(l);
+		return;
+	}
+}
+
+/* MHD is about to close pc's socket while the client may still be sending:
+ * keep a duplicate, half-close it (the answer is complete) and discard
+ * what arrives, so that closing does not reset the connection under an
+ * answer the client has not read yet. */
+static void front_linger_start(struct pb_front *f, struct pb_conn *pc)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(pc->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	struct front_linger *l;
+	int fd, pending = 0;
+
+	if (!ci || ci->connect_fd < 0 || f->nlingers >= LINGER_MAX)
+		return;
+	if (!pc->linger && (ioctl(ci->connect_fd, FIONREAD, &pending) || pending <= 0))
+		return;         /* nothing unread: a plain close is clean */
+	l = calloc(1, sizeof(*l));
+	fd = l ? fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0) : -1;
+	if (fd < 0 || uv_poll_init(f->loop, &l->poll, fd)) {
+		if (fd >= 0)
+			close(fd);
+		free(l);
+		return;
+	}
+	shutdown(fd, SHUT_WR);
+	l->f = f;
+	l->fd = fd;
+	l->until_ms = uv_now(f->loop) + LINGER_MS;
+	l->poll.data = l;
+	l->next = f->lingers;
+	if (f->lingers)
+		f->lingers->prev = l;
+	f->lingers = l;
+	f->nlingers++;
+	uv_poll_start(&l->poll, UV_READABLE | UV_DISCONNECT, front_linger_cb);
+	front_tick_start(f);
+}
+
+/* Shut down a connection that is too slow; MHD sees the end on its next
+ * run and closes it. */
+static void front_cut(struct pb_conn *pc)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(pc->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	pc->cut = 1;
+	if (ci && ci->connect_fd >= 0)
+		shutdown(ci->connect_fd, SHUT_RDWR);
+	pb_log_debug("http: closing a connection too slow to send its %s",
+		     pc->phase == PH_HEAD ? "request headers" : "request body");
+	front_kick(pc->f);
+}
+
+/* The slow-client tick: cut connections past their header or body
+ * deadline, end lingering sockets past theirs; stop when nothing is left. */
+static void front_tick_cb(uv_timer_t *t)
+{
+	struct pb_front *f = t->data;
+	const struct pb_config *cfg = f->cfg;
+	uint64_t now = uv_now(f->loop), head_ms = (uint64_t)cfg->header_timeout * 1000;
+	struct front_linger *l, *ln;
+
+	for (struct pb_conn *pc = f->conns; pc; pc = pc->next) {
+		uint64_t deadline;
+
+		if (pc->cut || pc->phase == PH_BUSY)
+			continue;
+		deadline = pc->since_ms + head_ms;
+		if (pc->phase == PH_BODY)
+			/* One more second per --min-body-rate bytes received. */
+			deadline += pc->body_bytes * 1000 / cfg->min_body_rate;
+		if (now >= deadline)
+			front_cut(pc);
+	}
+	for (l = f->lingers; l; l = ln) {
+		ln = l->next;
+		if (now >= l->until_ms)
+			front_linger_end(l);
+	}
+	if (!f->conns && !f->lingers)
+		uv_timer_stop(&f->tick);
+}
+
+/* MHD connection notification: track the connection for the slow-client
+ * tick; on close, linger if the client may still be sending. A closed
+ * connection may also have freed a slot under --max-connections, and MHD
+ * only takes the listening socket back into its poll set on its next run,
+ * so make sure there is one. */
 static void front_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 			     enum MHD_ConnectionNotificationCode toe)
 {
-	if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
-		front_kick(cls);
+	struct pb_front *f = cls;
+	struct pb_conn *pc = *socket_ctx;
+
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		pc = calloc(1, sizeof(*pc));
+		if (!pc)
+			return;         /* served without deadlines */
+		pc->f = f;
+		pc->conn = conn;
+		pc->phase = PH_HEAD;
+		pc->since_ms = uv_now(f->loop);
+		pc->next = f->conns;
+		if (f->conns)
+			f->conns->prev = pc;
+		f->conns = pc;
+		*socket_ctx = pc;
+		front_tick_start(f);
+		return;
+	}
+	if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
+		return;
+	front_kick(f);
+	if (!pc)
+		return;
+	if (!pc->cut && !f->stopping)
+		front_linger_start(f, pc);
+	if (pc->prev)
+		pc->prev->next = pc->next;
+	else
+		f->conns = pc->next;
+	if (pc->next)
+		pc->next->prev = pc->prev;
+	*socket_ctx = NULL;
+	free(pc);
+}
+
+/* MHD URI log callback: the raw request line's target, before MHD decodes
+ * it in place. Note an encoded NUL (the decoded path or value would end
+ * there) and start the request's state afresh. */
+static void *front_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct pb_conn *pc = ci ? ci->socket_context : NULL;
+
+	(void)cls;
+	if (pc) {
+		pc->nul = strstr(uri, "%00") != NULL;
+		pc->uri_at = (uintptr_t)uri;
+		pc->uri_len = strlen(uri);
+		pc->linger = 0;
+	}
+	return NULL;
 }
 
 static void front_timer_cb(uv_timer_t *t);
@@ -1296,6 +1718,7 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
 				  MHD_OPTION_NOTIFY_CONNECTION, front_connection, f,
+				  MHD_OPTION_URI_LOG_CALLBACK, front_uri_log, f,
 				  MHD_OPTION_CONNECTION_LIMIT,
 				  cfg->max_connections ? (unsigned)cfg->max_connections : limit,
 				  MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
@@ -1322,9 +1745,11 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	info = MHD_get_daemon_info(f->mhd, MHD_DAEMON_INFO_EPOLL_FD);
 	uv_poll_init(loop, &f->poll, info->epoll_fd);
 	uv_timer_init(loop, &f->timer);
+	uv_timer_init(loop, &f->tick);
 	f->poll.data = f;
 	f->timer.data = f;
-	f->handles_open = 2;
+	f->tick.data = f;
+	f->handles_open = 3;
 	uv_poll_start(&f->poll, UV_READABLE, front_poll_cb);
 	front_run(f);
 	return f;
@@ -1367,10 +1792,14 @@ void pb_front_free(struct pb_front *f)
 {
 	if (!f)
 		return;
+	f->stopping = 1;
 	MHD_stop_daemon(f->mhd);
 	f->mhd = NULL;
 	if (f->listen_fd >= 0)
 		close(f->listen_fd);
+	while (f->lingers)
+		front_linger_end(f->lingers);
 	uv_close((uv_handle_t *)&f->poll, front_handle_closed);
 	uv_close((uv_handle_t *)&f->timer, front_handle_closed);
+	uv_close((uv_handle_t *)&f->tick, front_handle_closed);
 }

@@ -86,7 +86,8 @@ static const char *const pb_endpoint_names[PB_EPM_COUNT] = {
 
 /* HTTP status classes counted exactly: every status the API answers. */
 static const unsigned pb_statuses[] = {
-	200, 201, 204, 400, 404, 405, 409, 410, 413, 415, 429, 500, 502, 503, 504
+	200, 201, 204, 400, 404, 405, 409, 410, 413, 414, 415, 429, 431, 500, 501, 502, 503,
+	504
 };
 #define PB_NSTATUS (sizeof(pb_statuses) / sizeof(pb_statuses[0]))
 

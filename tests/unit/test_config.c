@@ -1,6 +1,6 @@
 /*
  * test_config.c: unit tests for src/config.c: the defaults, every flag of
- * API.md "Command line" in both "--flag value" and "--flag=value" forms,
+ * docs/API.md "Command line" in both "--flag value" and "--flag=value" forms,
  * the numeric bounds, --listen addresses, route specs ("Routes": URL,
  * default ports, IPv6 hosts, options), --forward-header and the TLS files
  * (--tls-cert, --tls-key, --upstream-ca, read by pb_config_load_files), the
@@ -104,7 +104,7 @@ static int accepts_argv(struct run *r, const char *name, char *const *argv)
 
 #define ACCEPTS(r, ...) accepts_argv((r), #__VA_ARGS__, ARGV(__VA_ARGS__))
 
-/* The defaults of API.md and config.h. */
+/* The defaults of docs/API.md and config.h. */
 static void test_defaults(void)
 {
 	struct run r;
@@ -715,12 +715,12 @@ static void test_bad_syntax(void)
 	}
 }
 
-/* Flags API.md documents that this version does not implement yet. */
+/* Flags docs/API.md documents that this version does not implement yet. */
 static void test_later_flags(void)
 {
 	struct run r;
 
-	/* Every flag of API.md is built now: --config and --ping-interval. */
+	/* Every flag of docs/API.md is built now: --config and --ping-interval. */
 	if (ACCEPTS(&r, "--ping-interval", "20"))
 		tap_is_int(r.cfg.ping_interval, 20, "--ping-interval 20: stored");
 	pb_config_free(&r.cfg);
