@@ -181,7 +181,7 @@ int main(int argc, char **argv)
 	if (pb_config_parse_args(&d.cfg, argc, argv, &action, err, sizeof(err))) {
 		fprintf(stderr, "pollbridge: %s\n", err);
 		pb_config_free(&d.cfg);
-		/* API.md: --check-config says "not ok" with 1; bad usage is 2. */
+		/* docs/API.md: --check-config says "not ok" with 1; bad usage is 2. */
 		return has_flag(argc, argv, "--check-config") ? 1 : 2;
 	}
 	if (action == PB_CONFIG_HELP) {
@@ -235,9 +235,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pb_upstream_ctx_set_ping(d.up, d.cfg.ping_interval);
-	d.core = pb_core_new(&d.loop, &d.cfg, d.up);
+	d.core = pb_core_new(&d.loop, &d.cfg, &pb_upstream_link_ops, d.up);
 	ev = pb_core_store_events(d.core);
 	lim.queue_max = d.cfg.queue_max;
+	lim.queue_max_bytes = d.cfg.queue_max_bytes;
 	lim.tombstone_secs = d.cfg.idle_timeout;
 	lim.idle_secs = d.cfg.idle_timeout;
 	lim.lease_ms = PB_LEASE_MS;
@@ -271,7 +272,7 @@ int main(int argc, char **argv)
 	pb_log_info("instance %s, store %s, wait-max %us, idle-timeout %us", d.cfg.instance_id,
 		    strncmp(d.cfg.store, "redis", 5) ? d.cfg.store : "redis", d.cfg.wait_max,
 		    d.cfg.idle_timeout);
-	/* The ready line (API.md): tests and supervisors wait for it. */
+	/* The ready line (docs/API.md): tests and supervisors wait for it. */
 	fprintf(stderr, "listening on %s\n", pb_front_address(d.front));
 	fflush(stderr);
 

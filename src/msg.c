@@ -9,6 +9,14 @@
 #include "error.h"
 #include "msg.h"
 
+/* Bytes of every live message (one loop thread: a plain counter). */
+static size_t pb_live_bytes;
+
+size_t pb_msg_live_bytes(void)
+{
+	return pb_live_bytes;
+}
+
 struct pb_msg *pb_msg_new(enum pb_msg_type type, const void *data, size_t len)
 {
 	struct pb_msg *m;
@@ -27,6 +35,7 @@ struct pb_msg *pb_msg_new(enum pb_msg_type type, const void *data, size_t len)
 	if (data && len)
 		memcpy(m->data, data, len);
 	m->data[len] = '\0';
+	pb_live_bytes += len;
 	return m;
 }
 
@@ -42,8 +51,10 @@ void pb_msg_unref(struct pb_msg *m)
 	if (!m)
 		return;
 	assert(m->refs > 0);
-	if (--m->refs == 0)
+	if (--m->refs == 0) {
+		pb_live_bytes -= m->len;
 		free(m);
+	}
 }
 
 int pb_msgq_push(struct pb_msgq *q, struct pb_msg *m)
@@ -63,6 +74,7 @@ int pb_msgq_push(struct pb_msgq *q, struct pb_msg *m)
 	}
 	q->slots[(q->head + q->count) & (q->cap - 1)] = m;
 	q->count++;
+	q->bytes += m->len;
 	return 0;
 }
 
@@ -81,6 +93,19 @@ struct pb_msg *pb_msgq_pop(struct pb_msgq *q)
 	m = q->slots[q->head];
 	q->head = (q->head + 1) & (q->cap - 1);
 	q->count--;
+	q->bytes -= m->len;
+	return m;
+}
+
+struct pb_msg *pb_msgq_pop_newest(struct pb_msgq *q)
+{
+	struct pb_msg *m;
+
+	if (!q->count)
+		return NULL;
+	q->count--;
+	m = q->slots[(q->head + q->count) & (q->cap - 1)];
+	q->bytes -= m->len;
 	return m;
 }
 

@@ -42,6 +42,11 @@ struct pb_msg *pb_msg_ref(struct pb_msg *m);
 /* Drop a reference; frees m when it was the last. NULL is ignored. */
 void pb_msg_unref(struct pb_msg *m);
 
+/* Bytes of message data held by this process: every message created and
+ * not yet freed, wherever it is (a queue, a request, a socket's writer).
+ * What --total-queue-max-bytes bounds. */
+size_t pb_msg_live_bytes(void);
+
 /* A FIFO of message references that grows by doubling. Zero-initialised
  * it is empty. */
 struct pb_msgq {
@@ -49,6 +54,7 @@ struct pb_msgq {
 	size_t cap;             /* a power of two, or 0 */
 	size_t head;
 	size_t count;
+	size_t bytes;           /* sum of the queued messages' len */
 };
 
 /* Append m; the queue takes over the caller's reference. 0 or PB_ENOMEM
@@ -60,6 +66,10 @@ struct pb_msg *pb_msgq_at(const struct pb_msgq *q, size_t i);
 
 /* Remove the oldest message and return its reference (NULL if empty). */
 struct pb_msg *pb_msgq_pop(struct pb_msgq *q);
+
+/* Remove the newest message and return its reference (NULL if empty): the
+ * undo of a push. */
+struct pb_msg *pb_msgq_pop_newest(struct pb_msgq *q);
 
 /* Drop the n oldest messages (their references). */
 void pb_msgq_drop(struct pb_msgq *q, size_t n);

@@ -28,11 +28,12 @@ typedef void (*pb_core_poll_cb)(void *req, int err, const struct pb_store_batch 
 typedef void (*pb_core_send_cb)(void *req, int err, const struct pb_store_send_result *r);
 typedef void (*pb_core_done_cb)(void *req, int err);
 
-/* A core on loop with cfg (borrowed for the core's life) that dials
- * through up. It has no store until pb_core_attach_store(). NULL on
- * allocation failure. */
+/* A core on loop with cfg (borrowed for the core's life) that dials its
+ * upstreams through link (&pb_upstream_link_ops with a struct
+ * pb_upstream_ctx as link_ctx, or a test's fake). It has no store until
+ * pb_core_attach_store(). NULL on allocation failure. */
 struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
-			    struct pb_upstream_ctx *up);
+			    const struct pb_link_ops *link, void *link_ctx);
 
 /* The wakeups a store created for this core must raise. */
 struct pb_store_events pb_core_store_events(struct pb_core *c);
@@ -48,8 +49,9 @@ void pb_core_free(struct pb_core *c);
  * client_origin (may be NULL) unless the route configures an origin, and
  * the request headers fwd (may be NULL; borrowed during the call, the
  * upstream link copies them). Answers once the upstream handshake is done
- * or failed (connect timeout). A session adopted from another instance
- * re-dials without them. */
+ * or failed (connect timeout). With a shared store the subprotocol offer,
+ * client_origin and fwd are stored with the session, so that an instance
+ * adopting it re-dials with the same handshake. */
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
 		    const char *client_origin, const struct pb_upstream_headers *fwd,
 		    pb_core_create_cb cb, void *req);

@@ -51,7 +51,7 @@ void pb_store_wake_health(struct pb_store *s, int up)
 
 int pb_store_shared(const struct pb_store *s)
 {
-	return s->ops->watch != NULL;
+	return s->shared != NULL;
 }
 
 void pb_store_destroy(struct pb_store *s)

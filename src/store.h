@@ -57,7 +57,7 @@ struct pb_store_send_result {
 };
 
 typedef void (*pb_store_done_cb)(void *arg, int err);
-typedef void (*pb_store_push_cb)(void *arg, int err, uint64_t seq, size_t depth);
+typedef void (*pb_store_push_cb)(void *arg, int err, uint64_t seq, size_t depth, size_t bytes);
 typedef void (*pb_store_batch_cb)(void *arg, int err, const struct pb_store_batch *b);
 typedef void (*pb_store_send_cb)(void *arg, int err, const struct pb_store_send_result *r);
 
@@ -66,6 +66,8 @@ struct pb_store_claim {
 	int closed;                     /* the upstream had closed already */
 	int drained;                    /* the old owner drained (else: died) */
 	const char *route;              /* borrowed */
+	const void *handshake;          /* borrowed: what create() was given */
+	size_t handshake_len;
 };
 
 typedef void (*pb_store_idle_cb)(void *arg, int err, int ended, uint64_t remaining_ms);
@@ -88,6 +90,7 @@ struct pb_store_events {
 /* Limits and identity the store works with. */
 struct pb_store_limits {
 	size_t queue_max;               /* messages per session and direction */
+	size_t queue_max_bytes;         /* message bytes per session and direction */
 	unsigned tombstone_secs;        /* how long an ended session answers 410 */
 	unsigned idle_secs;             /* a live session's idle timeout */
 	unsigned lease_ms;              /* how long an owner's lease lasts */
@@ -99,14 +102,18 @@ struct pb_store_ops {
 	void (*destroy)(struct pb_store *s);
 	/* 1 if the store can currently serve requests. */
 	int (*healthy)(struct pb_store *s);
-	/* Record a new open session. */
+	/* Record a new open session. handshake (handshake_len bytes, may be
+	 * NULL) is what the upstream dial sent on the client's behalf, opaque
+	 * to the store: a shared store keeps it for an adopting instance's
+	 * re-dial (pb_store_claim), a single-instance store may drop it. */
 	int (*create)(struct pb_store *s, const char *id, const char *route,
-		      const char *protocol, pb_store_done_cb cb, void *arg);
+		      const char *protocol, const void *handshake, size_t handshake_len,
+		      pb_store_done_cb cb, void *arg);
 	/* Append n upstream messages, in order, all or nothing (the store
 	 * takes references and may set their seqs); cb gets the seq of the
-	 * last one and the inbound depth. PB_ENOSESSION, PB_ECLOSED. The
-	 * inbound queue is not capped here: the messages have already arrived,
-	 * so the core pauses the upstream instead. */
+	 * last one and the inbound queue's depth and bytes. PB_ENOSESSION,
+	 * PB_ECLOSED. The inbound queue is not capped here: the messages have
+	 * already arrived, so the core pauses the upstream instead. */
 	int (*push_in)(struct pb_store *s, const char *id, struct pb_msg *const *msgs, size_t n,
 		       pb_store_push_cb cb, void *arg);
 	/* Acknowledge every inbound message <= after, then read up to max
@@ -123,7 +130,8 @@ struct pb_store_ops {
 		       size_t max, size_t max_bytes, unsigned hold_secs, int may_end,
 		       pb_store_batch_cb cb, void *arg);
 	/* Append client messages for the upstream, all or nothing (takes a
-	 * reference to each). send_seq 0: unnumbered. PB_EQFULL, PB_ESEQGAP,
+	 * reference to each). send_seq 0: unnumbered. PB_EQFULL past
+	 * queue_max messages or queue_max_bytes bytes, PB_ESEQGAP,
 	 * PB_ENOSESSION, PB_ECLOSED (also once the upstream has closed). */
 	int (*push_out)(struct pb_store *s, const char *id, struct pb_msg *const *msgs,
 			size_t n, uint64_t send_seq, pb_store_send_cb cb, void *arg);
@@ -145,8 +153,12 @@ struct pb_store_ops {
 	 * reached it (on any instance) within idle_secs; else report how long
 	 * until it would be idle. */
 	int (*end_if_idle)(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg);
+};
 
-	/* ---- shared stores only (NULL in a single-instance store) ---- */
+/* What only a store shared by several instances offers: wakeups across
+ * instances, leases, and adoption. The session core's cluster part
+ * (session_cluster.c) is its only user. */
+struct pb_store_shared_ops {
 	/* Deliver this session's wakeups to this instance, or stop. */
 	int (*watch)(struct pb_store *s, const char *id);
 	void (*unwatch)(struct pb_store *s, const char *id);
@@ -168,6 +180,7 @@ struct pb_store_ops {
  * this as their first member. */
 struct pb_store {
 	const struct pb_store_ops *ops;
+	const struct pb_store_shared_ops *shared;       /* NULL: one instance */
 	struct pb_store_events events;
 	struct pb_store_limits limits;
 };
@@ -182,7 +195,7 @@ void pb_store_wake_waiter(struct pb_store *s, const char *id, const char *instan
 void pb_store_wake_resync(struct pb_store *s);
 void pb_store_wake_health(struct pb_store *s, int up);
 
-/* 1 if the store is shared between instances (it has watch()). */
+/* 1 if the store is shared between instances (it has shared ops). */
 int pb_store_shared(const struct pb_store *s);
 
 /* Destroy a store; NULL is ignored. */

@@ -112,13 +112,17 @@ static char *mem_strdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* The handshake is not kept: with one instance nobody adopts a session. */
 static int mem_create(struct pb_store *s, const char *id, const char *route,
-		      const char *protocol, pb_store_done_cb cb, void *arg)
+		      const char *protocol, const void *handshake, size_t handshake_len,
+		      pb_store_done_cb cb, void *arg)
 {
 	struct mem_store *st = (struct mem_store *)s;
 	struct mem_session *ms;
 	int r;
 
+	(void)handshake;
+	(void)handshake_len;
 	if (mem_find(st, id)) {
 		cb(arg, PB_EBADREQ);
 		return 0;
@@ -160,21 +164,18 @@ static int mem_push_in(struct pb_store *s, const char *id, struct pb_msg *const 
 		if (r) {
 			/* All or nothing: take back what this call queued. */
 			pb_msg_unref(msgs[i]);
-			while (i--) {
-				ms->in.count--;
-				pb_msg_unref(ms->in.slots[(ms->in.head + ms->in.count) &
-							  (ms->in.cap - 1)]);
-			}
+			while (i--)
+				pb_msg_unref(pb_msgq_pop_newest(&ms->in));
 			break;
 		}
 	}
 	if (r) {
-		cb(arg, r, 0, 0);
+		cb(arg, r, 0, 0, 0);
 		return 0;
 	}
 	for (i = 0; i < n; i++)
 		msgs[i]->seq = ++ms->in_last;
-	cb(arg, 0, ms->in_last, ms->in.count);
+	cb(arg, 0, ms->in_last, ms->in.count, ms->in.bytes);
 	if (n)
 		pb_store_wake_inbound(s, id);
 	return 0;
@@ -251,6 +252,7 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint6
 static int mem_push_out(struct pb_store *s, const char *id, struct pb_msg *const *msgs,
 			size_t n, uint64_t send_seq, pb_store_send_cb cb, void *arg)
 {
+	size_t bytes = 0;
 	struct mem_store *st = (struct mem_store *)s;
 	struct pb_store_send_result res = { 0 };
 	struct mem_session *ms;
@@ -273,7 +275,10 @@ static int mem_push_out(struct pb_store *s, const char *id, struct pb_msg *const
 		cb(arg, PB_ESEQGAP, &res);
 		return 0;
 	}
-	if (n > s->limits.queue_max || ms->out.count > s->limits.queue_max - n) {
+	for (size_t i = 0; i < n; i++)
+		bytes += msgs[i]->len;
+	if (n > s->limits.queue_max || ms->out.count > s->limits.queue_max - n ||
+	    bytes > s->limits.queue_max_bytes || ms->out.bytes > s->limits.queue_max_bytes - bytes) {
 		cb(arg, PB_EQFULL, &res);
 		return 0;
 	}
@@ -281,11 +286,8 @@ static int mem_push_out(struct pb_store *s, const char *id, struct pb_msg *const
 		if (pb_msgq_push(&ms->out, pb_msg_ref(msgs[i]))) {
 			/* Undo the part of the batch already queued. */
 			pb_msg_unref(msgs[i]);
-			while (i--) {
-				ms->out.count--;
-				pb_msg_unref(ms->out.slots[(ms->out.head + ms->out.count) &
-							   (ms->out.cap - 1)]);
-			}
+			while (i--)
+				pb_msg_unref(pb_msgq_pop_newest(&ms->out));
 			return PB_ENOMEM;
 		}
 	}

@@ -51,27 +51,29 @@ enum rs_script {
  * ARGV[2] = the session's channel. Replies are arrays whose first element
  * is 0 or a negative PB_E* code. */
 static const char *const rs_scripts[RS_NSCRIPTS] = {
-	/* CREATE: route, protocol, owner, lease_ms -> {0, lease} */
+	/* CREATE: route, protocol, owner, lease_ms, handshake -> {0, lease} */
 	[RS_CREATE] = RS_PRELUDE
 	"if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end\n"
 	"local lease = now + tonumber(ARGV[6])\n"
 	"redis.call('HSET', KEYS[1], 'st', 'open', 'route', ARGV[3], 'proto', ARGV[4],\n"
 	"  'owner', ARGV[5], 'lease', lease, 'drained', 0, 'in_last', 0, 'in_first', 1,\n"
-	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now)\n"
+	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now, 'hs', ARGV[7])\n"
 	"touch(ARGV[1])\n"
 	"return {0, lease}\n",
-	/* PUSH_IN: owner, payload... -> {0, seq of the last, depth} */
+	/* PUSH_IN: owner, payload... -> {0, seq of the last, depth, bytes} */
 	[RS_PUSH_IN] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
 	"if not m[1] then return {-3} end\n"
 	"if m[1] ~= 'open' then return {-4} end\n"
 	"if m[2] ~= ARGV[3] then return {-17} end\n"
-	"for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end\n"
+	"local add = 0\n"
+	"for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]); add = add + #ARGV[i] - 1 end\n"
 	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', #ARGV - 3)\n"
+	"local bytes = redis.call('HINCRBY', KEYS[1], 'in_bytes', add)\n"
 	"local depth = redis.call('LLEN', KEYS[2])\n"
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
-	"return {0, seq, depth}\n",
+	"return {0, seq, depth, bytes}\n",
 	/* READ_IN: after, max, max_bytes, tombstone_ms, from, hold_ms, may_end ->
 	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
 	[RS_READ_IN] = RS_PRELUDE
@@ -82,9 +84,14 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"if after > last then return {-1} end\n"
 	"local acked = false\n"
 	"if after >= first then\n"
+	"  local gone = 0\n"
+	"  for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, after - first)) do\n"
+	"    gone = gone + #v - 1\n"
+	"  end\n"
 	"  redis.call('LTRIM', KEYS[2], after - first + 1, -1)\n"
 	"  first = after + 1\n"
 	"  redis.call('HSET', KEYS[1], 'in_first', first)\n"
+	"  if gone > 0 then redis.call('HINCRBY', KEYS[1], 'in_bytes', -gone) end\n"
 	"  acked = true\n"
 	"end\n"
 	"local depth = last - first + 1\n"
@@ -116,10 +123,11 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip}\n"
 	"for i = 1, n do out[#out + 1] = msgs[i] end\n"
 	"return out\n",
-	/* PUSH_OUT: send_seq, queue_max, payload... -> {0, accepted, send_seq}
-	 * or {-12, send_seq, expected} or {-11} */
+	/* PUSH_OUT: send_seq, queue_max, queue_max_bytes, payload... ->
+	 * {0, accepted, send_seq} or {-12, send_seq, expected} or {-11} */
 	[RS_PUSH_OUT] = RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'send_seq', 'out_last', 'out_first')\n"
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'send_seq', 'out_last', 'out_first',\n"
+	"  'out_bytes')\n"
 	"if not m[1] then return {-3} end\n"
 	"if m[1] ~= 'open' then return {-4} end\n"
 	"redis.call('HSET', KEYS[1], 'act', now)\n"
@@ -127,24 +135,28 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"local cur, seq = tonumber(m[2]), tonumber(ARGV[3])\n"
 	"if seq > 0 and seq <= cur then return {0, 0, cur} end\n"
 	"if seq > 0 and seq > cur + 1 then return {-12, cur, cur + 1} end\n"
-	"local n = #ARGV - 4\n"
+	"local n = #ARGV - 5\n"
 	"if tonumber(m[3]) - tonumber(m[4]) + 1 + n > tonumber(ARGV[4]) then return {-11} end\n"
-	"for i = 5, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
+	"local add = 0\n"
+	"for i = 6, #ARGV do add = add + #ARGV[i] - 1 end\n"
+	"if (tonumber(m[5]) or 0) + add > tonumber(ARGV[5]) then return {-11} end\n"
+	"for i = 6, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
 	"if n > 0 then redis.call('HINCRBY', KEYS[1], 'out_last', n) end\n"
+	"if add > 0 then redis.call('HINCRBY', KEYS[1], 'out_bytes', add) end\n"
 	"if seq > 0 then redis.call('HSET', KEYS[1], 'send_seq', seq); cur = seq end\n"
 	"touch(ARGV[1])\n"
 	"if n > 0 then redis.call('PUBLISH', ARGV[2], 'o') end\n"
 	"return {0, n, cur}\n",
-	/* READ_OUT: after, max -> {0, first_seq, msg...} */
+	/* READ_OUT: after, max -> {0, first_seq, last_seq, msg...} */
 	[RS_READ_OUT] = RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_first')\n"
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_first', 'out_last')\n"
 	"if not m[1] then return {-3} end\n"
 	"if m[1] == 'ended' then return {-4} end\n"
 	"local first, after = tonumber(m[2]), tonumber(ARGV[3])\n"
 	"local skip = 0\n"
 	"if after >= first then skip = after - first + 1 end\n"
 	"local msgs = redis.call('LRANGE', KEYS[3], skip, skip + tonumber(ARGV[4]) - 1)\n"
-	"local out = {0, first + skip}\n"
+	"local out = {0, first + skip, tonumber(m[3])}\n"
 	"for i = 1, #msgs do out[#out + 1] = msgs[i] end\n"
 	"return out\n",
 	/* ACK_OUT: upto -> {0} */
@@ -154,8 +166,13 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"first = tonumber(first)\n"
 	"local upto = tonumber(ARGV[3])\n"
 	"if upto >= first then\n"
+	"  local gone = 0\n"
+	"  for _, v in ipairs(redis.call('LRANGE', KEYS[3], 0, upto - first)) do\n"
+	"    gone = gone + #v - 1\n"
+	"  end\n"
 	"  redis.call('LTRIM', KEYS[3], upto - first + 1, -1)\n"
 	"  redis.call('HSET', KEYS[1], 'out_first', upto + 1)\n"
+	"  if gone > 0 then redis.call('HINCRBY', KEYS[1], 'out_bytes', -gone) end\n"
 	"end\n"
 	"return {0}\n",
 	/* CLOSE: code, reason -> {0} */
@@ -164,7 +181,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"if not m[1] then return {-3} end\n"
 	"if m[1] ~= 'open' then return {-4} end\n"
 	"redis.call('HSET', KEYS[1], 'st', 'closed', 'code', ARGV[3], 'reason', ARGV[4],\n"
-	"  'out_first', tonumber(m[2]) + 1)\n"
+	"  'out_first', tonumber(m[2]) + 1, 'out_bytes', 0)\n"
 	"redis.call('DEL', KEYS[3])\n"
 	"touch(ARGV[1])\n"
 	"redis.call('PUBLISH', ARGV[2], 'i')\n"
@@ -201,9 +218,10 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"redis.call('HSET', KEYS[1], 'lease', lease)\n"
 	"touch(ARGV[1])\n"
 	"return {0, lease}\n",
-	/* CLAIM: owner, lease_ms -> {0, lease, closed, drained, route} or {-17} */
+	/* CLAIM: owner, lease_ms -> {0, lease, closed, drained, route, handshake}
+	 * or {-17} */
 	[RS_CLAIM] = RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'lease', 'drained', 'route')\n"
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'lease', 'drained', 'route', 'hs')\n"
 	"if not m[1] then return {-3} end\n"
 	"if m[1] == 'ended' then return {-4} end\n"
 	"if tonumber(m[3]) > now then return {-17, tonumber(m[3])} end\n"
@@ -212,7 +230,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"touch(ARGV[1])\n"
 	"local closed = 0\n"
 	"if m[1] == 'closed' then closed = 1 end\n"
-	"return {0, lease, closed, tonumber(m[4]) or 0, m[5] or ''}\n",
+	"return {0, lease, closed, tonumber(m[4]) or 0, m[5] or '', m[6] or ''}\n",
 	/* RELEASE: owner -> {0} or {-17} */
 	[RS_RELEASE] = RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
@@ -233,6 +251,7 @@ struct redis_store {
 	struct pb_store base;   /* first: the pb_store we hand out */
 	struct pb_redis *r;
 	int up;
+	int was_up;                     /* the command connection was up once */
 	unsigned long long ttl_ms;      /* of a live session's keys */
 	unsigned long long tomb_ms;     /* of a tombstone */
 };
@@ -517,7 +536,8 @@ static void rs_lease_reply(void *arg, int err, struct redisReply *rep)
 }
 
 static int rs_create(struct pb_store *s, const char *id, const char *route,
-		     const char *protocol, pb_store_done_cb cb, void *arg)
+		     const char *protocol, const void *handshake, size_t handshake_len,
+		     pb_store_done_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_op *op = rs_op_new(st, id, arg);
@@ -531,6 +551,7 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 	rs_args_bytes(&a, protocol ? protocol : "", protocol ? strlen(protocol) : 0);
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
 	rs_args_num(&a, s->limits.lease_ms);
+	rs_args_bytes(&a, handshake ? handshake : "", handshake ? handshake_len : 0);
 	return rs_eval(st, RS_CREATE, &a, rs_lease_reply, op);
 }
 
@@ -538,12 +559,16 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 static void rs_push_in_reply(void *arg, int err, struct redisReply *rep)
 {
 	struct rs_op *op = arg;
-	int r = rs_status(err, rep, 3);
-	long long seq = r ? 0 : rs_int(rep, 1), depth = r ? 0 : rs_int(rep, 2);
+	int r = rs_status(err, rep, 4);
+	long long seq = r ? 0 : rs_int(rep, 1), depth = r ? 0 : rs_int(rep, 2),
+		  bytes = r ? 0 : rs_int(rep, 3);
 
 	if (!r && (seq < 1 || depth < 0))
 		r = PB_ESTORE;
-	op->cb.push(op->arg, r, r ? 0 : (uint64_t)seq, r ? 0 : (size_t)depth);
+	if (bytes < 0)
+		bytes = 0;      /* keys written before byte counts existed */
+	op->cb.push(op->arg, r, r ? 0 : (uint64_t)seq, r ? 0 : (size_t)depth,
+		    r ? 0 : (size_t)bytes);
 	free(op);
 }
 
@@ -711,6 +736,7 @@ static int rs_push_out(struct pb_store *s, const char *id, struct pb_msg *const 
 	op->cb.send = cb;
 	rs_args_num(&a, send_seq);
 	rs_args_num(&a, s->limits.queue_max);
+	rs_args_num(&a, s->limits.queue_max_bytes);
 	return rs_eval_msgs(st, RS_PUSH_OUT, &a, msgs, n, rs_push_out_reply, op);
 }
 
@@ -719,10 +745,14 @@ static void rs_read_out_reply(void *arg, int err, struct redisReply *rep)
 {
 	struct rs_op *op = arg;
 	struct pb_store_batch b = { 0 };
-	int r = rs_status(err, rep, 2);
+	int r = rs_status(err, rep, 3);
+	long long last = r ? 0 : rs_int(rep, 2);
 
+	if (!r && last < 0)
+		r = PB_ESTORE;
 	if (!r)
-		r = rs_decode_msgs(rep, 2, rs_int(rep, 1), &b);
+		r = rs_decode_msgs(rep, 3, rs_int(rep, 1), &b);
+	b.last_seq = (uint64_t)last;
 	op->cb.batch(op->arg, r, r ? NULL : &b);
 	rs_free_msgs(&b);
 	free(op);
@@ -879,14 +909,15 @@ static void rs_claim_reply(void *arg, int err, struct redisReply *rep)
 	struct rs_op *op = arg;
 	struct pb_store_claim c = { 0 };
 	char route[PB_MAX_ROUTE_LEN + 1];
-	int r = rs_status(err, rep, 5);
+	int r = rs_status(err, rep, 6);
 
 	if (!r) {
 		long long lease = rs_int(rep, 1), closed = rs_int(rep, 2),
 			  drained = rs_int(rep, 3);
-		const redisReply *rt = rs_str(rep, 4);
+		const redisReply *rt = rs_str(rep, 4), *hs = rs_str(rep, 5);
 
-		if (lease < 0 || closed < 0 || drained < 0 || !rt || rt->len > PB_MAX_ROUTE_LEN) {
+		if (lease < 0 || closed < 0 || drained < 0 || !rt || rt->len > PB_MAX_ROUTE_LEN ||
+		    !hs) {
 			r = PB_ESTORE;
 		} else {
 			memcpy(route, rt->str, rt->len);
@@ -894,6 +925,8 @@ static void rs_claim_reply(void *arg, int err, struct redisReply *rep)
 			c.closed = closed == 1;
 			c.drained = drained == 1;
 			c.route = route;
+			c.handshake = hs->str;
+			c.handshake_len = hs->len;
 			rs_lease_index(op->st, op->id, &lease);
 		}
 	} else if (r == PB_ENOSESSION || r == PB_ECLOSED) {
@@ -1044,6 +1077,12 @@ static void rs_on_state(void *arg, int up)
 {
 	struct redis_store *st = arg;
 
+	/* the first connection is not a recovery: no health event (redis.c
+	 * logs it), or the core would log "store available again" */
+	if (up && !st->was_up) {
+		st->up = st->was_up = 1;
+		return;
+	}
 	st->up = up;
 	pb_store_wake_health(&st->base, up);
 }
@@ -1084,6 +1123,9 @@ static const struct pb_store_ops rs_ops = {
 	.close = rs_close,
 	.end = rs_end,
 	.end_if_idle = rs_end_if_idle,
+};
+
+static const struct pb_store_shared_ops rs_shared_ops = {
 	.watch = rs_watch,
 	.unwatch = rs_unwatch,
 	.announce_waiter = rs_announce_waiter,
@@ -1109,6 +1151,7 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 		return NULL;
 	}
 	st->base.ops = &rs_ops;
+	st->base.shared = &rs_shared_ops;
 	st->base.events = *events;
 	st->base.limits = *limits;
 	/* A live session's keys outlive two idle timeouts (its owner ends it

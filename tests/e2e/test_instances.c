@@ -1,6 +1,6 @@
 /*
  * test_instances.c: several real pollbridge processes sharing one Redis
- * (docs/REDIS.md, API.md "Instances, drain and failure"). The program
+ * (docs/REDIS.md, docs/API.md "Instances, drain and failure"). The program
  * starts its own redis-server and passes --store to every bridge itself,
  * whatever PB_TEST_STORE says. It covers:
  * - cross-instance sessions: created on A, sent to on B, long-polled on C;
@@ -1226,7 +1226,7 @@ out:
 	json_decref(sv.msgs);
 }
 
-/* A long poll waiting on another instance keeps the session alive (API.md:
+/* A long poll waiting on another instance keeps the session alive (docs/API.md:
  * "a waiting poll ... keeps its session alive for as long as it is open"),
  * also when it waits longer than --idle-timeout (2 s; wait 3 s). */
 static void check_keepalive_across(struct h_bridge *owner, struct h_bridge *other)
@@ -1335,6 +1335,108 @@ static void check_dbsize(int echo_port)
 	tap_is_int(h_stop(f.proc, SIGTERM, 8000), 0, "dbsize: F exits 0");
 }
 
+/* The handshake an upstream saw on connection i of the npm ws record file
+ * path (a JSON object, new reference), or NULL. */
+static json_t *ws_handshake(const char *path, int i)
+{
+	char *text = h_read_file(path), *line, *save = NULL;
+	json_t *found = NULL;
+
+	for (line = text ? strtok_r(text, "\n", &save) : NULL; line && !found;
+	     line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, 0, NULL);
+
+		if (j && json_object_get(j, "headers") && i-- == 0)
+			found = json_incref(j);
+		json_decref(j);
+	}
+	free(text);
+	return found;
+}
+
+/* Header name of handshake h, or "". */
+static const char *hs_header(json_t *h, const char *name)
+{
+	const char *v = json_string_value(json_object_get(json_object_get(h, "headers"), name));
+
+	return v ? v : "";
+}
+
+/* An adopted session re-dials with the creating client's handshake: the
+ * forwarded headers, X-Forwarded-For, Origin and the offered subprotocols
+ * (an npm ws upstream records what it receives). */
+static void check_handshake_redial(struct world *w)
+{
+	static const char *const names[] = {
+		"cookie", "authorization", "user-agent", "origin", "x-forwarded-for",
+		"sec-websocket-protocol",
+	};
+	const char *hdrs[] = {
+		"Cookie: sid=abc; theme=dark", "Authorization: Bearer t0k3n",
+		"User-Agent: legacy-browser/1.0", "Origin: http://app.example",
+		"X-Forwarded-For: 198.51.100.7", NULL,
+	};
+	char rec[512], route[128], url[256], id[64];
+	const char *body = "{\"route\":\"hs\",\"protocols\":[\"chat\",\"v2\"]}";
+	struct h_bridge d, e;
+	json_t *h1 = NULL, *h2 = NULL;
+	struct seen sv = { 0 };
+	struct h_resp r;
+	int port, same = 1, rport;
+	char store[64];
+
+	if (!h_ws_available()) {
+		tap_ok(0, "handshake: node and the npm ws package (contrib/deps.sh test)");
+		return;
+	}
+	rec_path(rec, sizeof(rec), "hs");
+	if (!h_ws_start(&port, "record", rec, NULL))
+		tap_bail("ws record upstream did not start");
+	snprintf(route, sizeof(route), "--route=hs=ws://127.0.0.1:%d/ redial", port);
+	/* a Redis of their own: A, B and C know no route hs and would adopt it
+	 * only to close it */
+	if (!h_redis_start(&rport, NULL))
+		tap_bail("redis-server did not start");
+	snprintf(store, sizeof(store), "redis://127.0.0.1:%d", rport);
+	(void)w;
+	if (h_bridge_start(&d, "--store", store, "--instance-id", "D", route, "--wait-max", "3",
+			   NULL) ||
+	    h_bridge_start(&e, "--store", store, "--instance-id", "E", route, "--wait-max", "3",
+			   NULL))
+		tap_bail("bridges D and E did not start");
+	snprintf(url, sizeof(url), "%s/v1/sessions", d.base);
+	h_http(&r, "POST", url, "application/json", body, strlen(body), hdrs);
+	tap_is_int(r.status, 201, "handshake: create with headers and two subprotocols on D");
+	snprintf(id, sizeof(id), "%s",
+		 json_string_value(json_object_get(r.json, "session")) ?
+		 json_string_value(json_object_get(r.json, "session")) : "");
+	h_resp_free(&r);
+	tap_is_int(h_stop(d.proc, SIGKILL, 3000), 128 + SIGKILL, "handshake: D killed (SIGKILL)");
+	sv.msgs = json_array();
+	sv.stop_at_reopen = 1;
+	gather(&e, id, 0, NULL, 15000, &sv);
+	tap_ok(reopen_index(&sv) >= 0, "handshake: E adopted the session and re-dialled (reopen)");
+	h1 = ws_handshake(rec, 0);
+	h2 = ws_handshake(rec, 1);
+	tap_ok(h1 && h2, "handshake: the upstream saw two handshakes");
+	for (size_t i = 0; h1 && h2 && i < sizeof(names) / sizeof(names[0]); i++) {
+		if (!*hs_header(h1, names[i]) || strcmp(hs_header(h1, names[i]), hs_header(h2, names[i]))) {
+			tap_diag("handshake: %s was '%s', after the re-dial '%s'", names[i],
+				 hs_header(h1, names[i]), hs_header(h2, names[i]));
+			same = 0;
+		}
+	}
+	tap_ok(same, "handshake: the re-dial sends the same Cookie, Authorization, User-Agent, "
+	       "Origin, X-Forwarded-For and subprotocols");
+	tap_ok(h1 && strstr(hs_header(h1, "x-forwarded-for"), "198.51.100.7, 127.0.0.1"),
+	       "handshake: X-Forwarded-For carries the client's chain");
+	json_decref(h1);
+	json_decref(h2);
+	json_decref(sv.msgs);
+	h_delete(&e, id);
+	h_stop(e.proc, SIGTERM, 5000);
+}
+
 int main(void)
 {
 	static struct world w;
@@ -1391,6 +1493,7 @@ int main(void)
 	check_redial_refused(&w);
 	tap_ok(h_still_serving(&w.b, "echo") && h_still_serving(&w.c, "echo"),
 	       "redial refused: B and C still serving");
+	check_handshake_redial(&w);
 	check_dbsize(echo_port);
 	return tap_done();
 }

@@ -979,6 +979,67 @@ static void check_sigterm(struct h_bridge *b)
 
 /* ---- JSONP -------------------------------------------------------------- */
 
+
+/* A stream never acknowledges, so one that is never reopened by the page
+ * would stall once --queue-max messages are unacknowledged. It ends instead
+ * when half the queue is unacknowledged, with a short retry; reopened with
+ * Last-Event-ID (as EventSource does by itself) it carries on: 300
+ * messages through --queue-max 20 arrive in order, once each. */
+static void check_window(struct h_bridge *b)
+{
+	char id[64], last[32] = "0";
+	int next = 1, streams = 0, in_order = 1, ended_with_retry = 1, bounded = 1;
+	int64_t deadline = h_now_ms() + 20000;
+
+	create(b, id);
+	while (next <= 300 && h_now_ms() < deadline && streams < 100) {
+		struct xfer x;
+
+		memset(&x, 0, sizeof(x));
+		if (sse_open(&x, b, id, NULL, last, NULL) != 200) {
+			tap_diag("window: stream %d answered %ld", streams, x.status);
+			xfer_free(&x);
+			break;
+		}
+		streams++;
+		if (!xfer_finish(&x, WAIT_MS)) {
+			/* the last stream stays open: its window is not full */
+			if (next - 1 + x.nev < 300) {
+				tap_diag("window: stream %d did not end after %d events (next %d)",
+					 streams, x.nev, next);
+				ended_with_retry = 0;
+			}
+		} else if (x.retry != 100 || x.nretry != 2) {
+			ended_with_retry = 0;
+		}
+		/* Redis may overshoot --queue-max by a batch in flight (README) */
+		if (x.nev > 20 + (h_store_shared() ? 64 : 0))
+			bounded = 0;
+		for (int i = 0; i < x.nev; i++) {
+			char *t = ev_text(&x, i), want[16];
+
+			snprintf(want, sizeof(want), "%d", next);
+			if (!t || strcmp(t, want) || atoi(x.evs[i].id) != next) {
+				tap_diag("window: event %d of stream %d is '%s' id %s, want %d", i,
+					 streams, t ? t : "(none)", x.evs[i].id, next);
+				in_order = 0;
+			}
+			free(t);
+			next++;
+			snprintf(last, sizeof(last), "%s", x.evs[i].id);
+		}
+		xfer_free(&x);
+		if (!ended_with_retry || !in_order)
+			break;
+	}
+	tap_is_int(next - 1, 300, "window: 300 messages through --queue-max 20 on reopened streams");
+	tap_ok(in_order, "window: in order, each once");
+	tap_ok(ended_with_retry, "window: each stream ends by itself with retry: 100 once its window fills");
+	tap_ok(bounded, "window: no stream carries more than the queue");
+	tap_diag("window: %d streams", streams);
+	h_delete(b, id);
+}
+
 /* Split a JSONP body (an empty comment, then NAME(<json>);): 1 if it has
  * that shape for NAME, with the argument parsed into *arg (a new reference). */
 static int jsonp_unwrap(const struct h_resp *r, const char *name, json_t **arg)
@@ -1315,17 +1376,18 @@ static void check_cors_any(struct h_bridge *b)
 
 int main(void)
 {
-	struct h_bridge a, plain, any;
-	char route[96];
-	int echo_port;
+	struct h_bridge a, plain, any, win;
+	char route[96], push_route[96];
+	int echo_port, push_port;
 
 	h_init();
 	if (!h_echo_start(&echo_port, NULL))
 		tap_bail("pollbridge-echo did not start");
 	snprintf(route, sizeof(route), "--route=echo=ws://127.0.0.1:%d/", echo_port);
+	/* --queue-max-bytes: the busy-stream check stores 20 x 300 kB */
 	if (h_bridge_start(&a, route, "--sse-heartbeat", "1", "--wait-max", "3", "--idle-timeout",
 			   "10", "--connect-timeout", "2", "--jsonp", "--cors-origin", GOOD_ORIGIN,
-			   "--cors-origin", OTHER_ORIGIN, NULL))
+			   "--cors-origin", OTHER_ORIGIN, "--queue-max-bytes", "16000000", NULL))
 		tap_bail("pollbridge --jsonp --cors-origin did not start");
 	if (h_bridge_start(&plain, route, "--sse-heartbeat", "1", "--wait-max", "3",
 			   "--idle-timeout", "2", "--connect-timeout", "2", NULL))
@@ -1333,6 +1395,11 @@ int main(void)
 	if (h_bridge_start(&any, route, "--wait-max", "3", "--connect-timeout", "2",
 			   "--cors-origin", "*", NULL))
 		tap_bail("pollbridge --cors-origin '*' did not start");
+	if (!h_ws_start(&push_port, "push", "300", NULL))
+		tap_bail("the npm ws upstream did not start (contrib/deps.sh test installs it)");
+	snprintf(push_route, sizeof(push_route), "--route=echo=ws://127.0.0.1:%d/", push_port);
+	if (h_bridge_start(&win, push_route, "--queue-max", "20", "--sse-heartbeat", "1", NULL))
+		tap_bail("pollbridge --queue-max 20 did not start");
 
 	check_events(&a);
 	check_cursor(&a);
@@ -1346,5 +1413,6 @@ int main(void)
 	check_no_cors(&plain);
 	check_cors_any(&any);
 	check_sigterm(&any);
+	check_window(&win);
 	return tap_done();
 }

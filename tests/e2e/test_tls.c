@@ -1,6 +1,6 @@
 /*
  * test_tls.c: HTTPS on the front end, wss:// upstreams and the request
- * headers forwarded on the upstream handshake (API.md "Create a session",
+ * headers forwarded on the upstream handshake (docs/API.md "Create a session",
  * "Command line"). A throwaway CA and server certificates are made with the
  * openssl command line in the test's temp dir.
  * - HTTPS: with --tls-cert/--tls-key the bridge prints the same ready line

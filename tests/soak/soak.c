@@ -28,7 +28,7 @@
  * never comes, comes twice or out of order is a violation, unless its session
  * was deliberately abandoned or deleted before it came. One allowance: when
  * the client cut a long poll that may still be waiting at the bridge, the
- * closed batch can go to that dead poll and end the session (API.md: a poll
+ * closed batch can go to that dead poll and end the session (docs/API.md: a poll
  * acknowledging the last message gets the empty closed batch and ends it), so
  * a 410 instead of the closed batch is then counted, not an error. After
  * the traffic phase it stops sending, collects what is still due, deletes the

@@ -180,9 +180,10 @@ int main(void)
 	up = pb_upstream_ctx_new(&loop, NULL, err, sizeof(err));
 	if (!up)
 		tap_bail("upstream ctx: %s", err);
-	core = pb_core_new(&loop, &cfg, up);
+	core = pb_core_new(&loop, &cfg, &pb_upstream_link_ops, up);
 	ev = pb_core_store_events(core);
 	lim.queue_max = cfg.queue_max;
+	lim.queue_max_bytes = cfg.queue_max_bytes;
 	lim.tombstone_secs = cfg.idle_timeout;
 	store = pb_store_memory_new(&loop, &ev, &lim);
 	pb_core_attach_store(core, store);

@@ -18,7 +18,7 @@
 static struct {
 	int calls, err;
 	uint64_t seq;
-	size_t depth, n, accepted;
+	size_t depth, bytes, n, accepted;
 	uint64_t send_seq, expected, last_seq, seqs[64];
 	char data[64][32];
 	struct pb_close_info close;
@@ -35,12 +35,13 @@ static void on_done(void *arg, int err)
 }
 
 /* Record a push answer. */
-static void on_push(void *arg, int err, uint64_t seq, size_t depth)
+static void on_push(void *arg, int err, uint64_t seq, size_t depth, size_t bytes)
 {
 	got.calls++;
 	got.err = err;
 	got.seq = seq;
 	got.depth = depth;
+	got.bytes = bytes;
 }
 
 /* Record a batch answer, copying what it borrowed. */
@@ -294,20 +295,63 @@ static void test_outbound(struct pb_store *s)
 	tap_is_int(got.err, PB_ENOSESSION, "sends to an unknown session: unknown_session");
 }
 
+/* Byte bounds: queue_max_bytes per direction, all or nothing, and the
+ * inbound queue's bytes reported to the core (which pauses the upstream).
+ * Every message's bytes are counted while it lives (pb_msg_live_bytes). */
+static void test_bytes(void)
+{
+	uv_loop_t loop;
+	struct pb_store_events ev = { 0 };
+	struct pb_store_limits lim = { .queue_max = 100, .queue_max_bytes = 1000,
+				       .tombstone_secs = 1 };
+	size_t live0 = pb_msg_live_bytes();
+	struct pb_msg *m[3];
+	struct pb_store *s;
+
+	uv_loop_init(&loop);
+	s = pb_store_memory_new(&loop, &ev, &lim);
+	s->ops->create(s, ID, "echo", NULL, NULL, 0, on_done, NULL);
+	for (int i = 0; i < 3; i++)
+		m[i] = pb_msg_new(PB_MSG_TEXT, NULL, 400);
+	tap_is_int(pb_msg_live_bytes() - live0, 1200, "live bytes count every message");
+	got.calls = 0;
+	s->ops->push_out(s, ID, m, 3, 0, on_send, NULL);
+	tap_is_int(got.err, PB_EQFULL, "bytes: 1200 bytes past queue_max_bytes 1000: queue_full");
+	s->ops->push_out(s, ID, m, 2, 0, on_send, NULL);
+	tap_is_int(got.err, 0, "bytes: 800 bytes fit");
+	s->ops->push_out(s, ID, m + 2, 1, 0, on_send, NULL);
+	tap_is_int(got.err, PB_EQFULL, "bytes: 400 more do not (all or nothing, by bytes)");
+	s->ops->ack_out(s, ID, 1, on_done, NULL);
+	s->ops->push_out(s, ID, m + 2, 1, 0, on_send, NULL);
+	tap_is_int(got.err, 0, "bytes: once written messages are acknowledged, they fit");
+	s->ops->push_in(s, ID, m, 3, on_push, NULL);
+	tap_is_int(got.bytes, 1200, "bytes: push_in reports the inbound bytes (never refused)");
+	read_in(s, ID, 2, 10, 1 << 20);
+	s->ops->push_in(s, ID, m, 1, on_push, NULL);
+	tap_is_int(got.bytes, 800, "bytes: acknowledged messages no longer count");
+	for (int i = 0; i < 3; i++)
+		pb_msg_unref(m[i]);
+	pb_store_destroy(s);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	tap_is_int(pb_msg_live_bytes(), live0, "every message's bytes are released when freed");
+}
+
 int main(void)
 {
 	uv_loop_t loop;
 	struct pb_store_events ev = { .inbound = wake_in, .outbound = wake_out };
-	struct pb_store_limits lim = { .queue_max = 8, .tombstone_secs = 1 };
+	struct pb_store_limits lim = { .queue_max = 8, .queue_max_bytes = 1 << 20,
+				       .tombstone_secs = 1 };
 	struct pb_store *s;
 
 	uv_loop_init(&loop);
 	s = pb_store_memory_new(&loop, &ev, &lim);
 	tap_ok(s != NULL, "memory store created");
-	s->ops->create(s, ID, "echo", NULL, on_done, NULL);
+	s->ops->create(s, ID, "echo", NULL, NULL, 0, on_done, NULL);
 	tap_is_int(got.err, 0, "session created");
-	s->ops->create(s, ID2, "echo", "chat", on_done, NULL);
-	s->ops->create(s, ID2, "echo", "chat", on_done, NULL);
+	s->ops->create(s, ID2, "echo", "chat", NULL, 0, on_done, NULL);
+	s->ops->create(s, ID2, "echo", "chat", NULL, 0, on_done, NULL);
 	tap_is_int(got.err, PB_EBADREQ, "an id cannot be created twice");
 	tap_ok(s->ops->healthy(s), "memory store is healthy");
 
@@ -315,6 +359,7 @@ int main(void)
 	test_caps(s);
 	test_close_and_end(s, &loop);
 	test_outbound(s);
+	test_bytes();
 
 	pb_store_destroy(s);
 	uv_run(&loop, UV_RUN_DEFAULT);

@@ -1,0 +1,266 @@
+/*
+ * session_waiter.c: a session's waiter slot (see session_int.h): the one
+ * poll or stream that waits on it, the single-waiter rule, and the reads
+ * that answer it.
+ *
+ * The slot is EMPTY, ARRIVED (a request came and its first read is in
+ * flight: only that read may end the session, since a request woken later
+ * may have lost its client) or PARKED (waiting for a wakeup or its
+ * deadline). A newer request releases the older one with an empty open
+ * batch. Reads for the slot are re-issued when a wakeup or a newer request
+ * comes while one is in flight (reread, stale), so an asynchronous store
+ * never answers a request with another's cursor.
+ *
+ * A request for a session this instance does not hold is read once and
+ * answered at once, unless the store is shared and it wants to wait: then
+ * it waits here in a shadow session, which lingers (still watched) for
+ * idle_timeout after its last request.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "metrics.h"
+#include "session_int.h"
+
+static const char *const pb_waiter_names[] = { "empty", "arrived", "parked" };
+
+static void waiter_read(struct pb_session *s);
+
+/* The slot's one state setter; the parked gauge follows it. */
+static void waiter_set_state(struct pb_session *s, enum pb_waiter_state st)
+{
+	if (s->w.state == st)
+		return;
+	pb_log_debug("session %.6s: waiter %s -> %s", s->id, pb_waiter_names[s->w.state],
+		     pb_waiter_names[st]);
+	if (s->w.state == PB_W_PARKED)
+		pb_metrics_gauge(PB_G_POLLS_WAITING, -1);
+	if (st == PB_W_PARKED)
+		pb_metrics_gauge(PB_G_POLLS_WAITING, 1);
+	s->w.state = st;
+}
+
+void waiter_answer(struct pb_session *s, int err, const struct pb_store_batch *b)
+{
+	pb_core_poll_cb cb = s->w.cb;
+	void *req = s->w.req;
+
+	if (s->w.state == PB_W_EMPTY)
+		return;
+	waiter_set_state(s, PB_W_EMPTY);
+	s->w.cb = NULL;
+	s->w.req = NULL;
+	session_touch(s);
+	cb(req, err, b);
+}
+
+void waiter_release(struct pb_session *s)
+{
+	struct pb_store_batch b = { 0 };
+
+	b.released = 1;
+	waiter_answer(s, 0, &b);
+}
+
+void waiter_linger(struct pb_session *s)
+{
+	if (!s->owned && s->w.state == PB_W_EMPTY && !s->w.reading && s->state != PB_S_ENDED)
+		session_arm(s, PB_DL_LINGER, (uint64_t)s->core->cfg->idle_timeout * 1000);
+}
+
+/* Store answer to a read for the slot. */
+static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_session *s = arg;
+
+	/* An error or the end of the session is the last word, whatever
+	 * arrived during the read. */
+	int final = err || b->ended;
+
+	s->w.reading = 0;
+	if (s->w.state == PB_W_EMPTY) {
+		/* Answered meanwhile (replaced by a newer request, deleted). */
+	} else if (!final && (s->w.stale || (s->w.reread && !b->n && !b->close.closed))) {
+		/* A newer request came during the read (its cursor may differ),
+		 * or a wakeup came while this read found nothing: read again. */
+		waiter_read(s);
+	} else if (final || b->n || b->close.closed || !s->w.wait) {
+		waiter_answer(s, err, b);
+		if (!err)
+			pump_in_drained(s, b->depth);
+		if (!err && b->ended && s->owned)
+			pb_metrics_add(PB_C_END_COMPLETED, 1);
+		if (!err && b->ended)
+			session_forget(s, "client acknowledged the last message");
+		else if (err == PB_ENOSESSION || err == PB_ECLOSED)
+			session_forget(s, "ended");
+	} else if (s->w.state == PB_W_ARRIVED) {
+		waiter_set_state(s, PB_W_PARKED);
+		session_arm(s, PB_DL_POLL, (uint64_t)s->w.wait * 1000);
+	}
+	waiter_linger(s);
+	session_release(s);
+}
+
+/* Read the inbound queue for the request in the slot. */
+static void waiter_read(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+	int r;
+
+	s->w.reading = 1;
+	s->w.reread = 0;
+	s->w.stale = 0;
+	session_hold(s);
+	/* Only the read a request makes on arrival may end the session: a
+	 * read woken later answers a request whose client may be gone. */
+	r = st->ops->read_in(st, s->id, s->w.after, s->w.from, s->w.max,
+			     s->core->cfg->max_batch_bytes, s->w.wait, s->w.state == PB_W_ARRIVED,
+			     waiter_read_done, s);
+	if (r) {
+		s->w.reading = 0;
+		waiter_answer(s, r, NULL);
+		waiter_linger(s);
+		session_release(s);
+	}
+}
+
+void waiter_wake(struct pb_session *s)
+{
+	if (s->w.state == PB_W_EMPTY)
+		return;
+	if (s->w.reading)
+		s->w.reread = 1;
+	else
+		waiter_read(s);
+}
+
+void waiter_deadline(struct pb_session *s)
+{
+	if (s->w.state != PB_W_PARKED)
+		return;
+	s->w.wait = 0;
+	waiter_wake(s);
+}
+
+/* A request for a session this instance does not hold, answered at once
+ * (the store knows whether it never existed or has ended). */
+struct pb_read_direct {
+	pb_core_poll_cb cb;
+	void *req;
+};
+
+/* Store answer to a direct read. */
+static void core_read_direct_done(void *arg, int err, const struct pb_store_batch *b)
+{
+	struct pb_read_direct *d = arg;
+
+	d->cb(d->req, err, b);
+	free(d);
+}
+
+/* Read once and answer, without waiting. */
+static void core_read_direct(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			     size_t max, pb_core_poll_cb cb, void *req)
+{
+	struct pb_read_direct *d = malloc(sizeof(*d));
+	int r;
+
+	if (!d) {
+		cb(req, PB_ENOMEM, NULL);
+		return;
+	}
+	d->cb = cb;
+	d->req = req;
+	r = c->store->ops->read_in(c->store, id, after, from, max, c->cfg->max_batch_bytes, 0, 1,
+				   core_read_direct_done, d);
+	if (r) {
+		free(d);
+		cb(req, r, NULL);
+	}
+}
+
+void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+	       unsigned wait, size_t max, uint64_t stream, int first,
+	       pb_core_poll_cb cb, void *req)
+{
+	struct pb_session *s = session_find(c, id);
+
+	if (stream && !first && s && s->w.stream != stream) {
+		/* A newer request took the slot, perhaps while this stream was
+		 * writing: it ends. */
+		struct pb_store_batch b = { 0 };
+
+		b.released = 1;
+		cb(req, 0, &b);
+		return;
+	}
+	if (max > c->cfg->max_batch)
+		max = c->cfg->max_batch;
+	if (from < after)
+		from = after;
+	if (c->draining)
+		wait = 0;
+	if ((s && s->state == PB_S_CONNECTING) ||
+	    (!s && (!pb_store_shared(c->store) || !wait))) {
+		/* Not handed out yet (or being dialled again after an adoption),
+		 * unknown here, or nothing to wait for: answer at once. */
+		core_read_direct(c, id, after, from, max, cb, req);
+		return;
+	}
+	if (!s) {
+		/* Owned elsewhere: wait here in a shadow. */
+		s = session_new(c, id, 0);
+		if (!s) {
+			cb(req, PB_ENOMEM, NULL);
+			return;
+		}
+		s->state = PB_S_OPEN;
+	}
+	/* The single-waiter rule: a newer request releases the older one,
+	 * here at once and on other instances through the store. */
+	waiter_release(s);
+	s->w.cb = cb;
+	s->w.req = req;
+	s->w.after = after;
+	s->w.from = from;
+	s->w.max = max;
+	s->w.wait = wait;
+	s->w.token = ++c->tokens;
+	s->w.stream = stream;
+	waiter_set_state(s, PB_W_ARRIVED);
+	session_cluster_announce(s);
+	session_arm(s, PB_DL_NONE, 0);
+	if (!s->w.reading)
+		waiter_read(s);
+	else
+		s->w.stale = 1;
+}
+
+void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
+		  pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, after, wait > c->cfg->wait_max ? c->cfg->wait_max : wait, max,
+		  0, 0, cb, req);
+}
+
+void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			 unsigned wait, uint64_t stream, int first, pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, from, wait, c->cfg->max_batch, stream, first, cb, req);
+}
+
+/* Something changed on the inbound side of id: a parked request reads. */
+void core_on_inbound(void *arg, const char *id)
+{
+	struct pb_session *s = session_find(arg, id);
+
+	if (!s || s->w.state == PB_W_EMPTY)
+		return;
+	if (s->w.reading)
+		s->w.reread = 1;
+	else if (s->w.state == PB_W_PARKED)
+		waiter_read(s);
+}
