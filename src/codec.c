@@ -535,12 +535,48 @@ static int hex_val(char c)
 	return -1;
 }
 
+/* Decode the escape "%XX" at s[0..n) into *c. 0, or PB_EBADREQ if it is
+ * cut short or XX is not two hex digits. */
+static int pct_escape(const char *s, size_t n, unsigned char *c)
+{
+	int hi = n >= 3 ? hex_val(s[1]) : -1, lo = n >= 3 ? hex_val(s[2]) : -1;
+
+	if (hi < 0 || lo < 0)
+		return PB_EBADREQ;
+	*c = (unsigned char)(hi << 4 | lo);
+	return 0;
+}
+
+int pb_percent_decode(const char *s, size_t len, char *out, size_t size)
+{
+	size_t i = 0, n = 0;
+	unsigned char c;
+
+	if (!size)
+		return PB_ETOOBIG;
+	while (i < len) {
+		c = (unsigned char)s[i];
+		if (c == '%') {
+			if (pct_escape(s + i, len - i, &c) || c == 0)
+				return PB_EBADREQ;
+			i += 3;
+		} else {
+			i++;
+		}
+		if (n + 1 >= size)
+			return PB_ETOOBIG;
+		out[n++] = (char)c;
+	}
+	out[n] = '\0';
+	return 0;
+}
+
 /* Append the form-decoded s[0..n) to b ('+' is a space, %XX a byte). */
 static int form_decode(struct pb_buf *b, const char *s, size_t n)
 {
 	size_t i = 0, run = 0;
 	unsigned char c;
-	int hi, lo, r;
+	int r;
 
 	while (i < n) {
 		if (s[i] != '+' && s[i] != '%') {
@@ -554,13 +590,8 @@ static int form_decode(struct pb_buf *b, const char *s, size_t n)
 			c = ' ';
 			i++;
 		} else {
-			if (n - i < 3)
+			if (pct_escape(s + i, n - i, &c))
 				return PB_EBADREQ;
-			hi = hex_val(s[i + 1]);
-			lo = hex_val(s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return PB_EBADREQ;
-			c = (unsigned char)(hi << 4 | lo);
 			i += 3;
 		}
 		r = pb_buf_append(b, &c, 1);

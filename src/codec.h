@@ -2,7 +2,8 @@
  * codec.h: every byte-level format pollbridge reads or writes, in one place:
  * the API's number syntax, UTF-8 validation, base64 (standard and url-safe),
  * session ids, JSON string escaping, the poll batch and error encoders,
- * x-www-form-urlencoded parsing, and the create and send request bodies.
+ * percent-decoding and x-www-form-urlencoded parsing, and the create and
+ * send request bodies.
  *
  * Pure functions over memory: no I/O, no event loop, no global state (except
  * the OS CSPRNG for ids). Parsers of client input never trust lengths or
@@ -111,6 +112,13 @@ int pb_codec_encode_error(struct pb_buf *out, const char *code, const char *mess
  * PB_EBADREQ for a malformed escape (% not followed by two hex digits),
  * PB_ETOOBIG/PB_ENOMEM from the buffers. */
 int pb_form_next(const char **p, const char *end, struct pb_buf *key, struct pb_buf *val);
+
+/* Percent-decode s[0..len) into out (size bytes, NUL-terminated), for text
+ * that must stay a C string, such as the password of a URL: "%XX" is the
+ * byte XX, every other byte ('+' included) stands for itself. 0, or
+ * PB_EBADREQ for a malformed escape or "%00", PB_ETOOBIG if out is too
+ * small. */
+int pb_percent_decode(const char *s, size_t len, char *out, size_t size);
 
 /* 1 if s[0..len) is a valid WebSocket subprotocol name: 1 to
  * PB_MAX_PROTOCOL_LEN characters of the RFC 7230 token set. */

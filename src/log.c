@@ -58,38 +58,41 @@ int pb_log_access_enabled(void)
 	return pb_log_access_fd >= 0;
 }
 
-/* "<UTC time with ms> " into line; returns its length. */
-static size_t pb_log_stamp(char *line, size_t size)
+/* Write one line to fd with a single write(): the RFC 3339 UTC time with
+ * milliseconds ("2024-05-01T12:00:00.123Z"), the level name unless it is
+ * NULL, the message and a newline, cut to 1024 bytes. */
+static void pb_log_line(int fd, const char *level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+static void pb_log_line(int fd, const char *level, const char *fmt, va_list ap)
 {
+	char line[1024];
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
+	int k;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, size, "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, size - n, ".%03ldZ ", ts.tv_nsec / 1000000);
-	return n;
-}
-
-void pb_log_access(const char *fmt, ...)
-{
-	char line[1024];
-	va_list ap;
-	size_t n;
-	int k;
-
-	if (pb_log_access_fd < 0)
-		return;
-	n = pb_log_stamp(line, sizeof(line));
-	va_start(ap, fmt);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s%s", ts.tv_nsec / 1000000,
+			      level ? level : "", level ? " " : "");
 	k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	va_end(ap);
 	n += k > 0 ? (size_t)k : 0;
 	if (n > sizeof(line) - 2)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
-	(void)!write(pb_log_access_fd, line, n);
+	(void)!write(fd, line, n);
+}
+
+void pb_log_access(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (pb_log_access_fd < 0)
+		return;
+	va_start(ap, fmt);
+	pb_log_line(pb_log_access_fd, NULL, fmt, ap);
+	va_end(ap);
 }
 
 int pb_log_enabled(enum pb_log_level level)
@@ -99,38 +102,19 @@ int pb_log_enabled(enum pb_log_level level)
 
 void pb_log(enum pb_log_level level, const char *fmt, ...)
 {
-	char line[1024];
-	struct timespec ts;
-	struct tm tm;
 	va_list ap;
-	size_t n;
-	int k;
 
 	if (!pb_log_enabled(level))
 		return;
+	va_start(ap, fmt);
 	if (pb_log_syslog) {
 		static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+		char line[1024];
 
-		va_start(ap, fmt);
 		vsnprintf(line, sizeof(line), fmt, ap);
-		va_end(ap);
 		syslog(prio[level], "%s", line);
-		return;
+	} else {
+		pb_log_line(STDERR_FILENO, pb_log_names[level], fmt, ap);
 	}
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	k = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s ",
-		     ts.tv_nsec / 1000000, pb_log_names[level]);
-	n += (size_t)k;
-	va_start(ap, fmt);
-	k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	va_end(ap);
-	if (k < 0)
-		k = 0;
-	n += (size_t)k;
-	if (n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	(void)!write(STDERR_FILENO, line, n);
 }

@@ -40,6 +40,7 @@
  */
 #include <arpa/inet.h>
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -56,6 +57,7 @@
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 
+#include "codec.h"
 #include "error.h"
 #include "log.h"
 #include "map.h"
@@ -172,66 +174,12 @@ static int url_fail(char *err, size_t errlen, const char *why)
 	return PB_EBADREQ;
 }
 
-/* The value of a hex digit, or -1. */
-static int hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode [s, e) into out (size outlen, NUL-terminated). 0 or -1. */
-static int pct_decode(const char *s, const char *e, char *out, size_t outlen)
-{
-	size_t n = 0;
-
-	while (s < e) {
-		int ch = (unsigned char)*s++;
-
-		if (ch == '%') {
-			int hi = s < e ? hexval(s[0]) : -1;
-			int lo = s + 1 < e ? hexval(s[1]) : -1;
-
-			if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-				return -1;
-			ch = hi * 16 + lo;
-			s += 2;
-		}
-		if (n + 1 >= outlen)
-			return -1;
-		out[n++] = (char)ch;
-	}
-	out[n] = '\0';
-	return 0;
-}
-
-/* Parse the decimal digits at *p (advanced past them) up to max. -1 if
- * there are none or the value is larger. */
-static long parse_num(const char **p, long max)
-{
-	long v = 0;
-	const char *s = *p;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		v = v * 10 + (*s - '0');
-		if (v > max)
-			return -1;
-	}
-	*p = s;
-	return v;
-}
-
 int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen)
 {
 	struct pb_redis_url u;
 	const char *p, *at, *hs, *he;
-	long v;
+	size_t n;
+	uint64_t v;
 
 	memset(&u, 0, sizeof(u));
 	u.port = 6379;
@@ -243,7 +191,8 @@ int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, siz
 		if (*p != ':')
 			return url_fail(err, errlen,
 					"Redis URL: expected :PASSWORD@ (user names are not supported)");
-		if (pct_decode(p + 1, at, u.password, sizeof(u.password)))
+		if (pb_percent_decode(p + 1, (size_t)(at - p - 1), u.password,
+				      sizeof(u.password)))
 			return url_fail(err, errlen,
 					"Redis URL: bad percent escape or password too long");
 		p = at + 1;
@@ -277,17 +226,16 @@ int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, siz
 				return url_fail(err, errlen, "Redis URL: bad character in the host");
 	}
 	if (*p == ':') {
-		p++;
-		v = parse_num(&p, 65535);
-		if (v < 1 || (*p && *p != '/'))
+		n = strcspn(++p, "/");
+		if (pb_parse_uint53(p, n, &v) || v < 1 || v > 65535)
 			return url_fail(err, errlen, "Redis URL: bad port (1-65535)");
 		u.port = (int)v;
+		p += n;
 	}
 	if (*p == '/') {
 		p++;
 		if (*p) {
-			v = parse_num(&p, INT_MAX);
-			if (v < 0 || *p)
+			if (pb_parse_uint53(p, strlen(p), &v) || v > INT_MAX)
 				return url_fail(err, errlen, "Redis URL: bad database number");
 			u.db = (int)v;
 		}
@@ -835,7 +783,7 @@ static int store_sha(struct pb_redis *r, size_t i, const redisReply *reply)
 	if (reply->type != REDIS_REPLY_STRING || reply->len != RD_SHA_LEN || !reply->str)
 		return -1;
 	for (size_t k = 0; k < RD_SHA_LEN; k++)
-		if (hexval(reply->str[k]) < 0)
+		if (!isxdigit((unsigned char)reply->str[k]))
 			return -1;
 	memcpy(r->sha[i], reply->str, RD_SHA_LEN);
 	r->sha[i][RD_SHA_LEN] = '\0';

@@ -17,12 +17,14 @@
  * followed by the data. Replies are checked before use: anything of an
  * unexpected shape is PB_ESTORE, never a crash.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
 
+#include "buf.h"
 #include "error.h"
 #include "log.h"
 #include "metrics.h"
@@ -32,56 +34,84 @@
 /* How many orphans one scan may claim. */
 #define RS_ORPHANS_PER_SCAN 100
 
-/* Scripts share this prelude: Redis' clock (so instances with skewed
- * clocks agree on leases), and touch(), which refreshes the TTL of the
- * session's three keys. */
-#define RS_PRELUDE \
-	"local t = redis.call('TIME')\n" \
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
-	"local function touch(ttl) for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end end\n"
+/* The first line of every script: the PB_E* codes a script may answer,
+ * as Lua locals filled in from error.h by rs_script_build(), so scripts
+ * say `return {E_NOSESSION}` and no code is copied by hand. */
+#define RS_CODES_FMT \
+	"local E_BADREQ, E_NOSESSION, E_CLOSED, E_QFULL, E_SEQGAP, E_LOST = %d, %d, %d, %d, %d, %d\n"
 
-/* Script numbers, in the order of rs_scripts[]. */
+/* Redis' clock, so instances with skewed clocks agree on leases. */
+#define RS_NOW \
+	"local t = redis.call('TIME')\n" \
+	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+
+/* The start of every session script: the clock, and touch(), which
+ * refreshes the TTL of the session's three keys. */
+#define RS_PRELUDE RS_NOW \
+	"local function touch() for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end end\n"
+
+/* Script numbers, in the order of rs_defs[]. */
 enum rs_script {
 	RS_CREATE, RS_PUSH_IN, RS_READ_IN, RS_PUSH_OUT, RS_READ_OUT, RS_ACK_OUT,
 	RS_CLOSE, RS_END, RS_END_IF_IDLE, RS_RENEW, RS_CLAIM, RS_RELEASE, RS_ORPHANS,
 	RS_NSCRIPTS
 };
 
-/* Every session script: KEYS = meta, in, out; ARGV[1] = key TTL (ms),
- * ARGV[2] = the session's channel. Replies are arrays whose first element
- * is 0 or a negative PB_E* code. */
-static const char *const rs_scripts[RS_NSCRIPTS] = {
-	/* CREATE: route, protocol, owner, lease_ms, handshake -> {0, lease} */
-	[RS_CREATE] = RS_PRELUDE
-	"if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end\n"
-	"local lease = now + tonumber(ARGV[6])\n"
-	"redis.call('HSET', KEYS[1], 'st', 'open', 'route', ARGV[3], 'proto', ARGV[4],\n"
-	"  'owner', ARGV[5], 'lease', lease, 'drained', 0, 'in_last', 0, 'in_first', 1,\n"
-	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now, 'hs', ARGV[7])\n"
-	"touch(ARGV[1])\n"
-	"return {0, lease}\n",
-	/* PUSH_IN: owner, payload... -> {0, seq of the last, depth, bytes} */
-	[RS_PUSH_IN] = RS_PRELUDE
+/*
+ * One script: the names of its arguments and its body. args is the one
+ * place a script's argument layout is written: the names of ARGV[1],
+ * ARGV[2], ... in order, space-separated; a leading '#' marks a number
+ * (unpacked with tonumber()), and a final "..." says the stored messages
+ * follow, from ARGV[first_msg] on. rs_script_build() turns it into the
+ * script's second line, e.g.
+ *
+ *   local ttl, chan, upto = ARGV[1], ARGV[2], tonumber(ARGV[3])
+ *
+ * and the body uses only the names. The C builders push the arguments in
+ * the same order (every session script starts with "ttl chan", pushed by
+ * rs_args_init()), and rs_eval() checks their count.
+ *
+ * Session scripts: KEYS = meta, in, out; ttl = the keys' TTL in ms, chan =
+ * the session's channel. Replies are arrays whose first element is 0 or an
+ * E_* code.
+ */
+struct rs_script_def {
+	const char *args;
+	const char *body;
+};
+
+static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
+	/* -> {0, lease} */
+	[RS_CREATE] = { "ttl chan route proto owner #lease_ms hs", RS_PRELUDE
+	"if redis.call('EXISTS', KEYS[1]) == 1 then return {E_BADREQ} end\n"
+	"local lease = now + lease_ms\n"
+	"redis.call('HSET', KEYS[1], 'st', 'open', 'route', route, 'proto', proto,\n"
+	"  'owner', owner, 'lease', lease, 'drained', 0, 'in_last', 0, 'in_first', 1,\n"
+	"  'out_last', 0, 'out_first', 1, 'send_seq', 0, 'act', now, 'hs', hs)\n"
+	"touch()\n"
+	"return {0, lease}\n" },
+	/* -> {0, seq of the last, depth, bytes} */
+	[RS_PUSH_IN] = { "ttl chan owner ...", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] ~= 'open' then return {-4} end\n"
-	"if m[2] ~= ARGV[3] then return {-17} end\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] ~= 'open' then return {E_CLOSED} end\n"
+	"if m[2] ~= owner then return {E_LOST} end\n"
 	"local add = 0\n"
-	"for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]); add = add + #ARGV[i] - 1 end\n"
-	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', #ARGV - 3)\n"
+	"for i = first_msg, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]); add = add + #ARGV[i] - 1 end\n"
+	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', #ARGV - first_msg + 1)\n"
 	"local bytes = redis.call('HINCRBY', KEYS[1], 'in_bytes', add)\n"
 	"local depth = redis.call('LLEN', KEYS[2])\n"
-	"touch(ARGV[1])\n"
-	"redis.call('PUBLISH', ARGV[2], 'i')\n"
-	"return {0, seq, depth, bytes}\n",
-	/* READ_IN: after, max, max_bytes, tombstone_ms, from, hold_ms, may_end ->
-	 * {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
-	[RS_READ_IN] = RS_PRELUDE
+	"touch()\n"
+	"redis.call('PUBLISH', chan, 'i')\n"
+	"return {0, seq, depth, bytes}\n" },
+	/* -> {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
+	[RS_READ_IN] = {
+	"ttl chan #after #max #max_bytes tomb_ms #from #hold_ms may_end", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] == 'ended' then return {-4} end\n"
-	"local last, first, after = tonumber(m[2]), tonumber(m[3]), tonumber(ARGV[3])\n"
-	"if after > last then return {-1} end\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] == 'ended' then return {E_CLOSED} end\n"
+	"local last, first = tonumber(m[2]), tonumber(m[3])\n"
+	"if after > last then return {E_BADREQ} end\n"
 	"local acked = false\n"
 	"if after >= first then\n"
 	"  local gone = 0\n"
@@ -91,80 +121,79 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  redis.call('LTRIM', KEYS[2], after - first + 1, -1)\n"
 	"  first = after + 1\n"
 	"  redis.call('HSET', KEYS[1], 'in_first', first)\n"
+	/* Redis refuses HINCRBY by "-0" */
 	"  if gone > 0 then redis.call('HINCRBY', KEYS[1], 'in_bytes', -gone) end\n"
 	"  acked = true\n"
 	"end\n"
 	"local depth = last - first + 1\n"
-	"local from = tonumber(ARGV[7])\n"
 	"local skip = 0\n"
 	"if from >= first then skip = from - first + 1 end\n"
 	"if skip > depth then skip = depth end\n"
-	"local msgs = redis.call('LRANGE', KEYS[2], skip, skip + tonumber(ARGV[4]) - 1)\n"
-	"local n, bytes, maxb = 0, 0, tonumber(ARGV[5])\n"
+	"local msgs = redis.call('LRANGE', KEYS[2], skip, skip + max - 1)\n"
+	"local n, bytes = 0, 0\n"
 	"for i = 1, #msgs do\n"
 	"  local l = #msgs[i] - 1\n"
-	"  if n > 0 and bytes + l > maxb then break end\n"
+	"  if n > 0 and bytes + l > max_bytes then break end\n"
 	"  bytes = bytes + l\n"
 	"  n = n + 1\n"
 	"end\n"
 	"local closed, ended = 0, 0\n"
 	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
-	"if m[1] == 'closed' and depth == 0 and ARGV[9] == '1' then ended = 1 end\n"
-	"redis.call('HSET', KEYS[1], 'act', now + tonumber(ARGV[8]))\n"
+	"if m[1] == 'closed' and depth == 0 and may_end == '1' then ended = 1 end\n"
+	"redis.call('HSET', KEYS[1], 'act', now + hold_ms)\n"
 	"if ended == 1 then\n"
 	"  redis.call('HSET', KEYS[1], 'st', 'ended')\n"
 	"  redis.call('DEL', KEYS[2], KEYS[3])\n"
-	"  redis.call('PEXPIRE', KEYS[1], ARGV[6])\n"
-	"  redis.call('PUBLISH', ARGV[2], 'e')\n"
+	"  redis.call('PEXPIRE', KEYS[1], tomb_ms)\n"
+	"  redis.call('PUBLISH', chan, 'e')\n"
 	"else\n"
-	"  touch(ARGV[1])\n"
-	"  if acked then redis.call('PUBLISH', ARGV[2], 'a') end\n"
+	"  touch()\n"
+	"  if acked then redis.call('PUBLISH', chan, 'a') end\n"
 	"end\n"
 	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip}\n"
 	"for i = 1, n do out[#out + 1] = msgs[i] end\n"
-	"return out\n",
-	/* PUSH_OUT: send_seq, queue_max, queue_max_bytes, payload... ->
-	 * {0, accepted, send_seq} or {-12, send_seq, expected} or {-11} */
-	[RS_PUSH_OUT] = RS_PRELUDE
+	"return out\n" },
+	/* -> {0, accepted, send_seq} or {E_SEQGAP, send_seq, expected} or
+	 * {E_QFULL} */
+	[RS_PUSH_OUT] = { "ttl chan #send_seq #queue_max #queue_max_bytes ...", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'send_seq', 'out_last', 'out_first',\n"
 	"  'out_bytes')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] ~= 'open' then return {-4} end\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] ~= 'open' then return {E_CLOSED} end\n"
 	"redis.call('HSET', KEYS[1], 'act', now)\n"
-	"touch(ARGV[1])\n"
-	"local cur, seq = tonumber(m[2]), tonumber(ARGV[3])\n"
-	"if seq > 0 and seq <= cur then return {0, 0, cur} end\n"
-	"if seq > 0 and seq > cur + 1 then return {-12, cur, cur + 1} end\n"
-	"local n = #ARGV - 5\n"
-	"if tonumber(m[3]) - tonumber(m[4]) + 1 + n > tonumber(ARGV[4]) then return {-11} end\n"
+	"touch()\n"
+	"local cur = tonumber(m[2])\n"
+	"if send_seq > 0 and send_seq <= cur then return {0, 0, cur} end\n"
+	"if send_seq > 0 and send_seq > cur + 1 then return {E_SEQGAP, cur, cur + 1} end\n"
+	"local n = #ARGV - first_msg + 1\n"
+	"if tonumber(m[3]) - tonumber(m[4]) + 1 + n > queue_max then return {E_QFULL} end\n"
 	"local add = 0\n"
-	"for i = 6, #ARGV do add = add + #ARGV[i] - 1 end\n"
-	"if (tonumber(m[5]) or 0) + add > tonumber(ARGV[5]) then return {-11} end\n"
-	"for i = 6, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
+	"for i = first_msg, #ARGV do add = add + #ARGV[i] - 1 end\n"
+	"if (tonumber(m[5]) or 0) + add > queue_max_bytes then return {E_QFULL} end\n"
+	"for i = first_msg, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
 	"if n > 0 then redis.call('HINCRBY', KEYS[1], 'out_last', n) end\n"
 	"if add > 0 then redis.call('HINCRBY', KEYS[1], 'out_bytes', add) end\n"
-	"if seq > 0 then redis.call('HSET', KEYS[1], 'send_seq', seq); cur = seq end\n"
-	"touch(ARGV[1])\n"
-	"if n > 0 then redis.call('PUBLISH', ARGV[2], 'o') end\n"
-	"return {0, n, cur}\n",
-	/* READ_OUT: after, max -> {0, first_seq, last_seq, msg...} */
-	[RS_READ_OUT] = RS_PRELUDE
+	"if send_seq > 0 then redis.call('HSET', KEYS[1], 'send_seq', send_seq); cur = send_seq end\n"
+	"touch()\n"
+	"if n > 0 then redis.call('PUBLISH', chan, 'o') end\n"
+	"return {0, n, cur}\n" },
+	/* -> {0, first_seq, last_seq, msg...} */
+	[RS_READ_OUT] = { "ttl chan #after #max", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_first', 'out_last')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] == 'ended' then return {-4} end\n"
-	"local first, after = tonumber(m[2]), tonumber(ARGV[3])\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] == 'ended' then return {E_CLOSED} end\n"
+	"local first = tonumber(m[2])\n"
 	"local skip = 0\n"
 	"if after >= first then skip = after - first + 1 end\n"
-	"local msgs = redis.call('LRANGE', KEYS[3], skip, skip + tonumber(ARGV[4]) - 1)\n"
+	"local msgs = redis.call('LRANGE', KEYS[3], skip, skip + max - 1)\n"
 	"local out = {0, first + skip, tonumber(m[3])}\n"
 	"for i = 1, #msgs do out[#out + 1] = msgs[i] end\n"
-	"return out\n",
-	/* ACK_OUT: upto -> {0} */
-	[RS_ACK_OUT] = RS_PRELUDE
+	"return out\n" },
+	/* -> {0} */
+	[RS_ACK_OUT] = { "ttl chan #upto", RS_PRELUDE
 	"local first = redis.call('HGET', KEYS[1], 'out_first')\n"
-	"if not first then return {-3} end\n"
+	"if not first then return {E_NOSESSION} end\n"
 	"first = tonumber(first)\n"
-	"local upto = tonumber(ARGV[3])\n"
 	"if upto >= first then\n"
 	"  local gone = 0\n"
 	"  for _, v in ipairs(redis.call('LRANGE', KEYS[3], 0, upto - first)) do\n"
@@ -174,75 +203,72 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 	"  redis.call('HSET', KEYS[1], 'out_first', upto + 1)\n"
 	"  if gone > 0 then redis.call('HINCRBY', KEYS[1], 'out_bytes', -gone) end\n"
 	"end\n"
-	"return {0}\n",
-	/* CLOSE: code, reason -> {0} */
-	[RS_CLOSE] = RS_PRELUDE
+	"return {0}\n" },
+	/* -> {0} */
+	[RS_CLOSE] = { "ttl chan code reason", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'out_last')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] ~= 'open' then return {-4} end\n"
-	"redis.call('HSET', KEYS[1], 'st', 'closed', 'code', ARGV[3], 'reason', ARGV[4],\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] ~= 'open' then return {E_CLOSED} end\n"
+	"redis.call('HSET', KEYS[1], 'st', 'closed', 'code', code, 'reason', reason,\n"
 	"  'out_first', tonumber(m[2]) + 1, 'out_bytes', 0)\n"
 	"redis.call('DEL', KEYS[3])\n"
-	"touch(ARGV[1])\n"
-	"redis.call('PUBLISH', ARGV[2], 'i')\n"
-	"return {0}\n",
-	/* END: tombstone_ms -> {0} */
-	[RS_END] = RS_PRELUDE
+	"touch()\n"
+	"redis.call('PUBLISH', chan, 'i')\n"
+	"return {0}\n" },
+	/* -> {0} */
+	[RS_END] = { "ttl chan tomb_ms", RS_PRELUDE
 	"local st = redis.call('HGET', KEYS[1], 'st')\n"
-	"if not st then return {-3} end\n"
-	"if st == 'ended' then return {-4} end\n"
+	"if not st then return {E_NOSESSION} end\n"
+	"if st == 'ended' then return {E_CLOSED} end\n"
 	"redis.call('HSET', KEYS[1], 'st', 'ended')\n"
 	"redis.call('DEL', KEYS[2], KEYS[3])\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
-	"redis.call('PUBLISH', ARGV[2], 'e')\n"
-	"return {0}\n",
-	/* END_IF_IDLE: tombstone_ms, idle_ms -> {0, ended, remaining_ms} */
-	[RS_END_IF_IDLE] = RS_PRELUDE
+	"redis.call('PEXPIRE', KEYS[1], tomb_ms)\n"
+	"redis.call('PUBLISH', chan, 'e')\n"
+	"return {0}\n" },
+	/* -> {0, ended, remaining_ms} */
+	[RS_END_IF_IDLE] = { "ttl chan tomb_ms #idle_ms", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'act')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] == 'ended' then return {-4} end\n"
-	"local left = tonumber(m[2]) + tonumber(ARGV[4]) - now\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] == 'ended' then return {E_CLOSED} end\n"
+	"local left = tonumber(m[2]) + idle_ms - now\n"
 	"if left > 0 then return {0, 0, left} end\n"
 	"redis.call('HSET', KEYS[1], 'st', 'ended')\n"
 	"redis.call('DEL', KEYS[2], KEYS[3])\n"
-	"redis.call('PEXPIRE', KEYS[1], ARGV[3])\n"
-	"redis.call('PUBLISH', ARGV[2], 'e')\n"
-	"return {0, 1, 0}\n",
-	/* RENEW: owner, lease_ms -> {0, lease} or {-17} */
-	[RS_RENEW] = RS_PRELUDE
+	"redis.call('PEXPIRE', KEYS[1], tomb_ms)\n"
+	"redis.call('PUBLISH', chan, 'e')\n"
+	"return {0, 1, 0}\n" },
+	/* -> {0, lease} or {E_LOST} */
+	[RS_RENEW] = { "ttl chan owner #lease_ms", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] == 'ended' then return {-4} end\n"
-	"if m[2] ~= ARGV[3] then return {-17} end\n"
-	"local lease = now + tonumber(ARGV[4])\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] == 'ended' then return {E_CLOSED} end\n"
+	"if m[2] ~= owner then return {E_LOST} end\n"
+	"local lease = now + lease_ms\n"
 	"redis.call('HSET', KEYS[1], 'lease', lease)\n"
-	"touch(ARGV[1])\n"
-	"return {0, lease}\n",
-	/* CLAIM: owner, lease_ms -> {0, lease, closed, drained, route, handshake}
-	 * or {-17} */
-	[RS_CLAIM] = RS_PRELUDE
+	"touch()\n"
+	"return {0, lease}\n" },
+	/* -> {0, lease, closed, drained, route, handshake} or {E_LOST, lease} */
+	[RS_CLAIM] = { "ttl chan owner #lease_ms", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'lease', 'drained', 'route', 'hs')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[1] == 'ended' then return {-4} end\n"
-	"if tonumber(m[3]) > now then return {-17, tonumber(m[3])} end\n"
-	"local lease = now + tonumber(ARGV[4])\n"
-	"redis.call('HSET', KEYS[1], 'owner', ARGV[3], 'lease', lease, 'drained', 0)\n"
-	"touch(ARGV[1])\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[1] == 'ended' then return {E_CLOSED} end\n"
+	"if tonumber(m[3]) > now then return {E_LOST, tonumber(m[3])} end\n"
+	"local lease = now + lease_ms\n"
+	"redis.call('HSET', KEYS[1], 'owner', owner, 'lease', lease, 'drained', 0)\n"
+	"touch()\n"
 	"local closed = 0\n"
 	"if m[1] == 'closed' then closed = 1 end\n"
-	"return {0, lease, closed, tonumber(m[4]) or 0, m[5] or '', m[6] or ''}\n",
-	/* RELEASE: owner -> {0} or {-17} */
-	[RS_RELEASE] = RS_PRELUDE
+	"return {0, lease, closed, tonumber(m[4]) or 0, m[5] or '', m[6] or ''}\n" },
+	/* -> {0} or {E_LOST} (lease_ms: RENEW's layout, unused) */
+	[RS_RELEASE] = { "ttl chan owner #lease_ms", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
-	"if not m[1] then return {-3} end\n"
-	"if m[2] ~= ARGV[3] then return {-17} end\n"
+	"if not m[1] then return {E_NOSESSION} end\n"
+	"if m[2] ~= owner then return {E_LOST} end\n"
 	"redis.call('HSET', KEYS[1], 'lease', 0, 'drained', 1)\n"
-	"return {0}\n",
-	/* ORPHANS: KEYS = pb:leases; limit -> ids whose lease has run out */
-	[RS_ORPHANS] =
-	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))\n",
+	"return {0}\n" },
+	/* KEYS = pb:leases -> ids whose lease has run out */
+	[RS_ORPHANS] = { "#limit", RS_NOW
+	"return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)\n" },
 };
 
 #define RS_LEASES_KEY "pb:leases"
@@ -254,6 +280,8 @@ struct redis_store {
 	int was_up;                     /* the command connection was up once */
 	unsigned long long ttl_ms;      /* of a live session's keys */
 	unsigned long long tomb_ms;     /* of a tombstone */
+	char *scripts[RS_NSCRIPTS];     /* the Lua sources handed to r */
+	int argc[RS_NSCRIPTS];          /* how many named arguments each takes */
 };
 
 /* One operation in flight: which callback to call, and for whom. */
@@ -282,7 +310,64 @@ struct rs_args {
 	char chan[PB_ID_LEN + 8];
 };
 
-/* ---- building calls ---------------------------------------------------- */
+/* ---- building scripts and calls ---------------------------------------- */
+
+/* Append the Lua for one named argument, ARGV[i] (spec: its name, with a
+ * leading '#' for a number, or "..." for the messages), to the names and
+ * values of the unpacking line. */
+static int rs_unpack_arg(struct pb_buf *names, struct pb_buf *values, const char *spec,
+			 size_t len, int i)
+{
+	const char *sep = i > 1 ? ", " : "";
+	int r;
+
+	if (len == 3 && !memcmp(spec, "...", 3)) {
+		r = pb_buf_printf(names, "%sfirst_msg", sep);
+		return r ? r : pb_buf_printf(values, "%s%d", sep, i);
+	}
+	if (spec[0] == '#') {
+		r = pb_buf_printf(names, "%s%.*s", sep, (int)len - 1, spec + 1);
+		return r ? r : pb_buf_printf(values, "%stonumber(ARGV[%d])", sep, i);
+	}
+	r = pb_buf_printf(names, "%s%.*s", sep, (int)len, spec);
+	return r ? r : pb_buf_printf(values, "%sARGV[%d]", sep, i);
+}
+
+/* The Lua source of def: the E_* codes, the line unpacking its named
+ * arguments, its body. Malloc'd; NULL on allocation failure. *argc gets
+ * the number of named arguments (not counting "..."). */
+static char *rs_script_build(const struct rs_script_def *def, int *argc)
+{
+	struct pb_buf names, values, text;
+	const char *p = def->args;
+	char *out = NULL;
+	int r, n = 0;
+
+	pb_buf_init(&names, 0);
+	pb_buf_init(&values, 0);
+	pb_buf_init(&text, 0);
+	r = pb_buf_printf(&text, RS_CODES_FMT, PB_EBADREQ, PB_ENOSESSION, PB_ECLOSED,
+			  PB_EQFULL, PB_ESEQGAP, PB_ELOST);
+	while (!r && *p) {
+		size_t len = strcspn(p, " ");
+
+		r = rs_unpack_arg(&names, &values, p, len, n + 1);
+		if (p[0] != '.')
+			n++;
+		p += len;
+		p += strspn(p, " ");
+	}
+	if (!r)
+		r = pb_buf_printf(&text, "local %s = %s\n%s", names.data, values.data, def->body);
+	if (!r) {
+		out = pb_buf_steal(&text, NULL);
+		*argc = n;
+	}
+	pb_buf_free(&names);
+	pb_buf_free(&values);
+	pb_buf_free(&text);
+	return out;
+}
 
 /* Start the arguments of a session script: three keys, TTL, channel. */
 static void rs_args_init(struct rs_args *a, const struct redis_store *st, const char *id,
@@ -348,11 +433,15 @@ static struct rs_op *rs_begin(struct redis_store *st, const char *id, void *arg,
 	return op;
 }
 
-/* Run a session script (3 keys). 0, or an error and op freed. */
+/* Run a session script (3 keys) whose named arguments are in a. 0, or an
+ * error and op freed. */
 static int rs_eval(struct redis_store *st, enum rs_script script, struct rs_args *a,
 		   pb_redis_cb cb, struct rs_op *op)
 {
-	int r = pb_redis_eval(st->r, script, 3, a->n, a->v, a->len, cb, op);
+	int r;
+
+	assert(a->n == 3 + st->argc[script]);
+	r = pb_redis_eval(st->r, script, 3, a->n, a->v, a->len, cb, op);
 
 	if (r) {
 		free(op);
@@ -596,6 +685,7 @@ static int rs_eval_msgs(struct redis_store *st, enum rs_script script, struct rs
 	char **payloads = calloc(n ? n : 1, sizeof(*payloads));
 	int r = PB_ENOMEM;
 
+	assert(a->n == 3 + st->argc[script]);
 	if (!v || !len || !payloads)
 		goto out;
 	memcpy(v, a->v, (size_t)a->n * sizeof(*v));
@@ -978,9 +1068,12 @@ static int rs_orphans(struct pb_store *s, pb_store_ids_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_op *op;
-	const char *v[2] = { RS_LEASES_KEY, "100" };
-	size_t len[2] = { strlen(RS_LEASES_KEY), 3 };
+	char limit[24];
+	const char *v[2] = { RS_LEASES_KEY, limit };      /* KEYS[1], then limit */
+	size_t len[2];
 
+	len[0] = strlen(RS_LEASES_KEY);
+	len[1] = (size_t)snprintf(limit, sizeof(limit), "%d", RS_ORPHANS_PER_SCAN);
 	if (!st->up)
 		return PB_ESTORE;
 	op = rs_op_new(st, NULL, arg);
@@ -1107,6 +1200,9 @@ static void rs_destroy(struct pb_store *s)
 	/* Pending operations still get their callbacks; wakeups stop now. */
 	memset(&st->base.events, 0, sizeof(st->base.events));
 	pb_redis_free(st->r);
+	/* a freed client loads no script any more */
+	for (int i = 0; i < RS_NSCRIPTS; i++)
+		free(st->scripts[i]);
 	free(st);
 }
 
@@ -1146,9 +1242,14 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (pb_redis_parse_url(url, &o.url, err, errlen)) {
-		free(st);
-		return NULL;
+	if (pb_redis_parse_url(url, &o.url, err, errlen))
+		goto fail;
+	for (int i = 0; i < RS_NSCRIPTS; i++) {
+		st->scripts[i] = rs_script_build(&rs_defs[i], &st->argc[i]);
+		if (!st->scripts[i]) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	}
 	st->base.ops = &rs_ops;
 	st->base.shared = &rs_shared_ops;
@@ -1160,7 +1261,7 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 	st->tomb_ms = (unsigned long long)limits->tombstone_secs * 1000;
 	o.connect_timeout_ms = 1000;
 	o.command_timeout_ms = 1000;
-	o.scripts = rs_scripts;
+	o.scripts = (const char *const *)st->scripts;
 	o.nscripts = RS_NSCRIPTS;
 	o.on_state = rs_on_state;
 	o.on_message = rs_on_message;
@@ -1169,8 +1270,19 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 	st->r = pb_redis_new(loop, &o);
 	if (!st->r) {
 		snprintf(err, errlen, "out of memory");
-		free(st);
-		return NULL;
+		goto fail;
 	}
 	return &st->base;
+fail:
+	for (int i = 0; i < RS_NSCRIPTS; i++)
+		free(st->scripts[i]);
+	free(st);
+	return NULL;
+}
+
+char *pb_store_redis_script(size_t i)
+{
+	int argc;
+
+	return i < RS_NSCRIPTS ? rs_script_build(&rs_defs[i], &argc) : NULL;
 }

@@ -21,4 +21,10 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 				    const struct pb_store_events *events,
 				    const struct pb_store_limits *limits, char *err, size_t errlen);
 
+/* The Lua source of the store's script number i, exactly as the store
+ * loads it into Redis (the E_* code names and the named arguments, then
+ * the body), for tests. Malloc'd: the caller frees it. NULL when i is past
+ * the last script (or memory is short). */
+char *pb_store_redis_script(size_t i);
+
 #endif

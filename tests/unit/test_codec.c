@@ -738,6 +738,32 @@ static void test_form(void)
 #undef FORM
 }
 
+/* Percent-decoding into a C string: '+' kept, %00 and bad escapes
+ * refused, the output size respected, nothing read past len. */
+static void test_percent_decode(void)
+{
+	char out[16];
+
+	tap_ok(pb_percent_decode(S("p%40ss%2Fw+x"), out, sizeof(out)) == 0 &&
+	       !strcmp(out, "p@ss/w+x"), "percent: escapes decoded, '+' kept (%s)", out);
+	tap_ok(pb_percent_decode(S(""), out, sizeof(out)) == 0 && !out[0], "percent: empty");
+	tap_ok(pb_percent_decode(S("%c3%A9"), out, sizeof(out)) == 0 &&
+	       !strcmp(out, "\xc3\xa9"), "percent: both hex cases");
+	tap_ok(pb_percent_decode(S("12345678901234%35"), out, sizeof(out)) == 0 &&
+	       !strcmp(out, "123456789012345"), "percent: exactly fills the output");
+	tap_is_int(pb_percent_decode(S("1234567890123456"), out, sizeof(out)), PB_ETOOBIG,
+		   "percent: one byte too many: PB_ETOOBIG");
+	tap_is_int(pb_percent_decode(S("a"), out, 0), PB_ETOOBIG, "percent: no room at all");
+	tap_is_int(pb_percent_decode(S("a%00b"), out, sizeof(out)), PB_EBADREQ,
+		   "percent: %%00 refused");
+	tap_is_int(pb_percent_decode(S("a%zz"), out, sizeof(out)), PB_EBADREQ,
+		   "percent: %%zz refused");
+	tap_is_int(pb_percent_decode(S("a%4"), out, sizeof(out)), PB_EBADREQ,
+		   "percent: %%4 at the end refused");
+	tap_is_int(pb_percent_decode("a%41", 3, out, sizeof(out)), PB_EBADREQ,
+		   "percent: an escape cut by len refused");
+}
+
 static void test_protocol_valid(void)
 {
 	char long64[66];
@@ -1183,6 +1209,7 @@ int main(void)
 	test_json_escape(&rng);
 	test_encode();
 	test_form();
+	test_percent_decode();
 	test_protocol_valid();
 	test_header_valid();
 	test_create();

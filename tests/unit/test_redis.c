@@ -8,7 +8,8 @@
  * reply callback; a fake server whose poisoned replies (a reply with no
  * command pending, an unknown type byte, huge bulk and array lengths,
  * malformed pub/sub pushes) drop the connection without a crash, fail the
- * pending commands once each, and are followed by a clean reconnect.
+ * pending commands once each, and are followed by a clean reconnect; the
+ * Redis store's Lua scripts (codes and arguments by name, all compile).
  * Every client runs on its own loop, which must close cleanly after
  * pb_redis_free().
  */
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +31,7 @@
 #include "e2e/harness.h"
 #include "error.h"
 #include "redis.h"
+#include "store_redis.h"
 #include "tap.h"
 
 #define MAX_ARGS 16
@@ -328,6 +329,84 @@ static void test_url(void)
 }
 
 /* ---- a working server ------------------------------------------------- */
+
+/* 1 if text has a negative number right after '{' (spaces allowed): a
+ * hand-copied error code such as "return {-3}". */
+static int has_bare_code(const char *text)
+{
+	for (const char *p = strchr(text, '{'); p; p = strchr(p + 1, '{')) {
+		const char *q = p + 1 + strspn(p + 1, " ");
+
+		if (q[0] == '-' && q[1] >= '0' && q[1] <= '9')
+			return 1;
+	}
+	return 0;
+}
+
+/* 1 if text, past its first two lines (the E_* codes and the unpacking of
+ * the named arguments), indexes ARGV with a number. */
+static int has_argv_number(const char *text)
+{
+	const char *p = strchr(text, '\n');
+
+	p = p ? strchr(p + 1, '\n') : NULL;
+	for (p = p ? strstr(p, "ARGV[") : NULL; p; p = strstr(p + 1, "ARGV["))
+		if (p[5] >= '0' && p[5] <= '9')
+			return 1;
+	return 0;
+}
+
+/* The Redis store's scripts: error codes by name (their values from
+ * error.h), arguments by name, and every one compiles. */
+static void test_store_scripts(int port)
+{
+	static const int codes[] = { PB_EBADREQ, PB_ENOSESSION, PB_ECLOSED, PB_EQFULL,
+				     PB_ESEQGAP, PB_ELOST };
+	struct client c;
+	struct res res;
+	char url[64], *text, *probe;
+	size_t n = 0, bare = 0, argv = 0, loaded = 0;
+	int same = 1;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups, 3000);
+	while ((text = pb_store_redis_script(n)) != NULL) {
+		bare += has_bare_code(text);
+		argv += has_argv_number(text);
+		if (cmd(&c, &res, "SCRIPT", "LOAD", text, NULL) == 0 &&
+		    res.type == REDIS_REPLY_STRING && res.len == 40)
+			loaded++;
+		else
+			tap_diag("  script %zu does not load: %s", n, res.str);
+		free(text);
+		n++;
+	}
+	tap_ok(n >= 13, "the store has its %zu scripts", n);
+	tap_is_int((long long)bare, 0, "no script returns a hand-copied error code");
+	tap_is_int((long long)argv, 0, "no script body indexes ARGV by number");
+	tap_is_int((long long)loaded, (long long)n, "every store script compiles (SCRIPT LOAD)");
+
+	/* the E_* line of the scripts, run: the values of error.h */
+	text = pb_store_redis_script(0);
+	probe = text ? malloc(strlen(text) + 128) : NULL;
+	if (probe) {
+		snprintf(probe, strlen(text) + 128, "%.*s\nreturn {E_BADREQ, E_NOSESSION, "
+			 "E_CLOSED, E_QFULL}", (int)strcspn(text, "\n"), text);
+		cmd(&c, &res, "EVAL", probe, "0", NULL);
+		for (size_t i = 0; i < 4; i++)
+			same = same && res.elements == 4 && res.el_int[i] == codes[i];
+		snprintf(probe, strlen(text) + 128, "%.*s\nreturn {E_SEQGAP, E_LOST}",
+			 (int)strcspn(text, "\n"), text);
+		cmd(&c, &res, "EVAL", probe, "0", NULL);
+		for (size_t i = 0; i < 2; i++)
+			same = same && res.elements == 2 && res.el_int[i] == codes[4 + i];
+	}
+	tap_ok(probe && same, "the scripts' E_* codes are error.h's PB_E* values");
+	free(probe);
+	free(text);
+	tap_is_int(client_close(&c), 0, "script client loop closes");
+}
 
 /* Commands, scripts, NOSCRIPT, refusals, pipelining, pub/sub refcounts. */
 static void test_basic(int port)
@@ -983,11 +1062,13 @@ static int poison_parse(const char *buf, size_t len, size_t *used, char *a0, cha
 	return (int)n;
 }
 
-/* The poison server (a forked child): a valid handshake on every
- * connection; GET answers its key, SUBSCRIBE confirms; the first GET or
- * SUBSCRIBE of "poison" gets kind instead. Never returns. */
-static void poison_run(int lfd, enum poison kind)
+/* The poison server (a forked child; arg: its enum poison): a valid
+ * handshake on every connection; GET answers its key, SUBSCRIBE confirms;
+ * the first GET or SUBSCRIBE of "poison" gets the poison instead. Never
+ * returns. */
+static void poison_run(int lfd, void *arg)
 {
+	enum poison kind = *(enum poison *)arg;
 	static char in[64][8192];
 	static size_t inlen[64];
 	struct pollfd pfd[65];
@@ -1078,31 +1159,13 @@ static void poison_run(int lfd, enum poison kind)
 /* Fork a poison server on a free loopback port (*port). */
 static pid_t poison_start(enum poison kind, int *port)
 {
-	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	pid_t parent = getpid(), pid;
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
+	int lfd;
 
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 64) ||
-	    getsockname(lfd, (struct sockaddr *)&sin, &sl))
+	*port = 0;
+	lfd = h_listen(port);
+	if (lfd < 0)
 		tap_bail("poison server: cannot listen");
-	*port = ntohs(sin.sin_port);
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		tap_bail("fork failed");
-	if (pid == 0) {
-		signal(SIGPIPE, SIG_IGN);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(0);
-		poison_run(lfd, kind);
-	}
-	close(lfd);
-	return pid;
+	return h_fork_server(lfd, poison_run, &kind);
 }
 
 /* A poisoned reply drops the connection without a crash: the commands
@@ -1179,6 +1242,7 @@ int main(void)
 	if (!srv)
 		tap_bail("cannot start redis-server");
 	test_basic(port);
+	test_store_scripts(port);
 	test_timeout(port);
 	test_free_inflight(port);
 	test_sub_timeout(port);
