@@ -468,11 +468,11 @@ static void front_client_address(struct pb_req *r, char *out, size_t outlen)
  * appended to the client's own value. The values live in buf. 0,
  * PB_EBADREQ with *why (a value with CR, LF or another control
  * character: it must never reach the upstream), or PB_ENOMEM. */
-static int front_forward_headers(struct pb_req *r, struct pb_upstream_headers *fh,
+static int front_forward_headers(struct pb_req *r, struct pb_headers *fh,
 				 struct pb_buf *buf, const char **why)
 {
 	const struct pb_config *cfg = r->f->cfg;
-	size_t off[PB_UPSTREAM_MAX_HEADERS];
+	size_t off[PB_MAX_HEADERS];
 	struct front_hdr_join j = { .buf = buf };
 	char addr[INET6_ADDRSTRLEN];
 
@@ -517,7 +517,7 @@ static int front_forward_headers(struct pb_req *r, struct pb_upstream_headers *f
 static void front_create(struct pb_req *r)
 {
 	struct pb_create_req cr = { 0 };
-	struct pb_upstream_headers fh;
+	struct pb_headers fh;
 	struct front_query q = { 0 };
 	struct pb_buf fhbuf;
 	const char *origin = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin");
@@ -571,7 +571,7 @@ static void front_create(struct pb_req *r)
 }
 
 /* Core answer to a poll. */
-static void front_polled(void *arg, int err, const struct pb_store_batch *b)
+static void front_polled(void *arg, int err, const struct pb_core_batch *b)
 {
 	struct pb_req *r = arg;
 	struct pb_buf out;
@@ -639,7 +639,7 @@ static void front_poll(struct pb_req *r)
 
 /* ---- Server-Sent Events -------------------------------------------------- */
 
-static void front_sse_more(void *arg, int err, const struct pb_store_batch *b);
+static void front_sse_more(void *arg, int err, const struct pb_core_batch *b);
 
 /* How long a client waits before reopening a stream that ended because its
  * window filled (the SSE retry field, milliseconds). */
@@ -654,7 +654,7 @@ static uint64_t front_sse_window(const struct pb_config *cfg)
 
 /* Append a batch to the stream: one event per message, the close event
  * (which ends the stream), or a heartbeat comment when there is nothing. */
-static void front_sse_append(struct pb_req *r, const struct pb_store_batch *b)
+static void front_sse_append(struct pb_req *r, const struct pb_core_batch *b)
 {
 	int e = 0;
 
@@ -720,7 +720,7 @@ static ssize_t front_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 /* Core answer to a stream read. */
-static void front_sse_more(void *arg, int err, const struct pb_store_batch *b)
+static void front_sse_more(void *arg, int err, const struct pb_core_batch *b)
 {
 	struct pb_req *r = arg;
 
@@ -743,7 +743,7 @@ static void front_sse_more(void *arg, int err, const struct pb_store_batch *b)
 
 /* Core answer to the stream's first read: an error answers as usual;
  * otherwise the event stream starts with what the cursor left unread. */
-static void front_sse_first(void *arg, int err, const struct pb_store_batch *b)
+static void front_sse_first(void *arg, int err, const struct pb_core_batch *b)
 {
 	struct pb_req *r = arg;
 	struct MHD_Response *resp;
@@ -817,7 +817,7 @@ static void front_preflight(struct pb_req *r)
 }
 
 /* Core answer to a send. */
-static void front_sent(void *arg, int err, const struct pb_store_send_result *res)
+static void front_sent(void *arg, int err, const struct pb_core_send_result *res)
 {
 	struct pb_req *r = arg;
 	struct pb_buf b;

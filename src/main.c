@@ -88,9 +88,11 @@ static void wake_only(uv_timer_t *t)
  * answers 503 (and /healthz 503) until it is up. */
 static void wait_for_store(struct pb_daemon *d)
 {
-	uint64_t until = uv_now(&d->loop) + 2000;
 	uv_timer_t t;
+	uint64_t until;
 
+	uv_update_time(&d->loop);       /* a slow start (valgrind) left it stale */
+	until = uv_now(&d->loop) + 2000;
 	uv_timer_init(&d->loop, &t);
 	uv_timer_start(&t, wake_only, 50, 50);
 	while (!d->store->ops->healthy(d->store) && uv_now(&d->loop) < until)
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
 	}
 	pb_upstream_ctx_set_ping(d.up, d.cfg.ping_interval);
 	d.core = pb_core_new(&d.loop, &d.cfg, &pb_upstream_link_ops, d.up);
-	ev = pb_core_store_events(d.core);
+	pb_core_store_events(d.core, &ev);
 	lim.queue_max = d.cfg.queue_max;
 	lim.queue_max_bytes = d.cfg.queue_max_bytes;
 	lim.tombstone_secs = d.cfg.idle_timeout;

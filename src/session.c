@@ -206,6 +206,7 @@ static void session_idle_checked(void *arg, int err, int ended, uint64_t remaini
 {
 	struct pb_session *s = arg;
 
+	s->idle_checking = 0;
 	if (s->state == PB_S_ENDED) {
 		/* Gone meanwhile. */
 	} else if (!err && ended) {
@@ -233,7 +234,9 @@ static void session_idle_expired(struct pb_session *s)
 	struct pb_store *st = s->core->store;
 
 	session_hold(s);
+	s->idle_checking = 1;
 	if (st->ops->end_if_idle(st, s->id, session_idle_checked, s)) {
+		s->idle_checking = 0;
 		session_touch(s);
 		session_release(s);
 	}
@@ -420,7 +423,7 @@ static const struct pb_upstream_handler pb_session_upstream = {
 };
 
 int session_dial(struct pb_session *s, const char *protocols, const char *origin,
-		 const struct pb_upstream_headers *fwd)
+		 const struct pb_headers *fwd)
 {
 	struct pb_core *c = s->core;
 	struct pb_upstream_dial d = { 0 };
@@ -473,7 +476,7 @@ static void core_client_done(struct pb_core *c, const char *addr)
 }
 
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
-		    const char *client_origin, const struct pb_upstream_headers *fwd,
+		    const char *client_origin, const struct pb_headers *fwd,
 		    pb_core_create_cb cb, void *req)
 {
 	struct pb_client *client = NULL;
@@ -546,12 +549,18 @@ struct pb_send_op {
 	void *req;
 };
 
-/* Store answer to a send. */
+/* Store answer to a send, passed on as the core's own result. */
 static void core_send_done(void *arg, int err, const struct pb_store_send_result *r)
 {
 	struct pb_send_op *op = arg;
+	struct pb_core_send_result res = { 0 };
 
-	op->cb(op->req, err, r);
+	if (r) {
+		res.accepted = r->accepted;
+		res.send_seq = r->send_seq;
+		res.expected = r->expected;
+	}
+	op->cb(op->req, err, r ? &res : NULL);
 	if (op->s)
 		session_release(op->s);
 	free(op);
@@ -683,20 +692,17 @@ struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 	return c;
 }
 
-struct pb_store_events pb_core_store_events(struct pb_core *c)
+void pb_core_store_events(struct pb_core *c, struct pb_store_events *ev)
 {
-	struct pb_store_events ev = {
-		.inbound = core_on_inbound,
-		.outbound = core_on_outbound,
-		.ended = core_on_ended,
-		.acked = core_on_acked,
-		.waiter = core_on_waiter,
-		.resync = core_on_resync,
-		.health = core_on_health,
-		.arg = c,
-	};
-
-	return ev;
+	memset(ev, 0, sizeof(*ev));
+	ev->inbound = core_on_inbound;
+	ev->outbound = core_on_outbound;
+	ev->ended = core_on_ended;
+	ev->acked = core_on_acked;
+	ev->waiter = core_on_waiter;
+	ev->resync = core_on_resync;
+	ev->health = core_on_health;
+	ev->arg = c;
 }
 
 void pb_core_attach_store(struct pb_core *c, struct pb_store *store)

@@ -7,7 +7,11 @@
  * It includes neither libmicrohttpd nor libwebsockets: the front end calls
  * the request functions below and gets exactly one callback per request,
  * possibly before the function returns (the memory store answers at once).
- * Pointers passed to those callbacks are borrowed for the call only.
+ * Pointers passed to those callbacks are borrowed for the call only. The
+ * answers are the core's own types (struct pb_core_batch, struct
+ * pb_core_send_result), so the front end needs neither store.h nor
+ * upstream.h; only main.c, which wires a core to its store and link,
+ * includes those.
  */
 #ifndef PB_SESSION_H
 #define PB_SESSION_H
@@ -18,14 +22,39 @@
 
 #include "codec.h"
 #include "config.h"
-#include "store.h"
-#include "upstream.h"
+#include "headers.h"
+#include "msg.h"
 
 struct pb_core;
+struct pb_link_ops;             /* upstream.h */
+struct pb_store;                /* store.h */
+struct pb_store_events;         /* store.h */
+
+/* What a poll or a stream read answers with (err 0). */
+struct pb_core_batch {
+	struct pb_msg **msgs;           /* borrowed references, seq ascending */
+	size_t n;
+	uint64_t last_seq;              /* highest seq handed out so far */
+	struct pb_close_info close;     /* closed once the upstream has closed and
+					   this batch reaches last_seq */
+	int released;                   /* empty: the request was let go (a newer
+					   poll or stream took the session's
+					   waiter slot, or the instance drains) */
+};
+
+/* What a send accepted (err 0), or where it should have started
+ * (PB_ESEQGAP). */
+struct pb_core_send_result {
+	size_t accepted;                /* messages now queued (0 for a repeat) */
+	uint64_t send_seq;              /* highest request seq accepted, 0: none */
+	uint64_t expected;              /* with PB_ESEQGAP: the next expected seq */
+};
 
 typedef void (*pb_core_create_cb)(void *req, int err, const char *id, const char *protocol);
-typedef void (*pb_core_poll_cb)(void *req, int err, const struct pb_store_batch *b);
-typedef void (*pb_core_send_cb)(void *req, int err, const struct pb_store_send_result *r);
+/* b is set when err is 0 (else do not use it). */
+typedef void (*pb_core_poll_cb)(void *req, int err, const struct pb_core_batch *b);
+/* r is set when err is 0 or PB_ESEQGAP (else it may be NULL). */
+typedef void (*pb_core_send_cb)(void *req, int err, const struct pb_core_send_result *r);
 typedef void (*pb_core_done_cb)(void *req, int err);
 
 /* A core on loop with cfg (borrowed for the core's life) that dials its
@@ -35,8 +64,8 @@ typedef void (*pb_core_done_cb)(void *req, int err);
 struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 			    const struct pb_link_ops *link, void *link_ctx);
 
-/* The wakeups a store created for this core must raise. */
-struct pb_store_events pb_core_store_events(struct pb_core *c);
+/* Fill ev with the wakeups a store created for this core must raise. */
+void pb_core_store_events(struct pb_core *c, struct pb_store_events *ev);
 
 /* Use store (borrowed; it must outlive the core's sessions). */
 void pb_core_attach_store(struct pb_core *c, struct pb_store *store);
@@ -53,7 +82,7 @@ void pb_core_free(struct pb_core *c);
  * client_origin and fwd are stored with the session, so that an instance
  * adopting it re-dials with the same handshake. */
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
-		    const char *client_origin, const struct pb_upstream_headers *fwd,
+		    const char *client_origin, const struct pb_headers *fwd,
 		    pb_core_create_cb cb, void *req);
 
 /* Acknowledge <= after and answer with what is queued above it, waiting up

@@ -64,7 +64,7 @@ static int handshake_put(struct pb_buf *b, const char *v)
 }
 
 int session_cluster_keep_handshake(struct pb_session *s, const char *protocols,
-				   const char *origin, const struct pb_upstream_headers *fwd)
+				   const char *origin, const struct pb_headers *fwd)
 {
 	struct pb_buf b;
 	int r;
@@ -93,7 +93,7 @@ struct pb_handshake {
 	char *mem;
 	const char *protocols;          /* NULL: none */
 	const char *origin;             /* NULL: none */
-	struct pb_upstream_headers headers;
+	struct pb_headers headers;
 };
 
 /* Take the next field of [*p, end) into *out (a NUL-terminated copy at
@@ -134,7 +134,7 @@ static int handshake_decode(const void *data, size_t len, struct pb_handshake *h
 	    handshake_take(&p, end, &w, &h->origin))
 		goto bad;
 	while (p < end) {
-		if (h->headers.n == PB_UPSTREAM_MAX_HEADERS ||
+		if (h->headers.n == PB_MAX_HEADERS ||
 		    handshake_take(&p, end, &w, &h->headers.name[h->headers.n]) ||
 		    handshake_take(&p, end, &w, &h->headers.value[h->headers.n]))
 			goto bad;
@@ -345,7 +345,9 @@ void core_on_ended(void *arg, const char *id)
 {
 	struct pb_session *s = session_find(arg, id);
 
-	if (!s)
+	/* An idle check of ours may have published it: its answer, which may
+	 * come after this wakeup, says how the session ended. */
+	if (!s || s->idle_checking)
 		return;
 	session_close_upstream(s, 1000, "");
 	if (s->w.state == PB_W_EMPTY)

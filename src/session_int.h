@@ -38,6 +38,8 @@
 #include "map.h"
 #include "msg.h"
 #include "session.h"
+#include "store.h"
+#include "upstream.h"
 
 /* Outbound messages fetched from the store at a time. */
 #define PB_OUT_FETCH 64
@@ -137,6 +139,8 @@ struct pb_session {
 	enum pb_deadline deadline;
 	int owned;                      /* this instance holds (or dials) the upstream */
 	int adopting;                   /* dialling again after an adoption */
+	int idle_checking;              /* an END_IF_IDLE is in flight: its own
+					   "ended" wakeup is not news */
 	const struct pb_route *route;   /* NULL for a shadow */
 	struct pb_upstream *up;
 	uv_timer_t timer;
@@ -206,15 +210,16 @@ void session_mark_closed(struct pb_session *s, int code, const char *reason,
 void session_end_here(struct pb_session *s, const char *why);
 /* Dial the session's route. 0 or an error (nothing to undo). */
 int session_dial(struct pb_session *s, const char *protocols, const char *origin,
-		 const struct pb_upstream_headers *fwd);
+		 const struct pb_headers *fwd);
 /* Call fn on every session held here (safe if fn forgets it). */
 void core_each(struct pb_core *c, void (*fn)(struct pb_session *s));
 
 /* ---- session_waiter.c: the waiter slot ----------------------------------- */
 
-/* Answer the request in the slot (if any) with err and b, and empty it. */
+/* Answer the request in the slot (if any) with err and what the store's
+ * read found (b, NULL with an error), and empty it. */
 void waiter_answer(struct pb_session *s, int err, const struct pb_store_batch *b);
-/* Let the request in the slot go with an empty open batch (released). */
+/* Let the request in the slot go with an empty open batch, released set. */
 void waiter_release(struct pb_session *s);
 /* Read again for the request in the slot (after a wakeup). */
 void waiter_wake(struct pb_session *s);
@@ -263,7 +268,7 @@ void session_cluster_watch(struct pb_session *s, int on);
 void session_cluster_announce(struct pb_session *s);
 /* Keep the client's part of the dial for an adopter's re-dial. */
 int session_cluster_keep_handshake(struct pb_session *s, const char *protocols,
-				   const char *origin, const struct pb_upstream_headers *fwd);
+				   const char *origin, const struct pb_headers *fwd);
 /* Drain a session of a shared store: release it for another instance. */
 void session_cluster_release(struct pb_session *s);
 /* Start or stop the lease and adoption timer. */

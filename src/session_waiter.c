@@ -15,6 +15,10 @@
  * answered at once, unless the store is shared and it wants to wait: then
  * it waits here in a shadow session, which lingers (still watched) for
  * idle_timeout after its last request.
+ *
+ * Every answer is a struct pb_core_batch: what the store's read found
+ * (core_batch()), or an empty batch with released set, which only the
+ * core makes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +46,23 @@ static void waiter_set_state(struct pb_session *s, enum pb_waiter_state st)
 	s->w.state = st;
 }
 
-void waiter_answer(struct pb_session *s, int err, const struct pb_store_batch *b)
+/* The core's answer (in *out) for what a store's read found: NULL for
+ * NULL (an error). */
+static const struct pb_core_batch *core_batch(const struct pb_store_batch *b,
+					      struct pb_core_batch *out)
+{
+	if (!b)
+		return NULL;
+	memset(out, 0, sizeof(*out));
+	out->msgs = b->msgs;
+	out->n = b->n;
+	out->last_seq = b->last_seq;
+	out->close = b->close;
+	return out;
+}
+
+/* Answer the request in the slot (if any) with err and b, and empty it. */
+static void waiter_answer_core(struct pb_session *s, int err, const struct pb_core_batch *b)
 {
 	pb_core_poll_cb cb = s->w.cb;
 	void *req = s->w.req;
@@ -56,12 +76,19 @@ void waiter_answer(struct pb_session *s, int err, const struct pb_store_batch *b
 	cb(req, err, b);
 }
 
+void waiter_answer(struct pb_session *s, int err, const struct pb_store_batch *b)
+{
+	struct pb_core_batch cb;
+
+	waiter_answer_core(s, err, core_batch(b, &cb));
+}
+
 void waiter_release(struct pb_session *s)
 {
-	struct pb_store_batch b = { 0 };
+	struct pb_core_batch b = { 0 };
 
 	b.released = 1;
-	waiter_answer(s, 0, &b);
+	waiter_answer_core(s, 0, &b);
 }
 
 void waiter_linger(struct pb_session *s)
@@ -156,8 +183,9 @@ struct pb_read_direct {
 static void core_read_direct_done(void *arg, int err, const struct pb_store_batch *b)
 {
 	struct pb_read_direct *d = arg;
+	struct pb_core_batch cb;
 
-	d->cb(d->req, err, b);
+	d->cb(d->req, err, core_batch(b, &cb));
 	free(d);
 }
 
@@ -191,7 +219,7 @@ void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 	if (stream && !first && s && s->w.stream != stream) {
 		/* A newer request took the slot, perhaps while this stream was
 		 * writing: it ends. */
-		struct pb_store_batch b = { 0 };
+		struct pb_core_batch b = { 0 };
 
 		b.released = 1;
 		cb(req, 0, &b);

@@ -45,8 +45,6 @@ struct pb_store_batch {
 					   and this batch reaches last_seq */
 	int ended;                      /* this read acknowledged the last message
 					   of a closed session: it has now ended */
-	int released;                   /* (core) the waiting request was let go:
-					   replaced by a newer one, or drained */
 };
 
 /* What a send accepted. */

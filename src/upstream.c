@@ -98,11 +98,11 @@ static void up_fail(struct pb_upstream *up, const char *why)
 }
 
 /* Copy the forwarded headers into the link. 0, PB_EBADREQ or PB_ENOMEM. */
-static int up_copy_headers(struct pb_upstream *up, const struct pb_upstream_headers *fh)
+static int up_copy_headers(struct pb_upstream *up, const struct pb_headers *fh)
 {
 	if (!fh)
 		return 0;
-	if (fh->n > PB_UPSTREAM_MAX_HEADERS)
+	if (fh->n > PB_MAX_HEADERS)
 		return PB_EBADREQ;
 	for (size_t i = 0; i < fh->n; i++) {
 		size_t nlen = strlen(fh->name[i]), vlen = strlen(fh->value[i]);

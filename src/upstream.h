@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "headers.h"
 #include "msg.h"
 
 struct pb_upstream_ctx;
@@ -40,25 +41,13 @@ struct pb_upstream_handler {
 	struct pb_msg *(*next_out)(void *arg);
 };
 
-/* Most request headers one handshake carries for the client: the
- * configured ones and X-Forwarded-For. */
-#define PB_UPSTREAM_MAX_HEADERS (PB_MAX_FORWARD_HEADERS + 1)
-
-/* Request headers to add to the upstream handshake ("Cookie", "a=1"):
- * names are HTTP tokens in any case, values hold no control characters
- * but HTAB. Borrowed during pb_upstream_dial(), which copies them. */
-struct pb_upstream_headers {
-	const char *name[PB_UPSTREAM_MAX_HEADERS];
-	const char *value[PB_UPSTREAM_MAX_HEADERS];
-	size_t n;
-};
-
 /* Everything needed to dial one session's upstream. Borrowed during the call. */
 struct pb_upstream_dial {
 	const struct pb_route *route;
 	const char *protocols;          /* comma-separated offer, or NULL */
 	const char *origin;             /* Origin header to send, or NULL */
-	const struct pb_upstream_headers *headers;      /* or NULL: none */
+	const struct pb_headers *headers;       /* added to the handshake (at most
+						   PB_MAX_HEADERS), or NULL: none */
 	size_t max_message_bytes;
 };
 

@@ -14,6 +14,7 @@
 #include "session.h"
 #include "store_memory.h"
 #include "tap.h"
+#include "upstream.h"
 
 static uv_loop_t loop;
 
@@ -27,6 +28,7 @@ struct answer {
 	uint64_t seqs[8];
 	int closed, code;
 	char reason[64];
+	int released;
 	int64_t at_ms;
 };
 
@@ -43,7 +45,7 @@ static void on_create(void *req, int err, const char *id, const char *protocol)
 }
 
 /* Core answer to a poll. */
-static void on_poll(void *req, int err, const struct pb_store_batch *b)
+static void on_poll(void *req, int err, const struct pb_core_batch *b)
 {
 	struct answer *a = req;
 
@@ -60,12 +62,13 @@ static void on_poll(void *req, int err, const struct pb_store_batch *b)
 	}
 	a->closed = b->close.closed;
 	a->code = b->close.code;
+	a->released = b->released;
 	snprintf(a->reason, sizeof(a->reason), "%.*s", (int)b->close.reason_len,
 		 b->close.reason ? b->close.reason : "");
 }
 
 /* Core answer to a send. */
-static void on_send(void *req, int err, const struct pb_store_send_result *r)
+static void on_send(void *req, int err, const struct pb_core_send_result *r)
 {
 	struct answer *a = req;
 
@@ -155,10 +158,13 @@ int main(void)
 	h_init();
 	if (!h_echo_start(&echo_port, NULL))
 		tap_bail("cannot start pollbridge-echo");
-	dead_port = h_free_port();
 	hole = h_blackhole_listen(&hole_port);
 	if (hole < 0)
 		tap_bail("cannot make a blackhole listener");
+	/* a free port is free only until someone binds it: not the hole's */
+	do
+		dead_port = h_free_port();
+	while (dead_port == hole_port || dead_port == echo_port);
 
 	pb_config_init(&cfg);
 	cfg.idle_timeout = 2;
@@ -181,7 +187,7 @@ int main(void)
 	if (!up)
 		tap_bail("upstream ctx: %s", err);
 	core = pb_core_new(&loop, &cfg, &pb_upstream_link_ops, up);
-	ev = pb_core_store_events(core);
+	pb_core_store_events(core, &ev);
 	lim.queue_max = cfg.queue_max;
 	lim.queue_max_bytes = cfg.queue_max_bytes;
 	lim.tombstone_secs = cfg.idle_timeout;
@@ -224,10 +230,12 @@ int main(void)
 	tap_is_int(b.done, 1, "older poll answered when a newer one arrives");
 	tap_is_int(b.n, 0, "with an empty batch");
 	tap_ok(!b.closed, "that says open");
+	tap_ok(b.released, "and that it was let go (released)");
 	tap_is_int(d.done, 0, "newer poll waits");
 	send_text(core, a.id, "third");
 	run_until(&d.done, 2000);
 	tap_is_str(d.data[0], "third", "newer poll gets the message");
+	tap_ok(!d.released, "a batch with messages is not released");
 
 	/* Wait deadline. */
 	t0 = h_now_ms();
