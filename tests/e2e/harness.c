@@ -13,12 +13,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -418,6 +420,48 @@ int h_blackhole_listen(int *port)
 		return -1;
 	}
 	return fd;
+}
+
+int h_listen(int *port)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)*port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) || listen(fd, 64) ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl)) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(sin.sin_port);
+	return fd;
+}
+
+pid_t h_fork_server(int lfd, void (*serve)(int lfd, void *arg), void *arg)
+{
+	pid_t parent = getpid(), pid;
+
+	fflush(stdout);		/* or the child's exit would print it again */
+	pid = fork();
+	if (pid < 0)
+		tap_bail("fork failed: %s", strerror(errno));
+	if (pid == 0) {
+		signal(SIGPIPE, SIG_IGN);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)	/* the parent died before prctl */
+			_exit(0);
+		serve(lfd, arg);
+		_exit(0);
+	}
+	close(lfd);
+	return pid;
 }
 
 /* 1 if something accepts TCP connections on 127.0.0.1:port. */
@@ -975,7 +1019,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 
 	if (n >= 5 && !strncmp(line, "HTTP/", 5)) {
 		r->content_type[0] = r->location[0] = r->retry_after[0] = '\0';
-		r->allow[0] = r->cache_control[0] = '\0';
+		r->allow[0] = r->cache_control[0] = r->connection[0] = '\0';
 		return n;
 	}
 	take_header(line, n, "Content-Type", r->content_type, sizeof(r->content_type));
@@ -983,6 +1027,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 	take_header(line, n, "Retry-After", r->retry_after, sizeof(r->retry_after));
 	take_header(line, n, "Allow", r->allow, sizeof(r->allow));
 	take_header(line, n, "Cache-Control", r->cache_control, sizeof(r->cache_control));
+	take_header(line, n, "Connection", r->connection, sizeof(r->connection));
 	return n;
 }
 
@@ -1078,6 +1123,179 @@ const char *h_err(const struct h_resp *r)
 	const char *s = json_string_value(json_object_get(r->json, "error"));
 
 	return s ? s : "";
+}
+
+/* ---- raw HTTP --------------------------------------------------------- */
+
+int h_raw_connect_opt(int port, const char *src, int opt, int val)
+{
+	struct sockaddr_in sin;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	if (opt)
+		setsockopt(fd, SOL_SOCKET, opt, &val, sizeof(val));
+	if (src) {
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		if (inet_pton(AF_INET, src, &sin.sin_addr) != 1 ||
+		    bind(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+			tap_diag("cannot bind a socket to %s: %s", src, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int h_raw_connect(int port, const char *src)
+{
+	return h_raw_connect_opt(port, src, 0, 0);
+}
+
+int h_raw_write(int fd, const void *buf, size_t n)
+{
+	const char *p = buf;
+	ssize_t k;
+
+	while (n) {
+		k = send(fd, p, n, MSG_NOSIGNAL);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return -1;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Copy the value of header name out of a raw response head (the status
+ * line and header lines, each ending in \r\n): the first such header. */
+static void raw_header(const char *head, const char *name, char *dst, size_t dstlen)
+{
+	const char *p, *e;
+
+	dst[0] = '\0';
+	for (p = strstr(head, "\r\n"); p && p[2] && p[2] != '\r' && !dst[0]; p = e) {
+		p += 2;
+		e = strstr(p, "\r\n");
+		if (!e)
+			break;
+		take_header(p, (size_t)(e - p), name, dst, dstlen);
+	}
+}
+
+/* Fill r from the whole answer in buf: the head (hlen bytes, its blank
+ * line cut off) and the len - hlen bytes of body after it. */
+static void raw_answer(char *buf, size_t hlen, size_t len, struct h_resp *r)
+{
+	if (sscanf(buf, "HTTP/1.%*d %ld", &r->status) != 1)
+		r->status = 0;
+	raw_header(buf, "Content-Type", r->content_type, sizeof(r->content_type));
+	raw_header(buf, "Retry-After", r->retry_after, sizeof(r->retry_after));
+	raw_header(buf, "Connection", r->connection, sizeof(r->connection));
+	r->len = len - hlen;
+	r->body = malloc(r->len + 1);
+	if (r->body) {
+		memcpy(r->body, buf + hlen, r->len);
+		r->body[r->len] = '\0';
+		if (r->len && r->body[0] == '{')
+			r->json = json_loadb(r->body, r->len, 0, NULL);
+	}
+}
+
+int h_raw_read(int fd, int timeout_ms, struct h_resp *r)
+{
+	int64_t t0 = h_now_ms(), deadline = t0 + timeout_ms, left;
+	size_t len = 0, cap = 0, hlen = 0, want = (size_t)-1;
+	char *buf = NULL, *t, *e, cl[32];
+	struct pollfd pfd;
+	int res = H_RAW_TIMEOUT, eof = 0, k;
+	ssize_t n;
+
+	memset(r, 0, sizeof(*r));
+	for (;;) {
+		if (hlen && len >= want)
+			break;
+		left = deadline - h_now_ms();
+		if (left <= 0)
+			break;
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		pfd.revents = 0;
+		k = poll(&pfd, 1, (int)left);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		if (cap - len < 4097) {
+			cap = cap ? cap * 2 : 8192;
+			t = realloc(buf, cap);
+			if (!t)
+				break;
+			buf = t;
+		}
+		n = recv(fd, buf + len, cap - len - 1, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			eof = 1;
+			break;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (!hlen && (e = strstr(buf, "\r\n\r\n"))) {
+			hlen = (size_t)(e - buf) + 4;
+			e[2] = '\0';	/* the head alone, for raw_header */
+			raw_header(buf, "Content-Length", cl, sizeof(cl));
+			if (cl[0])
+				want = hlen + strtoul(cl, NULL, 10);
+		}
+	}
+	if (hlen && (len >= want || (eof && want == (size_t)-1))) {
+		raw_answer(buf, hlen, len > want ? want : len, r);
+		res = H_RAW_ANSWER;
+	} else if (eof) {
+		res = H_RAW_CLOSED;
+	}
+	r->seconds = (double)(h_now_ms() - t0) / 1000;
+	free(buf);
+	return res;
+}
+
+int h_raw_closed(int fd, int timeout_ms)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	char c;
+
+	if (poll(&pfd, 1, timeout_ms) <= 0)
+		return 0;
+	return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
+}
+
+long h_raw_request(int port, const char *src, const char *req, size_t len, struct h_resp *r)
+{
+	int fd = h_raw_connect(port, src);
+
+	memset(r, 0, sizeof(*r));
+	if (fd < 0) {
+		tap_diag("raw request: cannot connect from %s", src ? src : "127.0.0.1");
+		return 0;
+	}
+	if (h_raw_write(fd, req, len) == 0)
+		h_raw_read(fd, H_RAW_MS, r);
+	close(fd);
+	return r->status;
 }
 
 /* ---- API shortcuts --------------------------------------------------- */
@@ -1206,6 +1424,22 @@ size_t h_collect(struct h_bridge *b, const char *id, uint64_t after, size_t n, i
 			h_sleep_ms(H_POLL_MS * 2);
 	}
 	return got;
+}
+
+double h_metric(struct h_bridge *b, const char *name)
+{
+	struct h_resp r = { 0 };
+	char url[128];
+	double v = -1;
+	size_t n = strlen(name);
+
+	snprintf(url, sizeof(url), "%s/metrics", b->base);
+	if (h_http(&r, "GET", url, NULL, NULL, 0, NULL) == 0 && r.status == 200)
+		for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+			if (strncmp(p, name, n) == 0 && p[n] == ' ')
+				v = atof(p + n + 1);
+	h_resp_free(&r);
+	return v;
 }
 
 int h_still_serving(struct h_bridge *b, const char *route)

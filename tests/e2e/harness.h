@@ -130,6 +130,18 @@ int h_ws_available(void);
  * never completes). Returns the fd and sets *port, or -1. */
 int h_blackhole_listen(int *port);
 
+/* A socket listening on 127.0.0.1:*port (0: a free port, then stored in
+ * *port), with SO_REUSEADDR so that the connections it leaves in TIME_WAIT
+ * do not keep a later server off the port. Nothing accepts on it until
+ * the caller does. The fd, or -1. */
+int h_listen(int *port);
+
+/* Fork a fake server: the child ignores SIGPIPE, dies with this process
+ * and runs serve(lfd, arg), exiting 0 if that returns; the parent's copy
+ * of lfd is closed. Returns the child's pid (stop it with kill+waitpid);
+ * bails out if fork fails. */
+pid_t h_fork_server(int lfd, void (*serve)(int lfd, void *arg), void *arg);
+
 /* ---- HTTP ------------------------------------------------------------- */
 
 struct h_resp {
@@ -142,6 +154,7 @@ struct h_resp {
 	char retry_after[32];
 	char allow[128];
 	char cache_control[128];
+	char connection[32];    /* the Connection header */
 	double seconds;         /* total time of the request */
 };
 
@@ -158,6 +171,46 @@ void h_resp_free(struct h_resp *r);
 
 /* The error code string of an error JSON answer, or "" if none. */
 const char *h_err(const struct h_resp *r);
+
+/* ---- raw HTTP --------------------------------------------------------- */
+/* Plain sockets, for the tests that check what libcurl would hide: framing,
+ * connection handling, slow or partial requests. */
+
+#define H_RAW_MS 5000           /* the usual wait for a raw answer */
+
+/* What h_raw_read() got. */
+enum { H_RAW_TIMEOUT = -1, H_RAW_CLOSED = 0, H_RAW_ANSWER = 1 };
+
+/* A TCP connection to 127.0.0.1:port from the local address src (NULL:
+ * the default, 127.0.0.1; a bind failure is reported as a diagnostic).
+ * The fd, or -1 (connect refused included). */
+int h_raw_connect(int port, const char *src);
+
+/* h_raw_connect() with the SOL_SOCKET option opt set to val before the
+ * connect (opt 0: none). */
+int h_raw_connect_opt(int port, const char *src, int opt, int val);
+
+/* Write all n bytes of buf to fd (no SIGPIPE). 0, or -1 if the peer is
+ * gone. */
+int h_raw_write(int fd, const void *buf, size_t n);
+
+/* Read one HTTP answer from fd within timeout_ms into r: it ends after
+ * Content-Length bytes of body, or without one at EOF. Fills status, body,
+ * json (a body starting with '{'), content_type, retry_after, connection
+ * and seconds; r is zeroed first and must be freed with h_resp_free
+ * whatever the result. H_RAW_ANSWER, H_RAW_CLOSED if the connection ended
+ * (EOF or reset) before a whole answer, or H_RAW_TIMEOUT. */
+int h_raw_read(int fd, int timeout_ms, struct h_resp *r);
+
+/* 1 if fd is at EOF or reset within timeout_ms (nothing more to read),
+ * 0 if it is still open or has bytes to read. */
+int h_raw_closed(int fd, int timeout_ms);
+
+/* Send the len bytes of req on a fresh connection from src (NULL:
+ * 127.0.0.1) and read the answer into r (H_RAW_MS at most; r must be
+ * freed); the connection is then closed. Returns the status, 0 if no
+ * answer came. */
+long h_raw_request(int port, const char *src, const char *req, size_t len, struct h_resp *r);
 
 /* ---- API shortcuts (all against b->base) ------------------------------ */
 
@@ -181,6 +234,11 @@ long h_delete(struct h_bridge *b, const char *id);
  * after. Returns the number collected. */
 size_t h_collect(struct h_bridge *b, const char *id, uint64_t after, size_t n, int timeout_ms,
 		 json_t *out);
+
+/* The value of the /metrics sample line that starts with name (exact name
+ * and labels, as in pollbridge_http_responses_total{code="431"}), or
+ * -1 if there is none or /metrics did not answer 200. */
+double h_metric(struct h_bridge *b, const char *name);
 
 /* 1 if the bridge answers /healthz with 200 and can still create a session
  * on route and echo one message through it: the "still serving" check used

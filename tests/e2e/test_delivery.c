@@ -252,6 +252,32 @@ static int big_echoes_are(struct h_bridge *b, const char *id, const char *prefix
 	return okay;
 }
 
+/* What a run of sends got: 200, 429 queue_full (retry_after stays 1 while
+ * each of those carried a Retry-After), or anything else. */
+struct send_tally {
+	int accepted, refused, other, retry_after;
+};
+
+/* Send text to id and count the answer in n; an answer that is neither 200
+ * nor 429 queue_full is logged as that of send i. */
+static void send_tallied(struct h_bridge *b, const char *id, const char *text, int i,
+			 struct send_tally *n)
+{
+	struct h_resp r;
+	long st = h_send_text(b, id, text, &r);
+
+	if (st == 200) {
+		n->accepted++;
+	} else if (st == 429 && !strcmp(h_err(&r), "queue_full")) {
+		n->refused++;
+		n->retry_after &= r.retry_after[0] != '\0';
+	} else {
+		n->other++;
+		tap_diag("send %d answered %ld %s", i, st, h_err(&r));
+	}
+	h_resp_free(&r);
+}
+
 /* Item 9, the hostile case: 150 sends of 1 MiB to a session that is never
  * polled. Each is accepted or refused with 429 queue_full and Retry-After
  * (an upstream that reads everything takes what the bridge may not keep);
@@ -259,34 +285,21 @@ static int big_echoes_are(struct h_bridge *b, const char *id, const char *prefix
 static void check_hostile(struct h_bridge *b)
 {
 	char id[64];
-	int accepted = 0, refused = 0, other = 0, retry_after = 1;
+	struct send_tally n = { .retry_after = 1 };
 	long rss0, rss1;
 	char *t = big_text("hostile", 1 << 20);
 
 	if (h_create(b, "echo", id, NULL) != 201)
 		tap_bail("create on the ws echo route failed");
 	rss0 = h_rss_kib(b->proc->pid);
-	for (int i = 0; i < 150; i++) {
-		struct h_resp r;
-		long st = h_send_text(b, id, t, &r);
-
-		if (st == 200) {
-			accepted++;
-		} else if (st == 429 && !strcmp(h_err(&r), "queue_full")) {
-			refused++;
-			retry_after &= r.retry_after[0] != '\0';
-		} else {
-			other++;
-			tap_diag("send %d answered %ld %s", i, st, h_err(&r));
-		}
-		h_resp_free(&r);
-	}
+	for (int i = 0; i < 150; i++)
+		send_tallied(b, id, t, i, &n);
 	free(t);
 	rss1 = h_rss_kib(b->proc->pid);
-	tap_is_int(accepted + refused, 150, "hostile: 150 x 1 MiB: each 200 or 429 queue_full");
-	tap_ok(retry_after, "hostile: each 429 carries Retry-After");
+	tap_is_int(n.accepted + n.refused, 150, "hostile: 150 x 1 MiB: each 200 or 429 queue_full");
+	tap_ok(n.retry_after, "hostile: each 429 carries Retry-After");
 	tap_diag("hostile: RSS %ld KiB before, %ld KiB after 150 x 1 MiB (%d accepted, %d refused)",
-		 rss0, rss1, accepted, refused);
+		 rss0, rss1, n.accepted, n.refused);
 	if (!getenv("PB_SANITIZERS") || strcmp(getenv("PB_SANITIZERS"), "yes"))
 		tap_ok(rss1 - rss0 < 48 * 1024, "hostile: RSS grew by %ld KiB (< 48 MiB)",
 		       rss1 - rss0);
@@ -304,35 +317,23 @@ static void check_hostile(struct h_bridge *b)
 static void check_session_bytes(struct h_bridge *b)
 {
 	char id[64], tag[32];
-	int accepted = 0, refused = 0, other = 0, retry_after = 1;
+	struct send_tally n = { .retry_after = 1 };
 
 	if (h_create(b, "slow", id, NULL) != 201)
 		tap_bail("create on the ws slow-echo route failed");
-	for (int i = 0; i < 300 && !refused; i++) {
-		struct h_resp r;
+	for (int i = 0; i < 300 && !n.refused; i++) {
 		char *t;
-		long st;
 
-		snprintf(tag, sizeof(tag), "s%d", accepted);
+		snprintf(tag, sizeof(tag), "s%d", n.accepted);
 		t = big_text(tag, 100000);
-		st = h_send_text(b, id, t, &r);
+		send_tallied(b, id, t, i, &n);
 		free(t);
-		if (st == 200) {
-			accepted++;
-		} else if (st == 429 && !strcmp(h_err(&r), "queue_full")) {
-			refused++;
-			retry_after &= r.retry_after[0] != '\0';
-		} else {
-			other++;
-			tap_diag("send %d answered %ld %s", i, st, h_err(&r));
-		}
-		h_resp_free(&r);
 	}
-	tap_ok(refused, "bytes: sends to a stalled upstream are refused 429 queue_full after "
-	       "%d x 100 kB (--queue-max-bytes 1000000, --queue-max 1000)", accepted);
-	tap_ok(retry_after, "bytes: with Retry-After");
-	tap_is_int(other, 0, "bytes: no other answer");
-	tap_ok(big_echoes_are(b, id, "s", accepted, "bytes"),
+	tap_ok(n.refused, "bytes: sends to a stalled upstream are refused 429 queue_full after "
+	       "%d x 100 kB (--queue-max-bytes 1000000, --queue-max 1000)", n.accepted);
+	tap_ok(n.retry_after, "bytes: with Retry-After");
+	tap_is_int(n.other, 0, "bytes: no other answer");
+	tap_ok(big_echoes_are(b, id, "s", n.accepted, "bytes"),
 	       "bytes: once the upstream reads, every accepted message is echoed in order, once");
 	h_delete(b, id);
 }

@@ -13,10 +13,6 @@
  * JSONP poll (wrapped, 200); and 431
  * counted under its own code in /metrics.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,186 +26,7 @@
 #include "e2e/harness.h"
 #include "tap.h"
 
-#define RAW_MS		5000	/* default wait for a raw answer */
-
-enum { RAW_TIMEOUT = -1, RAW_CLOSED = 0, RAW_ANSWER = 1 };
-
 static char echo_route[96];	/* --route=echo=ws://127.0.0.1:PORT/ */
-
-/* ---- raw HTTP ----------------------------------------------------------- */
-
-/* A TCP connection to 127.0.0.1:port with the socket option opt (0:
- * none) set to val first; the fd, or -1. */
-static int raw_connect_opt(int port, int opt, int val)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	if (opt)
-		setsockopt(fd, SOL_SOCKET, opt, &val, sizeof(val));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* A TCP connection to 127.0.0.1:port; the fd, or -1. */
-static int raw_connect(int port)
-{
-	return raw_connect_opt(port, 0, 0);
-}
-
-/* Write all n bytes. 0, or -1 if the peer is gone. */
-static int raw_write(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	ssize_t k;
-
-	while (n) {
-		k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Copy the value of header name out of a raw response head. */
-static void raw_header(const char *head, const char *name, char *dst, size_t dstlen)
-{
-	size_t nl = strlen(name), vl;
-	const char *p, *v;
-
-	dst[0] = '\0';
-	for (p = strstr(head, "\r\n"); p && p[2] != '\r'; p = strstr(p + 2, "\r\n")) {
-		if (strncasecmp(p + 2, name, nl) || p[2 + nl] != ':')
-			continue;
-		v = p + 3 + nl;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		vl = strcspn(v, "\r\n");
-		if (vl >= dstlen)
-			vl = dstlen - 1;
-		memcpy(dst, v, vl);
-		dst[vl] = '\0';
-		return;
-	}
-}
-
-/* Read one HTTP answer (with a Content-Length, or ended by EOF) from fd
- * within timeout_ms into r (freed by the caller); the Connection header
- * goes to r->allow. RAW_ANSWER, RAW_CLOSED (EOF or reset first) or
- * RAW_TIMEOUT. */
-static int raw_read(int fd, int timeout_ms, struct h_resp *r)
-{
-	int64_t t0 = h_now_ms(), deadline = t0 + timeout_ms, left;
-	size_t len = 0, cap = 0, hlen = 0, want = (size_t)-1;
-	char *buf = NULL, *t, *e, cl[32];
-	struct pollfd pfd;
-	int res = RAW_TIMEOUT, eof = 0, k;
-	ssize_t n;
-
-	memset(r, 0, sizeof(*r));
-	for (;;) {
-		if (hlen && len >= want)
-			break;
-		left = deadline - h_now_ms();
-		if (left <= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		k = poll(&pfd, 1, (int)left);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		if (cap - len < 4097) {
-			cap = cap ? cap * 2 : 8192;
-			t = realloc(buf, cap);
-			if (!t)
-				break;
-			buf = t;
-		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			eof = 1;
-			break;
-		}
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (!hlen && (e = strstr(buf, "\r\n\r\n"))) {
-			hlen = (size_t)(e - buf) + 4;
-			e[2] = '\0';
-			raw_header(buf, "Content-Length", cl, sizeof(cl));
-			if (cl[0])
-				want = hlen + strtoul(cl, NULL, 10);
-		}
-	}
-	if (hlen && (len >= want || (eof && want == (size_t)-1))) {
-		if (len > want)
-			len = want;
-		if (sscanf(buf, "HTTP/1.%*d %ld", &r->status) != 1)
-			r->status = 0;
-		raw_header(buf, "Content-Type", r->content_type, sizeof(r->content_type));
-		raw_header(buf, "Connection", r->allow, sizeof(r->allow));
-		r->len = len - hlen;
-		r->body = malloc(r->len + 1);
-		if (r->body) {
-			memcpy(r->body, buf + hlen, r->len);
-			r->body[r->len] = '\0';
-			if (r->len && r->body[0] == '{')
-				r->json = json_loadb(r->body, r->len, 0, NULL);
-		}
-		res = RAW_ANSWER;
-	} else if (eof) {
-		res = RAW_CLOSED;
-	}
-	r->seconds = (double)(h_now_ms() - t0) / 1000;
-	free(buf);
-	return res;
-}
-
-/* 1 if fd is at EOF or reset within timeout_ms (nothing more to read). */
-static int raw_closed(int fd, int timeout_ms)
-{
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	char c;
-
-	if (poll(&pfd, 1, timeout_ms) <= 0)
-		return 0;
-	return recv(fd, &c, 1, MSG_DONTWAIT) <= 0;
-}
-
-/* The value of the metrics sample line that starts with name (exact name
- * and labels), or -1 if there is none. */
-static double metric(struct h_bridge *b, const char *name)
-{
-	struct h_resp r = { 0 };
-	char url[128];
-	double v = -1;
-	size_t n = strlen(name);
-
-	snprintf(url, sizeof(url), "%s/metrics", b->base);
-	if (h_http(&r, "GET", url, NULL, NULL, 0, NULL) == 0 && r.status == 200)
-		for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-			if (strncmp(p, name, n) == 0 && p[n] == ' ')
-				v = atof(p + n + 1);
-	h_resp_free(&r);
-	return v;
-}
 
 /* Number of messages a short poll of id sees after 0, -1 on error. */
 static long messages_seen(struct h_bridge *b, const char *id)
@@ -256,19 +73,19 @@ static void smuggle(struct h_bridge *b, const char *id, const struct smuggle_cas
 		     "POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		     "Content-Type: text/plain\r\nContent-Length: 100\r\n\r\n%s",
 		     id, c->framing, id, victim);
-	fd = raw_connect(b->port);
-	if (fd < 0 || raw_write(fd, req, (size_t)n))
+	fd = h_raw_connect(b->port, NULL);
+	if (fd < 0 || h_raw_write(fd, req, (size_t)n))
 		tap_bail("smuggling: cannot talk to the bridge");
-	res = raw_read(fd, RAW_MS, &r);
-	tap_ok(res == RAW_ANSWER && r.status == c->status, "smuggling, %s: %ld (got %ld %s)",
+	res = h_raw_read(fd, H_RAW_MS, &r);
+	tap_ok(res == H_RAW_ANSWER && r.status == c->status, "smuggling, %s: %ld (got %ld %s)",
 	       c->what, c->status, r.status, r.body ? r.body : "");
 	tap_is_str(h_err(&r), c->code, "smuggling, %s: error %s", c->what, c->code);
-	tap_ok(!strcasecmp(r.allow, "close"), "smuggling, %s: Connection: close (\"%s\")", c->what,
-	       r.allow);
+	tap_ok(!strcasecmp(r.connection, "close"), "smuggling, %s: Connection: close (\"%s\")",
+	       c->what, r.connection);
 	h_resp_free(&r);
-	res = raw_read(fd, 2000, &r);
-	tap_is_int(res, RAW_CLOSED, "smuggling, %s: the connection is closed, nothing more answered",
-		   c->what);
+	res = h_raw_read(fd, 2000, &r);
+	tap_is_int(res, H_RAW_CLOSED,
+		   "smuggling, %s: the connection is closed, nothing more answered", c->what);
 	h_resp_free(&r);
 	close(fd);
 	h_sleep_ms(300);
@@ -287,16 +104,16 @@ static void bad_framing(struct h_bridge *b, const char *what, const char *framin
 
 	n = snprintf(req, sizeof(req), "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		     "Content-Type: application/json\r\n%s\r\n%s", framing, body);
-	fd = raw_connect(b->port);
-	if (fd < 0 || raw_write(fd, req, (size_t)n))
+	fd = h_raw_connect(b->port, NULL);
+	if (fd < 0 || h_raw_write(fd, req, (size_t)n))
 		tap_bail("framing: cannot talk to the bridge");
-	res = raw_read(fd, RAW_MS, &r);
-	tap_ok(res == RAW_ANSWER && r.status == status, "framing, %s: %ld (got %ld %s)", what,
+	res = h_raw_read(fd, H_RAW_MS, &r);
+	tap_ok(res == H_RAW_ANSWER && r.status == status, "framing, %s: %ld (got %ld %s)", what,
 	       status, r.status, r.body ? r.body : "");
 	if (code)
 		tap_is_str(h_err(&r), code, "framing, %s: error %s", what, code);
 	h_resp_free(&r);
-	tap_ok(raw_closed(fd, 2000), "framing, %s: the connection is closed", what);
+	tap_ok(h_raw_closed(fd, 2000), "framing, %s: the connection is closed", what);
 	close(fd);
 }
 
@@ -355,22 +172,22 @@ static void check_smuggling(void)
 		struct h_resp r;
 		int fd;
 
-		fd = raw_connect(b.port);
+		fd = h_raw_connect(b.port, NULL);
 		snprintf(req, sizeof(req), "POST /v1/sessions/%s/messages HTTP/1.1\r\n"
 			 "Host: 127.0.0.1\r\nContent-Type: text/plain\r\n"
 			 "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", id);
-		if (fd < 0 || raw_write(fd, req, strlen(req)))
+		if (fd < 0 || h_raw_write(fd, req, strlen(req)))
 			tap_bail("framing: cannot talk to the bridge");
-		raw_read(fd, RAW_MS, &r);
+		h_raw_read(fd, H_RAW_MS, &r);
 		tap_is_int(r.status, 200, "framing: a chunked send on a keep-alive connection");
 		h_resp_free(&r);
-		/* raw_read keeps one answer: the next request after it */
+		/* h_raw_read keeps one answer: the next request after it */
 		snprintf(req, sizeof(req), "POST /v1/sessions/%s/messages HTTP/1.1\r\n"
 			 "Host: 127.0.0.1\r\nContent-Type: text/plain\r\n"
 			 "Content-Length: 5\r\n\r\nworld", id);
-		if (raw_write(fd, req, strlen(req)))
+		if (h_raw_write(fd, req, strlen(req)))
 			tap_bail("framing: the keep-alive connection was closed");
-		raw_read(fd, RAW_MS, &r);
+		h_raw_read(fd, H_RAW_MS, &r);
 		tap_ok(r.status == 200, "framing: then a Content-Length send on the same one (%ld %s)",
 		       r.status, r.body ? r.body : "");
 		h_resp_free(&r);
@@ -404,7 +221,7 @@ static void check_slowloris(void)
 			   NULL))
 		tap_bail("pollbridge --header-timeout 2 did not start");
 	for (i = 0; i < SLOW_N; i++) {
-		fds[i] = raw_connect(b.port);
+		fds[i] = h_raw_connect(b.port, NULL);
 		closed_at[i] = -1;
 		if (fds[i] < 0)
 			tap_bail("slowloris: connection %d failed", i);
@@ -415,7 +232,7 @@ static void check_slowloris(void)
 		for (i = 0; i < SLOW_N; i++) {
 			if (closed_at[i] >= 0)
 				continue;
-			if (raw_closed(fds[i], 0) ||
+			if (h_raw_closed(fds[i], 0) ||
 			    (pos % 5 == 0 &&
 			     send(fds[i], slow_req + pos / 5 % (sizeof(slow_req) - 1), 1,
 				  MSG_NOSIGNAL) < 0)) {
@@ -425,15 +242,15 @@ static void check_slowloris(void)
 		}
 		pos++;
 		if (hfd < 0 && now - t0 >= 500) {
-			hfd = raw_connect(b.port);
-			if (hfd < 0 || raw_write(hfd, hz, sizeof(hz) - 1))
+			hfd = h_raw_connect(b.port, NULL);
+			if (hfd < 0 || h_raw_write(hfd, hz, sizeof(hz) - 1))
 				tap_bail("slowloris: the /healthz connection failed");
 		}
 		if (hfd >= 0 && hz_at < 0) {
 			struct pollfd pfd = { .fd = hfd, .events = POLLIN };
 
 			if (poll(&pfd, 1, 0) > 0) {
-				raw_read(hfd, 1000, &r);
+				h_raw_read(hfd, 1000, &r);
 				tap_is_int(r.status, 200, "slowloris: /healthz is answered");
 				h_resp_free(&r);
 				hz_at = h_now_ms() - t0;
@@ -463,34 +280,34 @@ static void check_slowloris(void)
 	       (long long)hz_at);
 
 	/* A request whose headers take 1.2 s (under 2) is served. */
-	hfd = raw_connect(b.port);
+	hfd = h_raw_connect(b.port, NULL);
 	for (i = 0; hfd >= 0 && i < 4; i++) {
-		raw_write(hfd, hz + i * 10, i < 3 ? 10 : sizeof(hz) - 1 - 30);
+		h_raw_write(hfd, hz + i * 10, i < 3 ? 10 : sizeof(hz) - 1 - 30);
 		h_sleep_ms(i < 3 ? 400 : 0);
 	}
-	res = hfd >= 0 ? raw_read(hfd, RAW_MS, &r) : RAW_CLOSED;
-	tap_ok(res == RAW_ANSWER && r.status == 200,
+	res = hfd >= 0 ? h_raw_read(hfd, H_RAW_MS, &r) : H_RAW_CLOSED;
+	tap_ok(res == H_RAW_ANSWER && r.status == 200,
 	       "slowloris: headers sent over 1.2 s are served (%ld)", r.status);
 	h_resp_free(&r);
 	/* The keep-alive connection is then closed after --header-timeout. */
-	tap_ok(raw_closed(hfd, 4000), "slowloris: the idle keep-alive connection is then closed");
+	tap_ok(h_raw_closed(hfd, 4000), "slowloris: the idle keep-alive connection is then closed");
 	close(hfd);
 
 	if (h_create(&b, "echo", id, NULL) != 201)
 		tap_bail("slowloris: create failed");
 	/* A body at 200 B/s (under --min-body-rate 1000) is cut after about
 	 * 2 s plus one second per 1000 bytes. */
-	hfd = raw_connect(b.port);
+	hfd = h_raw_connect(b.port, NULL);
 	snprintf(req, sizeof(req), "POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		 "Content-Type: text/plain\r\nContent-Length: 2000\r\n\r\n", id);
-	if (hfd < 0 || raw_write(hfd, req, strlen(req)))
+	if (hfd < 0 || h_raw_write(hfd, req, strlen(req)))
 		tap_bail("slowloris: cannot talk to the bridge");
 	t0 = h_now_ms();
 	for (i = 0; i < 20; i++) {
 		char part[100];
 
 		memset(part, 'b', sizeof(part));
-		if (raw_write(hfd, part, sizeof(part)))
+		if (h_raw_write(hfd, part, sizeof(part)))
 			break;
 		h_sleep_ms(500);
 	}
@@ -500,15 +317,15 @@ static void check_slowloris(void)
 	       (long long)now, i);
 	close(hfd);
 	/* A body at a good rate, starting 1.5 s after its headers, is served. */
-	hfd = raw_connect(b.port);
+	hfd = h_raw_connect(b.port, NULL);
 	snprintf(req, sizeof(req), "POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		 "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\n", id);
-	if (hfd < 0 || raw_write(hfd, req, strlen(req)))
+	if (hfd < 0 || h_raw_write(hfd, req, strlen(req)))
 		tap_bail("slowloris: cannot talk to the bridge");
 	h_sleep_ms(1500);
-	raw_write(hfd, "fast!", 5);
-	res = raw_read(hfd, RAW_MS, &r);
-	tap_ok(res == RAW_ANSWER && r.status == 200,
+	h_raw_write(hfd, "fast!", 5);
+	res = h_raw_read(hfd, H_RAW_MS, &r);
+	tap_ok(res == H_RAW_ANSWER && r.status == 200,
 	       "slowloris: a body within the bound is served (%ld)", r.status);
 	h_resp_free(&r);
 	close(hfd);
@@ -542,7 +359,7 @@ static void *big_write(void *arg)
 {
 	struct big_writer *w = arg;
 
-	w->failed = raw_write(w->fd, w->data, w->len);
+	w->failed = h_raw_write(w->fd, w->data, w->len);
 	return NULL;
 }
 
@@ -571,19 +388,19 @@ static void check_big_header(void)
 
 		/* A small send buffer, so that the request cannot all sit in
 		 * socket buffers when the bridge stops reading. */
-		w.fd = raw_connect_opt(b.port, SO_SNDBUF, sndbuf);
+		w.fd = h_raw_connect_opt(b.port, NULL, SO_SNDBUF, sndbuf);
 		w.data = req;
 		w.len = hl + n + 4;
 		w.failed = 0;
 		if (w.fd < 0 || pthread_create(&th, NULL, big_write, &w))
 			tap_bail("big header: cannot start the writer");
 		pthread_join(th, NULL);
-		res = raw_read(w.fd, RAW_MS, &r);
+		res = h_raw_read(w.fd, H_RAW_MS, &r);
 		tap_ok(!w.failed, "big header %d: the client's write completes (no EPIPE or reset)",
 		       round + 1);
-		tap_ok(res == RAW_ANSWER && r.status == 431,
+		tap_ok(res == H_RAW_ANSWER && r.status == 431,
 		       "big header %d: the client reads a complete HTTP 431 (%s, %ld; write %s)",
-		       round + 1, res == RAW_ANSWER ? "answer" : res == RAW_CLOSED ? "closed/reset" :
+		       round + 1, res == H_RAW_ANSWER ? "answer" : res == H_RAW_CLOSED ? "closed/reset" :
 		       "timeout", r.status, w.failed ? "failed" : "complete");
 		h_resp_free(&r);
 		close(w.fd);
@@ -592,7 +409,7 @@ static void check_big_header(void)
 
 	/* The front's own 431 (over --max-header-bytes, within MHD's pool) is
 	 * counted under code 431. */
-	before = metric(&b, "pollbridge_http_responses_total{endpoint=\"healthz\",code=\"431\"}");
+	before = h_metric(&b, "pollbridge_http_responses_total{endpoint=\"healthz\",code=\"431\"}");
 	memset(hdr, 'h', sizeof(hdr) - 1);
 	hdr[sizeof(hdr) - 1] = '\0';
 	memcpy(hdr, "X-Pad: ", 7);
@@ -600,7 +417,7 @@ static void check_big_header(void)
 	h_http(&r, "GET", url, NULL, NULL, 0, hdrs);
 	tap_is_int(r.status, 431, "metrics: a 5000-byte header on /healthz: 431");
 	h_resp_free(&r);
-	tap_ok(metric(&b, "pollbridge_http_responses_total{endpoint=\"healthz\",code=\"431\"}") ==
+	tap_ok(h_metric(&b, "pollbridge_http_responses_total{endpoint=\"healthz\",code=\"431\"}") ==
 	       (before < 0 ? 0 : before) + 1, "metrics: counted as code=\"431\"");
 	tap_ok(h_still_serving(&b, "echo"), "big header: still serving");
 	h_stop(b.proc, SIGTERM, 5000);
@@ -656,10 +473,10 @@ static void check_nul_jsonp(void)
 		n = snprintf(req, sizeof(req), "DELETE /v1/sessions/%s_/messages HTTP/1.1\r\n"
 			     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n", id);
 		*strchr(req, '_') = '\0';
-		fd = raw_connect(b.port);
-		if (fd < 0 || raw_write(fd, req, (size_t)n))
+		fd = h_raw_connect(b.port, NULL);
+		if (fd < 0 || h_raw_write(fd, req, (size_t)n))
 			tap_bail("NUL: cannot talk to the bridge");
-		raw_read(fd, RAW_MS, &r2);
+		h_raw_read(fd, H_RAW_MS, &r2);
 		tap_is_int(r2.status, 400, "NUL: a raw NUL byte after the id of a DELETE: 400");
 		tap_is_str(h_err(&r2), "bad_request", "NUL: a raw NUL byte: bad_request");
 		h_resp_free(&r2);
@@ -667,10 +484,10 @@ static void check_nul_jsonp(void)
 		n = snprintf(req, sizeof(req), "GET /v1/sessions/%s/messages?after=0_x HTTP/1.1\r\n"
 			     "Host: 127.0.0.1\r\nConnection: close\r\n\r\n", id);
 		*strchr(req, '_') = '\0';
-		fd = raw_connect(b.port);
-		if (fd < 0 || raw_write(fd, req, (size_t)n))
+		fd = h_raw_connect(b.port, NULL);
+		if (fd < 0 || h_raw_write(fd, req, (size_t)n))
 			tap_bail("NUL: cannot talk to the bridge");
-		raw_read(fd, RAW_MS, &r2);
+		h_raw_read(fd, H_RAW_MS, &r2);
 		tap_is_int(r2.status, 400, "NUL: a raw NUL byte in a query value: 400");
 		h_resp_free(&r2);
 		close(fd);

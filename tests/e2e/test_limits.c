@@ -20,29 +20,20 @@
  * serve. Raw sockets (optionally from 127.0.0.2, .3, ...: other client
  * addresses) are used where libcurl would hide what is checked.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e/harness.h"
 #include "tap.h"
 
-#define RAW_MS		5000	/* default wait for a raw answer */
 #define FLOOD_N		200	/* messages of the upstream's /burst */
 #define QUEUE_MAX	5	/* --queue-max of the flood bridge */
 #define STALL_MSG	(512 * 1024)
 #define STALL_TRIES	400
 #define UNKNOWN_ID	"AAAAAAAAAAAAAAAAAAAAAA"
-
-enum { RAW_TIMEOUT = -1, RAW_CLOSED = 0, RAW_ANSWER = 1 };
 
 static char echo_route[96];	/* --route=echo=ws://127.0.0.1:PORT/ */
 static char stall_route[96];	/* --route=stall=... (websocketd, stall.sh) */
@@ -53,172 +44,6 @@ struct witness {
 	unsigned long long after;
 	int n;			/* numbers its messages */
 };
-
-/* ---- raw HTTP ----------------------------------------------------------- */
-
-/* A TCP connection to 127.0.0.1:port, from the local address src (NULL:
- * the default, 127.0.0.1). The fd, or -1 (connect refused included). */
-static int raw_connect(int port, const char *src)
-{
-	struct sockaddr_in sin;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	if (src) {
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		if (inet_pton(AF_INET, src, &sin.sin_addr) != 1 ||
-		    bind(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-			tap_diag("cannot bind a socket to %s: %s", src, strerror(errno));
-			close(fd);
-			return -1;
-		}
-	}
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin))) {
-		close(fd);
-		return -1;
-	}
-	return fd;
-}
-
-/* Write all n bytes. 0, or -1 if the peer is gone. */
-static int raw_write(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-	ssize_t k;
-
-	while (n) {
-		k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return -1;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-/* Copy the value of header name out of a raw response head. */
-static void raw_header(const char *head, const char *name, char *dst, size_t dstlen)
-{
-	size_t nl = strlen(name), vl;
-	const char *p, *v;
-
-	dst[0] = '\0';
-	for (p = strstr(head, "\r\n"); p && p[2] != '\r'; p = strstr(p + 2, "\r\n")) {
-		if (strncasecmp(p + 2, name, nl) || p[2 + nl] != ':')
-			continue;
-		v = p + 3 + nl;
-		while (*v == ' ' || *v == '\t')
-			v++;
-		vl = strcspn(v, "\r\n");
-		if (vl >= dstlen)
-			vl = dstlen - 1;
-		memcpy(dst, v, vl);
-		dst[vl] = '\0';
-		return;
-	}
-}
-
-/* Read one HTTP answer from fd within timeout_ms into r (status, body,
- * JSON, Content-Type, Retry-After; r must be freed). RAW_ANSWER, or
- * RAW_CLOSED if the connection ended (EOF or reset) before a whole answer,
- * or RAW_TIMEOUT. */
-static int raw_read(int fd, int timeout_ms, struct h_resp *r)
-{
-	int64_t t0 = h_now_ms(), deadline = t0 + timeout_ms, left;
-	size_t len = 0, cap = 0, hlen = 0, want = (size_t)-1;
-	char *buf = NULL, *t, *e, cl[32];
-	struct pollfd pfd;
-	int res = RAW_TIMEOUT, eof = 0, k;
-	ssize_t n;
-
-	memset(r, 0, sizeof(*r));
-	for (;;) {
-		if (hlen && len >= want)
-			break;
-		left = deadline - h_now_ms();
-		if (left <= 0)
-			break;
-		pfd.fd = fd;
-		pfd.events = POLLIN;
-		pfd.revents = 0;
-		k = poll(&pfd, 1, (int)left);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		if (cap - len < 4097) {
-			cap = cap ? cap * 2 : 8192;
-			t = realloc(buf, cap);
-			if (!t)
-				break;
-			buf = t;
-		}
-		n = recv(fd, buf + len, cap - len - 1, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			eof = 1;
-			break;
-		}
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (!hlen && (e = strstr(buf, "\r\n\r\n"))) {
-			hlen = (size_t)(e - buf) + 4;
-			e[2] = '\0';	/* the head alone, for raw_header */
-			raw_header(buf, "Content-Length", cl, sizeof(cl));
-			if (cl[0])
-				want = hlen + strtoul(cl, NULL, 10);
-		}
-	}
-	if (hlen && (len >= want || (eof && want == (size_t)-1))) {
-		if (len > want)
-			len = want;
-		if (sscanf(buf, "HTTP/1.%*d %ld", &r->status) != 1)
-			r->status = 0;
-		raw_header(buf, "Content-Type", r->content_type, sizeof(r->content_type));
-		raw_header(buf, "Retry-After", r->retry_after, sizeof(r->retry_after));
-		r->len = len - hlen;
-		r->body = malloc(r->len + 1);
-		if (r->body) {
-			memcpy(r->body, buf + hlen, r->len);
-			r->body[r->len] = '\0';
-			if (r->len && r->body[0] == '{')
-				r->json = json_loadb(r->body, r->len, 0, NULL);
-		}
-		res = RAW_ANSWER;
-	} else if (eof) {
-		res = RAW_CLOSED;
-	}
-	r->seconds = (double)(h_now_ms() - t0) / 1000;
-	free(buf);
-	return res;
-}
-
-/* One request on a fresh connection from src (NULL: 127.0.0.1); the
- * answer goes to r (freed by the caller). Returns the status, 0 if none. */
-static long raw_request(int port, const char *src, const char *req, size_t len,
-			struct h_resp *r)
-{
-	int fd = raw_connect(port, src);
-
-	memset(r, 0, sizeof(*r));
-	if (fd < 0) {
-		tap_diag("raw request: cannot connect from %s", src ? src : "127.0.0.1");
-		return 0;
-	}
-	if (raw_write(fd, req, len) == 0)
-		raw_read(fd, RAW_MS, r);
-	close(fd);
-	return r->status;
-}
 
 /* POST /v1/sessions {"route":route} from the client address src; on 201
  * the id goes to id (64 bytes). Returns the status; r is freed by the
@@ -233,7 +58,7 @@ static long create_from(struct h_bridge *b, const char *src, const char *route, 
 	snprintf(req, sizeof(req), "POST /v1/sessions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		 "Content-Type: application/json\r\nContent-Length: %zu\r\n"
 		 "Connection: close\r\n\r\n%s", strlen(body), body);
-	raw_request(b->port, src, req, strlen(req), r);
+	h_raw_request(b->port, src, req, strlen(req), r);
 	sid = json_string_value(json_object_get(r->json, "session"));
 	if (id)
 		snprintf(id, 64, "%s", r->status == 201 && sid ? sid : "");
@@ -241,24 +66,6 @@ static long create_from(struct h_bridge *b, const char *src, const char *route, 
 }
 
 /* ---- checks --------------------------------------------------------------- */
-
-/* The value of the metrics sample line that starts with name (exact name
- * and labels), or -1 if there is none. */
-static double metric(struct h_bridge *b, const char *name)
-{
-	struct h_resp r = { 0 };
-	char url[128];
-	double v = -1;
-	size_t n = strlen(name);
-
-	snprintf(url, sizeof(url), "%s/metrics", b->base);
-	if (h_http(&r, "GET", url, NULL, NULL, 0, NULL) == 0 && r.status == 200)
-		for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-			if (strncmp(p, name, n) == 0 && p[n] == ' ')
-				v = atof(p + n + 1);
-	h_resp_free(&r);
-	return v;
-}
 
 /* Check an error answer: the status, exactly {"error":code,"message":...},
  * and (retry) a Retry-After in whole seconds. Frees r. */
@@ -462,10 +269,10 @@ static void check_per_client(void)
 	n429++;
 
 	/* idle expiry frees the slots; the witness is kept busy meanwhile */
-	idle0 = metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}");
+	idle0 = h_metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}");
 	tap_is_int(idle0, 0, "metrics: no idle expiry yet");
 	while (h_now_ms() - t0 < 10000) {
-		v = metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}");
+		v = h_metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}");
 		if (v >= idle0 + 2) {
 			expired = 1;
 			break;
@@ -485,9 +292,9 @@ static void check_per_client(void)
 	h_create(&b, "echo", NULL, &r);
 	check_error(&r, 429, "too_many_client_sessions", 1, "per-client: and no third");
 	n429++;
-	tap_is_int(metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}"), idle0 + 2,
+	tap_is_int(h_metric(&b, "pollbridge_sessions_ended_total{reason=\"idle\"}"), idle0 + 2,
 		   "metrics: sessions_ended_total{reason=\"idle\"} went up by 2");
-	tap_is_int(metric(&b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"429\"}"),
+	tap_is_int(h_metric(&b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"429\"}"),
 		   n429, "metrics: every per-client refusal counted as create 429");
 	tap_is_int(h_delete(&b, e[0]), 204, "per-client: delete (e0)");
 	tap_is_int(h_delete(&b, e[1]), 204, "per-client: delete (e1)");
@@ -519,7 +326,7 @@ static void check_max_sessions(void)
 	h_resp_free(&r);
 	create_from(&b, "127.0.0.4", "echo", NULL, &r);
 	check_error(&r, 503, "too_many_sessions", 1, "max-sessions: full again (127.0.0.4)");
-	tap_is_int(metric(&b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"503\"}"), 2,
+	tap_is_int(h_metric(&b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"503\"}"), 2,
 		   "metrics: the two refusals counted as create 503");
 	tap_is_int(h_delete(&b, c), 204, "max-sessions: delete (c)");
 	group_end(&b, &w, "max-sessions");
@@ -544,7 +351,7 @@ static long chunked_post(struct h_bridge *b, const char *path, const char *ct, c
 	memcpy(req + n, body, len);
 	n += (int)len;
 	n += snprintf(req + n, cap - (size_t)n, "\r\n0\r\n\r\n");
-	st = raw_request(b->port, NULL, req, (size_t)n, r);
+	st = h_raw_request(b->port, NULL, req, (size_t)n, r);
 	free(req);
 	return st;
 }
@@ -609,17 +416,18 @@ static void check_body_limit(void)
 	h_resp_free(&r);
 
 	/* 10 MB announced, 3 bytes sent: answered at once, not after a body */
-	fd = raw_connect(b.port, NULL);
+	fd = h_raw_connect(b.port, NULL);
 	snprintf(req, sizeof(req), "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
 		 "Content-Type: text/plain\r\nContent-Length: 10485760\r\n\r\nabc", path);
-	if (fd < 0 || raw_write(fd, req, strlen(req)))
+	if (fd < 0 || h_raw_write(fd, req, strlen(req)))
 		tap_bail("raw connection to the bridge failed");
-	res = raw_read(fd, RAW_MS, &r);
-	tap_is_int(res, RAW_ANSWER, "body: a 10 MB Content-Length is answered without its body");
+	res = h_raw_read(fd, H_RAW_MS, &r);
+	tap_is_int(res, H_RAW_ANSWER, "body: a 10 MB Content-Length is answered without its body");
 	tap_ok(r.seconds < 3, "body: within 3 s (%.2f s)", r.seconds);
 	check_error(&r, 413, "payload_too_large", 0, "body: 10 MB Content-Length");
-	res = raw_read(fd, 3000, &r);
-	tap_is_int(res, RAW_CLOSED, "body: then the connection is closed (the body is not awaited)");
+	res = h_raw_read(fd, 3000, &r);
+	tap_is_int(res, H_RAW_CLOSED,
+		   "body: then the connection is closed (the body is not awaited)");
 	h_resp_free(&r);
 	close(fd);
 
@@ -686,7 +494,7 @@ static void check_header_limit(void)
 	/* Request line and headers of 3072 .. 4080 bytes: all within 4096. */
 	for (total = 3072; total <= 4080; total += 48) {
 		req = padded_get("/healthz", total);
-		st = raw_request(b.port, NULL, req, total, &r);
+		st = h_raw_request(b.port, NULL, req, total, &r);
 		h_resp_free(&r);
 		free(req);
 		if (st == 0 && strlen(unanswered) < sizeof(unanswered) - 16)
@@ -724,7 +532,8 @@ static long keepalive_get(int fd, int timeout_ms)
 	struct h_resp r = { 0 };
 	long st = 0;
 
-	if (raw_write(fd, req, sizeof(req) - 1) == 0 && raw_read(fd, timeout_ms, &r) == RAW_ANSWER)
+	if (h_raw_write(fd, req, sizeof(req) - 1) == 0 &&
+	    h_raw_read(fd, timeout_ms, &r) == H_RAW_ANSWER)
 		st = r.status;
 	h_resp_free(&r);
 	return st;
@@ -738,37 +547,37 @@ static void check_max_connections(void)
 	struct h_bridge b;
 	struct h_resp r;
 	struct witness w;
-	int fds[5], fd6, i, ok = 1, res = RAW_CLOSED;
+	int fds[5], fd6, i, ok = 1, res = H_RAW_CLOSED;
 
 	if (h_bridge_start(&b, echo_route, "--max-connections", "5", NULL))
 		tap_bail("pollbridge --max-connections 5 did not start");
 	witness_start(&b, NULL, &w);
 	for (i = 0; i < 5; i++) {
-		fds[i] = raw_connect(b.port, NULL);
-		if (fds[i] < 0 || keepalive_get(fds[i], RAW_MS) != 200) {
+		fds[i] = h_raw_connect(b.port, NULL);
+		if (fds[i] < 0 || keepalive_get(fds[i], H_RAW_MS) != 200) {
 			tap_diag("connections: held connection %d was not served", i + 1);
 			ok = 0;
 		}
 	}
 	tap_ok(ok, "connections: 5 keep-alive connections served and held open");
-	fd6 = raw_connect(b.port, NULL);
-	if (fd6 >= 0 && raw_write(fd6, req, sizeof(req) - 1) == 0) {
-		res = raw_read(fd6, 1500, &r);
+	fd6 = h_raw_connect(b.port, NULL);
+	if (fd6 >= 0 && h_raw_write(fd6, req, sizeof(req) - 1) == 0) {
+		res = h_raw_read(fd6, 1500, &r);
 		h_resp_free(&r);
 	}
-	tap_ok(res != RAW_ANSWER, "connections: a 6th connection gets no answer (%s)",
-	       fd6 < 0 ? "refused" : res == RAW_CLOSED ? "closed" :
-	       res == RAW_TIMEOUT ? "left waiting" : "answered");
+	tap_ok(res != H_RAW_ANSWER, "connections: a 6th connection gets no answer (%s)",
+	       fd6 < 0 ? "refused" : res == H_RAW_CLOSED ? "closed" :
+	       res == H_RAW_TIMEOUT ? "left waiting" : "answered");
 	if (fd6 >= 0)
 		close(fd6);
 	close(fds[0]);
-	/* raw, so a bridge that never answers costs RAW_MS, not curl's 40 s */
-	raw_request(b.port, NULL, req, sizeof(req) - 1, &r);
+	/* raw, so a bridge that never answers costs H_RAW_MS, not curl's 40 s */
+	h_raw_request(b.port, NULL, req, sizeof(req) - 1, &r);
 	tap_is_int(r.status, 200,
 		   "connections: once one of the 5 closes, a new connection is served within %d s",
-		   RAW_MS / 1000);
+		   H_RAW_MS / 1000);
 	h_resp_free(&r);
-	tap_is_int(keepalive_get(fds[1], RAW_MS), 200,
+	tap_is_int(keepalive_get(fds[1], H_RAW_MS), 200,
 		   "connections: the held keep-alive connections still serve");
 	for (i = 1; i < 5; i++)
 		close(fds[i]);
@@ -795,20 +604,20 @@ static void check_connection_timeout(void)
 	witness_start(&b, NULL, &w);
 
 	/* slowloris: half a request line, then nothing */
-	fd = raw_connect(b.port, NULL);
-	if (fd < 0 || raw_write(fd, "GET /heal", 9))
+	fd = h_raw_connect(b.port, NULL);
+	if (fd < 0 || h_raw_write(fd, "GET /heal", 9))
 		tap_bail("raw connection to the bridge failed");
-	res = raw_read(fd, 8000, &r);
-	tap_is_int(res, RAW_CLOSED, "timeout: half a request line: closed without an answer");
+	res = h_raw_read(fd, 8000, &r);
+	tap_is_int(res, H_RAW_CLOSED, "timeout: half a request line: closed without an answer");
 	tap_ok(r.seconds >= 1 && r.seconds < 6, "timeout: after about 2 s (%.2f s)", r.seconds);
 	h_resp_free(&r);
 	close(fd);
 
 	/* an idle keep-alive connection */
-	fd = raw_connect(b.port, NULL);
-	tap_is_int(fd >= 0 ? keepalive_get(fd, RAW_MS) : 0, 200, "timeout: a keep-alive request");
-	res = raw_read(fd, 8000, &r);
-	tap_is_int(res, RAW_CLOSED, "timeout: the idle keep-alive connection is then closed");
+	fd = h_raw_connect(b.port, NULL);
+	tap_is_int(fd >= 0 ? keepalive_get(fd, H_RAW_MS) : 0, 200, "timeout: a keep-alive request");
+	res = h_raw_read(fd, 8000, &r);
+	tap_is_int(res, H_RAW_CLOSED, "timeout: the idle keep-alive connection is then closed");
 	tap_ok(r.seconds >= 1 && r.seconds < 6, "timeout: after about 2 s (%.2f s)", r.seconds);
 	h_resp_free(&r);
 	if (fd >= 0)
@@ -820,18 +629,18 @@ static void check_connection_timeout(void)
 	       r.body ? r.body : "");
 	tap_ok(r.seconds >= 2.5, "timeout: it waited its 3 s (%.2f s)", r.seconds);
 	h_resp_free(&r);
-	fd = raw_connect(b.port, NULL);
+	fd = h_raw_connect(b.port, NULL);
 	snprintf(req, sizeof(req), "GET /v1/sessions/%s/messages?after=0&wait=3 HTTP/1.1\r\n"
 		 "Host: 127.0.0.1\r\n\r\n", w.id);
-	if (fd < 0 || raw_write(fd, req, strlen(req)))
+	if (fd < 0 || h_raw_write(fd, req, strlen(req)))
 		tap_bail("raw connection to the bridge failed");
 	t0 = h_now_ms();
 	h_sleep_ms(2500);
 	tap_is_int(h_send_text(&b, w.id, "late", NULL), 200, "timeout: a send 2.5 s into a poll");
-	res = raw_read(fd, RAW_MS, &r);
+	res = h_raw_read(fd, H_RAW_MS, &r);
 	data = json_string_value(json_object_get(json_array_get(json_object_get(r.json, "messages"),
 							       0), "data"));
-	tap_ok(res == RAW_ANSWER && r.status == 200 && data && !strcmp(data, "late"),
+	tap_ok(res == H_RAW_ANSWER && r.status == 200 && data && !strcmp(data, "late"),
 	       "timeout: the poll waiting 2.5 s gets the message (%ld %s)", r.status,
 	       r.body ? r.body : "");
 	tap_ok(h_now_ms() - t0 >= 2400, "timeout: it had waited past the connection timeout");

@@ -12,24 +12,6 @@
 #include "e2e/harness.h"
 #include "tap.h"
 
-/* The value of the metrics sample line that starts with name (exact
- * name and labels), or -1. */
-static double metric(struct h_bridge *b, const char *name)
-{
-	struct h_resp r = { 0 };
-	char url[128];
-	double v = -1;
-	size_t n = strlen(name);
-
-	snprintf(url, sizeof(url), "%s/metrics", b->base);
-	if (h_http(&r, "GET", url, NULL, NULL, 0, NULL) == 0 && r.status == 200)
-		for (const char *p = r.body; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-			if (strncmp(p, name, n) == 0 && p[n] == ' ')
-				v = atof(p + n + 1);
-	h_resp_free(&r);
-	return v;
-}
-
 /* /metrics: format and counters that follow the traffic. */
 static void check_metrics(struct h_bridge *b)
 {
@@ -44,37 +26,37 @@ static void check_metrics(struct h_bridge *b)
 	tap_ok(r.body && strstr(r.body, "# TYPE pollbridge_sessions_created_total counter"),
 	       "HELP/TYPE lines");
 	h_resp_free(&r);
-	tap_is_int(metric(b, "pollbridge_sessions_created_total"), 0, "no session yet");
-	tap_is_int(metric(b, "pollbridge_sessions"), 0, "gauge 0");
+	tap_is_int(h_metric(b, "pollbridge_sessions_created_total"), 0, "no session yet");
+	tap_is_int(h_metric(b, "pollbridge_sessions"), 0, "gauge 0");
 
 	h_create(b, "echo", id, NULL);
 	for (int i = 0; i < 3; i++)
 		h_send_text(b, id, "abcd", NULL);
 	tap_is_int(h_collect(b, id, 0, 3, 5000, got), 3, "three echoes");
 	json_decref(got);
-	tap_is_int(metric(b, "pollbridge_sessions_created_total"), 1, "created counts the session");
-	tap_is_int(metric(b, "pollbridge_sessions"), 1, "sessions gauge 1");
-	tap_is_int(metric(b, "pollbridge_messages_total{direction=\"client_to_upstream\"}"), 3,
+	tap_is_int(h_metric(b, "pollbridge_sessions_created_total"), 1, "created counts the session");
+	tap_is_int(h_metric(b, "pollbridge_sessions"), 1, "sessions gauge 1");
+	tap_is_int(h_metric(b, "pollbridge_messages_total{direction=\"client_to_upstream\"}"), 3,
 		   "three messages written upstream");
-	tap_is_int(metric(b, "pollbridge_messages_total{direction=\"upstream_to_client\"}"), 3,
+	tap_is_int(h_metric(b, "pollbridge_messages_total{direction=\"upstream_to_client\"}"), 3,
 		   "three messages stored for the client");
-	tap_is_int(metric(b, "pollbridge_message_bytes_total{direction=\"upstream_to_client\"}"), 12,
+	tap_is_int(h_metric(b, "pollbridge_message_bytes_total{direction=\"upstream_to_client\"}"), 12,
 		   "their bytes");
-	tap_is_int(metric(b, "pollbridge_upstream_connects_total"), 1, "one upstream connect");
-	tap_is_int(metric(b, "pollbridge_upstream_handshake_seconds_count"), 1, "one handshake timed");
-	tap_is_int(metric(b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"201\"}"), 1,
+	tap_is_int(h_metric(b, "pollbridge_upstream_connects_total"), 1, "one upstream connect");
+	tap_is_int(h_metric(b, "pollbridge_upstream_handshake_seconds_count"), 1, "one handshake timed");
+	tap_is_int(h_metric(b, "pollbridge_http_responses_total{endpoint=\"create\",code=\"201\"}"), 1,
 		   "HTTP answers by endpoint and code");
-	tap_is_int(metric(b, "pollbridge_http_responses_total{endpoint=\"send\",code=\"200\"}"), 3,
+	tap_is_int(h_metric(b, "pollbridge_http_responses_total{endpoint=\"send\",code=\"200\"}"), 3,
 		   "three sends answered 200");
 	h_poll(b, "AAAAAAAAAAAAAAAAAAAAAA", NULL, &r);
 	h_resp_free(&r);
-	tap_is_int(metric(b, "pollbridge_http_responses_total{endpoint=\"poll\",code=\"404\"}"), 1,
+	tap_is_int(h_metric(b, "pollbridge_http_responses_total{endpoint=\"poll\",code=\"404\"}"), 1,
 		   "errors are counted by code");
 	tap_is_int(h_delete(b, id), 204, "delete");
-	tap_is_int(metric(b, "pollbridge_sessions_ended_total{reason=\"deleted\"}"), 1,
+	tap_is_int(h_metric(b, "pollbridge_sessions_ended_total{reason=\"deleted\"}"), 1,
 		   "ended by delete");
-	tap_is_int(metric(b, "pollbridge_sessions"), 0, "gauge back to 0");
-	tap_is_int(metric(b, "pollbridge_polls_waiting"), 0, "no poll waiting");
+	tap_is_int(h_metric(b, "pollbridge_sessions"), 0, "gauge back to 0");
+	tap_is_int(h_metric(b, "pollbridge_polls_waiting"), 0, "no poll waiting");
 }
 
 /* An upstream that stops answering pings is closed; the client sees 1006. */

@@ -39,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -558,10 +557,11 @@ static void fake_answer(struct fake_conn *c, enum fake_mode mode, const char **a
 	}
 }
 
-/* The fake Redis (in the forked child): serve connections on lfd until the
- * parent goes away. Never returns. */
-static void fake_run(int lfd, enum fake_mode mode)
+/* The fake Redis (in the forked child; arg: its enum fake_mode): serve
+ * connections on lfd until the parent goes away. Never returns. */
+static void fake_run(int lfd, void *arg)
 {
+	enum fake_mode mode = *(enum fake_mode *)arg;
 	static struct fake_conn conns[32];
 	struct pollfd pfd[33];
 	unsigned nconn = 0, replies = 0;
@@ -634,34 +634,15 @@ static void fake_run(int lfd, enum fake_mode mode)
  * with this process. Returns its pid. */
 static pid_t fake_start(enum fake_mode mode, int *port)
 {
-	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	pid_t parent = getpid(), pid;
-	int lfd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+	int lfd;
 
-	/* the connections it leaves in TIME_WAIT must not keep the real Redis
-	 * that follows from binding the port */
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 64) ||
-	    getsockname(lfd, (struct sockaddr *)&sin, &sl))
+	/* h_listen's SO_REUSEADDR: the connections it leaves in TIME_WAIT must
+	 * not keep the real Redis that follows from binding the port */
+	*port = 0;
+	lfd = h_listen(port);
+	if (lfd < 0)
 		tap_bail("fake redis: cannot listen: %s", strerror(errno));
-	*port = ntohs(sin.sin_port);
-	fflush(stdout);
-	pid = fork();
-	if (pid < 0)
-		tap_bail("fork failed");
-	if (pid == 0) {
-		signal(SIGPIPE, SIG_IGN);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
-			_exit(0);
-		fake_run(lfd, mode);
-	}
-	close(lfd);
-	return pid;
+	return h_fork_server(lfd, fake_run, &mode);
 }
 
 /* Stop a fake Redis. */

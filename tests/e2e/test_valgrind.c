@@ -128,9 +128,21 @@ int main(void)
 	}
 
 	/* Upstream close, then the end; 1009; DELETE; idle expiry. */
-	tap_is_int(post(&b, path, "text/plain", "/close 4000 bye"), 200, "ask upstream to close");
-	st = poll_state(&b, id, "after=6&wait=2", &closed);
-	tap_ok(st == 200 && closed, "closed batch");
+	/* The close must wake a waiting poll (a poll that arrives after it
+	 * would end the session at once): ask for it once the poll waits. */
+	{
+		pid_t kid = fork();
+		int ws;
+
+		if (kid == 0) {
+			usleep(1000000);
+			_exit(post(&b, path, "text/plain", "/close 4000 bye") == 200 ? 0 : 1);
+		}
+		st = poll_state(&b, id, "after=6&wait=5", &closed);
+		tap_ok(st == 200 && closed, "closed batch, waking the waiting poll");
+		waitpid(kid, &ws, 0);
+		tap_ok(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "ask upstream to close");
+	}
 	tap_ok(poll_state(&b, id, "after=6", &closed) == 200 && closed,
 	       "a repeated poll gets the closed batch again (the woken one may have been lost)");
 	tap_is_int(poll_state(&b, id, "after=6", &closed), 410, "ended");
