@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <hiredis/hiredis.h>
 
@@ -631,6 +632,7 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_op *op = rs_op_new(st, id, arg);
 	struct rs_args a;
+	int r;
 
 	if (!op)
 		return PB_ENOMEM;
@@ -641,7 +643,21 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
 	rs_args_num(&a, s->limits.lease_ms);
 	rs_args_bytes(&a, handshake ? handshake : "", handshake ? handshake_len : 0);
-	return rs_eval(st, RS_CREATE, &a, rs_lease_reply, op);
+	r = rs_eval(st, RS_CREATE, &a, rs_lease_reply, op);
+	if (!r) {
+		/* Index the lease in the same write as the create, with this
+		 * host's clock: an owner killed right after answering the
+		 * client (before the reply's exact ZADD leaves) must still be
+		 * found by the orphan scan. CLAIM checks the real lease. */
+		struct timespec ts;
+		long long provisional;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		provisional = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+			      (long long)s->limits.lease_ms;
+		rs_lease_index(st, id, &provisional);
+	}
+	return r;
 }
 
 /* Reply to PUSH_IN. */
