@@ -1,13 +1,16 @@
 #!/bin/sh
 # Install the Debian 12 packages pollbridge needs: "build" for building and
 # running it, "test" for the test suite as well (redis-server, websocketd,
-# clang, valgrind, openssl for the TLS test's certificates). Run as root.
+# clang, valgrind, openssl for the TLS test's certificates, debhelper and
+# lintian for the Debian package's test). Run as root.
 set -e
 what=${1:-build}
 build_pkgs="build-essential autoconf automake libtool pkg-config curl
   libmicrohttpd-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libjansson-dev libhiredis-dev libcurl4-openssl-dev"
-test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl"
+test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl
+  prometheus
+  debhelper lintian"
 case "$what" in
 build) pkgs=$build_pkgs ;;
 test)

@@ -21,6 +21,8 @@ enum opt_kind {
 	OPT_UINT,       /* unsigned seconds */
 	OPT_SIZE,       /* size_t count or bytes */
 	OPT_LISTEN,
+	OPT_ADMIN,      /* --admin-listen */
+	OPT_LOGFMT,     /* --access-log-format */
 	OPT_ROUTE,
 	OPT_STORE,
 	OPT_STRING,
@@ -44,12 +46,14 @@ struct opt {
 
 static const struct opt pb_opts[] = {
 	{ "listen", OPT_LISTEN, 0, 0, 0 },
+	{ "admin-listen", OPT_ADMIN, 0, 0, 0 },
 	{ "route", OPT_ROUTE, 0, 0, 0 },
 	{ "store", OPT_STORE, 0, 0, 0 },
 	{ "instance-id", OPT_STRING, OFF(instance_id), 1, 64 },
 	{ "wait-max", OPT_UINT, OFF(wait_max), 0, 3600 },
 	{ "idle-timeout", OPT_UINT, OFF(idle_timeout), 1, 86400 },
 	{ "connect-timeout", OPT_UINT, OFF(connect_timeout), 1, 600 },
+	{ "drain-timeout", OPT_UINT, OFF(drain_timeout), 1, 3600 },
 	{ "max-message-bytes", OPT_SIZE, OFF(max_message_bytes), 1, 64ULL << 20 },
 	{ "max-batch", OPT_SIZE, OFF(max_batch), 1, 100000 },
 	{ "max-batch-bytes", OPT_SIZE, OFF(max_batch_bytes), 1, 256ULL << 20 },
@@ -68,6 +72,7 @@ static const struct opt pb_opts[] = {
 	{ "check-config", OPT_SWITCH, OFF(check_config), 0, 0 },
 	{ "log-syslog", OPT_SWITCH, OFF(log_syslog), 0, 0 },
 	{ "access-log", OPT_STRING, OFF(access_log), 1, 4096 },
+	{ "access-log-format", OPT_LOGFMT, 0, 0, 0 },
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
@@ -85,6 +90,10 @@ static const char pb_usage[] =
 "\n"
 "  --listen ADDR:PORT        listen address (default " PB_DEFAULT_LISTEN "; port 0 picks one;\n"
 "                            IPv6 as [ADDR]:PORT)\n"
+"  --admin-listen ADDR:PORT  serve /metrics, /livez and /readyz (and /healthz)\n"
+"                            on this separate plain-HTTP listener instead of the\n"
+"                            public one, which then answers 404 for them; port 0\n"
+"                            picks one (ready line \"admin listening on ADDR:PORT\")\n"
 "  --route NAME=URL [OPTS]   map route NAME to the upstream ws:// or wss:// URL;\n"
 "                            repeatable; OPTS (space-separated, in the same argument):\n"
 "                            redial, origin=ORIGIN, insecure\n"
@@ -100,6 +109,9 @@ static const char pb_usage[] =
 "  --connect-timeout S       the one deadline of an upstream dial (TCP connect, TLS\n"
 "                            and the WebSocket upgrade), seconds; 504 after it\n"
 "                            (default 10)\n"
+"  --drain-timeout S         on SIGTERM, wait at most S seconds for requests to be\n"
+"                            answered and upstreams to close before exiting\n"
+"                            (default 5)\n"
 "  --max-message-bytes N     largest message in either direction (default 1048576)\n"
 "  --max-batch N             most messages per poll answer, the default and ceiling\n"
 "                            of ?max= (default 100)\n"
@@ -163,6 +175,10 @@ static const char pb_usage[] =
 "  --log-level LEVEL         error, warn, info or debug (default info)\n"
 "  --log-syslog              log to syslog (daemon facility) instead of stderr\n"
 "  --access-log FILE         append one line per answered request to FILE\n"
+"  --access-log-format pollbridge|combined\n"
+"                            the access log's line format: pollbridge (default)\n"
+"                            or the combined log format of Apache and nginx, with\n"
+"                            the session id's first 6 characters as the user\n"
 "  --check-config            validate the options, print \"config ok\" and exit\n"
 "  --version                 print the version and exit\n"
 "  --help                    print this help and exit\n"
@@ -170,8 +186,14 @@ static const char pb_usage[] =
 
 "Logs go to stderr; the ready line is \"listening on ADDR:PORT\". SIGTERM or\n"
 "SIGINT drains (answers waiting polls, closes upstreams with 1001) and exits 0.\n"
-"SIGHUP is logged and ignored: restart to apply a changed configuration.\n"
-"Metrics: GET /metrics (Prometheus text format).\n";
+"SIGHUP re-reads --config (the command line still overrides it) and applies\n"
+"it without dropping anyone; an invalid file is logged and the old\n"
+"configuration kept; options that cannot change live are logged as \"needs a\n"
+"restart\". SIGUSR1 reopens the access log (for logrotate). Under systemd\n"
+"(NOTIFY_SOCKET) it reports READY=1, RELOADING=1, STOPPING=1 and STATUS=.\n"
+"Health: GET /livez (the process serves), GET /readyz (the store is usable and\n"
+"the instance is not draining; /healthz is an alias). Metrics: GET /metrics\n"
+"(Prometheus text format). All on --admin-listen when it is set.\n";
 
 const char *pb_config_usage(void)
 {
@@ -253,8 +275,10 @@ static int cfg_port(const char *s, size_t len, int *port)
 	return 0;
 }
 
-/* Parse --listen: "A.B.C.D:PORT" or "[V6]:PORT". */
-static int cfg_listen(struct pb_config *cfg, const char *v, char *err, size_t errlen)
+/* Parse the value of --listen or --admin-listen (flag): "A.B.C.D:PORT" or
+ * "[V6]:PORT", into *host and *port. */
+static int cfg_listen(const char *flag, const char *v, char **host_out, int *port_out,
+		      char *err, size_t errlen)
 {
 	const char *colon, *host = v;
 	size_t hostlen;
@@ -266,7 +290,7 @@ static int cfg_listen(struct pb_config *cfg, const char *v, char *err, size_t er
 		const char *close = strchr(v, ']');
 
 		if (!close || close[1] != ':')
-			return cfg_fail(err, errlen, "--listen %s: expected [IPV6]:PORT", v);
+			return cfg_fail(err, errlen, "%s %s: expected [IPV6]:PORT", flag, v);
 		host = v + 1;
 		hostlen = (size_t)(close - host);
 		colon = close + 1;
@@ -274,20 +298,20 @@ static int cfg_listen(struct pb_config *cfg, const char *v, char *err, size_t er
 	} else {
 		colon = strrchr(v, ':');
 		if (!colon)
-			return cfg_fail(err, errlen, "--listen %s: expected ADDR:PORT", v);
+			return cfg_fail(err, errlen, "%s %s: expected ADDR:PORT", flag, v);
 		hostlen = (size_t)(colon - v);
 		af = AF_INET;
 	}
 	if (hostlen == 0 || hostlen >= sizeof(hbuf))
-		return cfg_fail(err, errlen, "--listen %s: bad address", v);
+		return cfg_fail(err, errlen, "%s %s: bad address", flag, v);
 	memcpy(hbuf, host, hostlen);
 	hbuf[hostlen] = '\0';
 	if (inet_pton(af, hbuf, tmp) != 1)
-		return cfg_fail(err, errlen, "--listen %s: '%s' is not a numeric IP address", v, hbuf);
+		return cfg_fail(err, errlen, "%s %s: '%s' is not a numeric IP address", flag, v, hbuf);
 	if (cfg_port(colon + 1, strlen(colon + 1), &port))
-		return cfg_fail(err, errlen, "--listen %s: bad port", v);
-	cfg->listen_port = port;
-	return cfg_set_str(&cfg->listen_host, hbuf, hostlen);
+		return cfg_fail(err, errlen, "%s %s: bad port", flag, v);
+	*port_out = port;
+	return cfg_set_str(host_out, hbuf, hostlen);
 }
 
 void pb_route_free(struct pb_route *r)
@@ -539,7 +563,16 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 			*(size_t *)(base + o->offset) = (size_t)n;
 		return 0;
 	case OPT_LISTEN:
-		return cfg_listen(cfg, v, err, errlen);
+		return cfg_listen("--listen", v, &cfg->listen_host, &cfg->listen_port, err, errlen);
+	case OPT_ADMIN:
+		return cfg_listen("--admin-listen", v, &cfg->admin_host, &cfg->admin_port, err,
+				  errlen);
+	case OPT_LOGFMT:
+		if (strcmp(v, "combined") && strcmp(v, "pollbridge"))
+			return cfg_fail(err, errlen, "--access-log-format %s: expected combined or "
+					"pollbridge", v);
+		cfg->access_log_combined = v[0] == 'c';
+		return 0;
 	case OPT_ROUTE:
 		return cfg_add_route(cfg, v, err, errlen);
 	case OPT_STORE:
@@ -670,6 +703,18 @@ static int cfg_resolve_bytes(struct pb_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* 1 if --admin-listen would take --listen's port: the same port (not 0)
+ * on the same address or where either is a wildcard address. */
+static int cfg_admin_clash(const struct pb_config *cfg)
+{
+	const char *a = cfg->admin_host, *l = cfg->listen_host;
+
+	if (!a || !l || cfg->admin_port == 0 || cfg->admin_port != cfg->listen_port)
+		return 0;
+	return strcmp(a, l) == 0 || !strcmp(a, "0.0.0.0") || !strcmp(a, "::") ||
+	       !strcmp(l, "0.0.0.0") || !strcmp(l, "::");
+}
+
 int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 			 enum pb_config_action *action, char *err, size_t errlen)
 {
@@ -733,6 +778,9 @@ int pb_config_parse_args(struct pb_config *cfg, int argc, char *const argv[],
 		if (r)
 			return r;
 	}
+	if (cfg_admin_clash(cfg))
+		return cfg_fail(err, errlen, "--admin-listen %s:%d: must differ from --listen %s:%d",
+				cfg->admin_host, cfg->admin_port, cfg->listen_host, cfg->listen_port);
 	return cfg_resolve_bytes(cfg, err, errlen);
 }
 
@@ -858,6 +906,7 @@ void pb_config_free(struct pb_config *cfg)
 		pb_route_free(&cfg->routes[i]);
 	free(cfg->routes);
 	free(cfg->listen_host);
+	free(cfg->admin_host);
 	free(cfg->store);
 	free(cfg->instance_id);
 	free(cfg->access_log);

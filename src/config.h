@@ -47,11 +47,17 @@ struct pb_route {
 	int redial;
 	int insecure;
 	char *origin;           /* NULL: forward the client's Origin */
+	/* Sessions using any route of this route's configuration (shared by
+	 * the whole table; NULL: not counted). A reload keeps a replaced
+	 * table alive until it drops to 0 (src/reload.c). */
+	size_t *users;
 };
 
 struct pb_config {
 	char *listen_host;      /* numeric IPv4 or IPv6 address */
 	int listen_port;        /* 0: pick a free port */
+	char *admin_host;       /* --admin-listen: /metrics, /livez, /readyz; NULL: none */
+	int admin_port;
 	struct pb_route *routes;
 	size_t nroutes;
 	char *store;            /* "memory" */
@@ -94,6 +100,7 @@ struct pb_config {
 	enum pb_log_level log_level;
 	int log_syslog;
 	char *access_log;               /* path, or NULL */
+	int access_log_combined;        /* --access-log-format combined */
 	int check_config;
 };
 

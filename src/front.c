@@ -36,6 +36,7 @@
 #include <strings.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -102,6 +103,7 @@ struct pb_front {
 	size_t active;
 	size_t body_limit;
 	int draining;
+	int admin;              /* the --admin-listen front: health and metrics only */
 	int in_run;             /* inside MHD_run() */
 	int kicked;             /* a connection was resumed: run again soon */
 	uint64_t streams;       /* event streams started (their tokens) */
@@ -119,6 +121,8 @@ enum pb_endpoint {
 	EP_EVENTS,
 	EP_PREFLIGHT,
 	EP_METRICS,
+	EP_LIVEZ,
+	EP_READYZ,
 };
 
 struct pb_req {
@@ -139,6 +143,11 @@ struct pb_req {
 	struct MHD_Response *resp;
 	unsigned status;
 	uint64_t started_ms;
+	uint64_t started_ns;    /* uv_hrtime() at the headers: the duration histogram */
+	/* The request line, in MHD's connection memory until the request
+	 * completes (read only inside the handler): the access log. */
+	const char *url, *method, *version;
+	long long resp_len;     /* the answer's body bytes, -1: unknown (a stream) */
 	const char *origin;     /* the Origin header, if CORS allows it */
 	char *jsonp;            /* the JSONP callback name (owned), or NULL */
 	/* Server-Sent Events: the stream's pending bytes and position. */
@@ -193,6 +202,7 @@ static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body
 		free(data);
 		return NULL;
 	}
+	r->resp_len = (long long)len;
 	front_common_headers(r, resp, ctype);
 	return resp;
 }
@@ -297,7 +307,8 @@ static void front_error(struct pb_req *r, int err, const char *msg)
 		const char *allow = r->ep == EP_CREATE ? "POST" :
 				    r->ep == EP_DELETE ? "DELETE" :
 				    r->ep == EP_HEALTHZ || r->ep == EP_EVENTS ||
-				    r->ep == EP_METRICS ? "GET" : "GET, POST";
+				    r->ep == EP_METRICS || r->ep == EP_LIVEZ ||
+				    r->ep == EP_READYZ ? "GET" : "GET, POST";
 
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
 	}
@@ -764,6 +775,7 @@ static void front_sse_first(void *arg, int err, const struct pb_core_batch *b)
 	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, front_sse_reader,
 						 r, NULL);
 	if (resp) {
+		r->resp_len = -1;
 		front_common_headers(r, resp, "text/event-stream; charset=utf-8");
 		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 		r->sse_open = 1;
@@ -926,16 +938,43 @@ static void front_metrics(struct pb_req *r)
 	front_set_response(r, 200, front_response(r, &b, "text/plain; version=0.0.4; charset=utf-8"));
 }
 
-/* GET /healthz */
-static void front_healthz(struct pb_req *r)
+/* GET /livez: the loop answers, so the process serves (draining or not,
+ * store or not). */
+static void front_livez(struct pb_req *r)
 {
 	struct pb_buf b;
-	int ok = pb_core_healthy(r->f->core);
 
 	pb_buf_init(&b, 0);
-	front_json_built(r, ok ? 200 : 503, &b,
-			 pb_buf_puts(&b, ok ? "{\"status\":\"ok\"}" :
-				     "{\"status\":\"unavailable\",\"store\":\"unreachable\"}"));
+	front_json_built(r, 200, &b, pb_buf_puts(&b, "{\"status\":\"ok\"}"));
+}
+
+/* GET /readyz (and its alias /healthz): 200 only while this instance takes
+ * new work, i.e. it is not draining and its store is usable. */
+static void front_readyz(struct pb_req *r)
+{
+	struct pb_buf b;
+	const char *body = "{\"status\":\"ok\"}";
+	unsigned status = 503;
+
+	if (r->f->draining)
+		body = "{\"status\":\"unavailable\",\"reason\":\"draining\"}";
+	else if (!pb_core_healthy(r->f->core))
+		/* "store" kept from /healthz's first answer. */
+		body = "{\"status\":\"unavailable\",\"reason\":\"store\",\"store\":\"unreachable\"}";
+	else
+		status = 200;
+	pb_buf_init(&b, 0);
+	front_json_built(r, status, &b, pb_buf_puts(&b, body));
+}
+
+/* The operations endpoint at url (/healthz, /livez, /readyz, /metrics),
+ * or EP_NONE. */
+static enum pb_endpoint front_ops_endpoint(const char *url)
+{
+	return strcmp(url, "/healthz") == 0 ? EP_HEALTHZ :
+	       strcmp(url, "/livez") == 0 ? EP_LIVEZ :
+	       strcmp(url, "/readyz") == 0 ? EP_READYZ :
+	       strcmp(url, "/metrics") == 0 ? EP_METRICS : EP_NONE;
 }
 
 /* Map the path and method onto an endpoint; errors go to early_err. */
@@ -948,14 +987,22 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	int get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
 	int post = strcmp(method, "POST") == 0;
 	int options = strcmp(method, "OPTIONS") == 0;
+	enum pb_endpoint ops = front_ops_endpoint(url);
 
-	if (strcmp(url, "/healthz") == 0 || strcmp(url, "/metrics") == 0) {
-		r->ep = options ? EP_PREFLIGHT : url[1] == 'h' ? EP_HEALTHZ : EP_METRICS;
+	/* With --admin-listen the operations endpoints live there only, and
+	 * the admin listener serves nothing else. */
+	if (ops != EP_NONE && r->f->cfg->admin_host && !r->f->admin) {
+		r->early_err = PB_ENOTFOUND;
+		return;
+	}
+	if (ops != EP_NONE) {
+		r->ep = options ? EP_PREFLIGHT : ops;
 		if (!get && !options)
 			r->early_err = PB_EMETHOD;
 		return;
 	}
-	if (strncmp(url, prefix, plen) != 0 || (url[plen] != '\0' && url[plen] != '/')) {
+	if (r->f->admin || strncmp(url, prefix, plen) != 0 ||
+	    (url[plen] != '\0' && url[plen] != '/')) {
 		r->early_err = PB_ENOTFOUND;
 		return;
 	}
@@ -1012,7 +1059,11 @@ static void front_dispatch(struct pb_req *r)
 	}
 	switch (r->ep) {
 	case EP_HEALTHZ:
-		front_healthz(r);
+	case EP_READYZ:
+		front_readyz(r);
+		break;
+	case EP_LIVEZ:
+		front_livez(r);
 		break;
 	case EP_CREATE:
 		front_create(r);
@@ -1060,9 +1111,88 @@ static enum pb_endpoint_metric front_endpoint_metric(enum pb_endpoint ep)
 		return PB_EPM_HEALTHZ;
 	case EP_METRICS:
 		return PB_EPM_METRICS;
+	case EP_LIVEZ:
+		return PB_EPM_LIVEZ;
+	case EP_READYZ:
+		return PB_EPM_READYZ;
 	default:
 		return PB_EPM_OTHER;
 	}
+}
+
+/* The request-duration histogram's kind of an endpoint. */
+static enum pb_duration_kind front_duration_kind(enum pb_endpoint ep)
+{
+	switch (ep) {
+	case EP_CREATE:
+		return PB_DK_CREATE;
+	case EP_SEND:
+		return PB_DK_SEND;
+	case EP_POLL:
+		return PB_DK_POLL;
+	case EP_EVENTS:
+		return PB_DK_STREAM;
+	case EP_DELETE:
+		return PB_DK_DELETE;
+	default:
+		return PB_DK_OTHER;
+	}
+}
+
+/* Append s to out (NUL-terminated, at most cap bytes with the NUL) for a
+ * quoted field of the combined log: bytes outside printable ASCII, '"' and
+ * '\\' as \\xHH (nginx's escaping); a session id (id, PB_ID_LEN long) as
+ * its first 6 characters and "...", since an id is a capability. */
+static void front_log_field(char *out, size_t cap, const char *s, const char *id)
+{
+	size_t n = 0;
+
+	for (; s && *s && n + 10 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (id && id[0] && strncmp(s, id, PB_ID_LEN) == 0) {
+			n += (size_t)snprintf(out + n, cap - n, "%.6s...", id);
+			s += PB_ID_LEN - 1;
+		} else if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+			n += (size_t)snprintf(out + n, cap - n, "\\x%02X", c);
+		} else {
+			out[n++] = (char)c;
+		}
+	}
+	out[n] = '\0';
+}
+
+/* Write the request's access log line in the combined log format:
+ * HOST - USER [dd/Mon/yyyy:HH:MM:SS +0000] "METHOD PATH VERSION" STATUS BYTES
+ * "REFERER" "USER-AGENT", with the session id's first 6 characters as USER
+ * and the path without its query. */
+static void front_log_combined(struct pb_req *r, const char *addr)
+{
+	static const char months[12][4] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul",
+					    "Aug", "Sep", "Oct", "Nov", "Dec" };
+	char method[32], path[512], version[32], ref[512], ua[512], bytes[24];
+	const char *h;
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	front_log_field(method, sizeof(method), r->method, NULL);
+	front_log_field(path, sizeof(path), r->url, r->id);
+	front_log_field(version, sizeof(version), r->version, NULL);
+	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Referer") : NULL;
+	front_log_field(ref, sizeof(ref), h ? h : "-", NULL);
+	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") : NULL;
+	front_log_field(ua, sizeof(ua), h ? h : "-", NULL);
+	if (r->resp_len < 0)
+		snprintf(bytes, sizeof(bytes), "-");
+	else
+		snprintf(bytes, sizeof(bytes), "%lld",
+			 r->method && !strcmp(r->method, "HEAD") ? 0 : r->resp_len);
+	pb_log_access_raw("%s - %.6s [%02d/%s/%04d:%02d:%02d:%02d +0000] \"%s %s %s\" %u %s "
+			  "\"%s\" \"%s\"", addr[0] ? addr : "-", r->id[0] ? r->id : "-",
+			  tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour,
+			  tm.tm_min, tm.tm_sec, method[0] ? method : "-", path[0] ? path : "-",
+			  version[0] ? version : "HTTP/1.1", r->status, bytes, ref, ua);
 }
 
 /* Queue the prepared response; MHD_NO closes the connection. */
@@ -1073,6 +1203,10 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	if (!r->resp)
 		return MHD_NO;
 	pb_metrics_http(front_endpoint_metric(r->ep), r->status);
+	/* Headers in to answer queued: a waiting poll's wait and a stream's
+	 * first read are included, a stream's later events are not. */
+	pb_metrics_observe_kind(PB_H_HTTP_SECONDS, front_duration_kind(r->ep),
+				(double)(uv_hrtime() - r->started_ns) / 1e9);
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
 	MHD_destroy_response(r->resp);
 	r->resp = NULL;
@@ -1080,7 +1214,8 @@ static enum MHD_Result front_queue(struct pb_req *r)
 		/* Sessions by the first 6 characters of their id: the id is a
 		 * capability and never goes to a log whole. */
 		static const char *const names[PB_EPM_COUNT] = {
-			"create", "poll", "send", "delete", "events", "healthz", "metrics", "-"
+			"create", "poll", "send", "delete", "events", "healthz", "metrics", "livez",
+			"readyz", "-"
 		};
 		const char *name = names[front_endpoint_metric(r->ep)];
 		unsigned long long ms = uv_now(r->f->loop) - r->started_ms;
@@ -1089,8 +1224,11 @@ static enum MHD_Result front_queue(struct pb_req *r)
 		pb_log_debug("http %u %s %.6s %llums", r->status, name, r->id, ms);
 		if (pb_log_access_enabled()) {
 			front_client_address(r, addr, sizeof(addr));
-			pb_log_access("%s %s %.6s %u %llums", addr[0] ? addr : "-", name,
-				      r->id[0] ? r->id : "-", r->status, ms);
+			if (r->f->cfg->access_log_combined)
+				front_log_combined(r, addr);
+			else
+				pb_log_access("%s %s %.6s %u %llums", addr[0] ? addr : "-", name,
+					      r->id[0] ? r->id : "-", r->status, ms);
 		}
 	}
 	return ret;
@@ -1255,6 +1393,10 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		r->f = f;
 		r->conn = conn;
 		r->started_ms = uv_now(f->loop);
+		r->started_ns = uv_hrtime();
+		r->url = url;
+		r->method = method;
+		r->version = version;
 		pb_buf_init(&r->body, f->body_limit);
 		f->active++;
 		pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, 1);
@@ -1291,6 +1433,9 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 			return front_answer_early(r, PB_ETOOBIG, 0, "the request body is too large", 1);
 		return MHD_YES;
 	}
+	r->url = url;           /* the same request, the same values */
+	r->method = method;
+	r->version = version;
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
@@ -1619,28 +1764,28 @@ static void front_mhd_log(void *cls, const char *fmt, va_list ap)
 		snprintf(f->mhd_error, sizeof(f->mhd_error), "%s", line);
 }
 
-/* Create, bind and listen on cfg's address. The fd, or -1 with err set. */
-static int front_listen(const struct pb_config *cfg, char *addr, size_t addrlen,
+/* Create, bind and listen on lhost:lport. The fd, or -1 with err set. */
+static int front_listen(const char *lhost, int lport, char *addr, size_t addrlen,
 			char *err, size_t errlen)
 {
 	struct sockaddr_storage ss = { 0 };
 	socklen_t sl;
-	int fd, one = 1, v6 = strchr(cfg->listen_host, ':') != NULL;
+	int fd, one = 1, v6 = strchr(lhost, ':') != NULL;
 	char host[INET6_ADDRSTRLEN];
 
 	if (v6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
 		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)cfg->listen_port);
-		inet_pton(AF_INET6, cfg->listen_host, &s6->sin6_addr);
+		s6->sin6_port = htons((uint16_t)lport);
+		inet_pton(AF_INET6, lhost, &s6->sin6_addr);
 		sl = sizeof(*s6);
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 
 		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)cfg->listen_port);
-		inet_pton(AF_INET, cfg->listen_host, &s4->sin_addr);
+		s4->sin_port = htons((uint16_t)lport);
+		inet_pton(AF_INET, lhost, &s4->sin_addr);
 		sl = sizeof(*s4);
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -1652,8 +1797,8 @@ static int front_listen(const struct pb_config *cfg, char *addr, size_t addrlen,
 	if (v6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->listen_host,
-			 cfg->listen_port, strerror(errno));
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", lhost,
+			 lport, strerror(errno));
 		close(fd);
 		return -1;
 	}
@@ -1673,10 +1818,20 @@ static int front_listen(const struct pb_config *cfg, char *addr, size_t addrlen,
 	return fd;
 }
 
-struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, struct pb_core *core,
-			      char *err, size_t errlen)
+/* The admin listener's bounds: a few scrapers and probes, GET only. */
+#define ADMIN_CONNECTIONS 32
+#define ADMIN_TIMEOUT 30
+#define ADMIN_POOL (16 * 1024)
+
+/* Start a front end on loop: the public one (cfg's --listen, TLS if
+ * configured), or with admin the --admin-listen one (plain HTTP, small
+ * limits, the operations endpoints only). NULL with err set on failure. */
+static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg,
+				    struct pb_core *core, int admin, char *err, size_t errlen)
 {
 	struct pb_front *f = calloc(1, sizeof(*f));
+	const char *lhost = admin ? cfg->admin_host : cfg->listen_host;
+	int lport = admin ? cfg->admin_port : cfg->listen_port;
 	struct MHD_OptionItem tls[3] = { { MHD_OPTION_END, 0, NULL } };
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
@@ -1689,10 +1844,13 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	f->loop = loop;
 	f->cfg = cfg;
 	f->core = core;
+	f->admin = admin;
 	/* Room for a maximal message as base64 inside a JSON batch. */
 	f->body_limit = cfg->max_body_bytes ? cfg->max_body_bytes :
 			cfg->max_message_bytes * 2 + 65536;
-	if (cfg->tls_cert_pem) {
+	if (admin)
+		f->body_limit = 4096;   /* nothing there takes a body */
+	if (cfg->tls_cert_pem && !admin) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
 			snprintf(err, errlen, "--tls-cert: this libmicrohttpd was built without TLS");
 			free(f);
@@ -1704,14 +1862,18 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem };
 		tls[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	}
-	f->listen_fd = front_listen(cfg, f->address, sizeof(f->address), err, errlen);
+	f->listen_fd = front_listen(lhost, lport, f->address, sizeof(f->address), err, errlen);
 	if (f->listen_fd < 0) {
 		free(f);
 		return NULL;
 	}
 	/* Half the descriptors for clients, half for their upstreams. */
 	limit = (unsigned)(sysconf(_SC_OPEN_MAX) > 256 ? (sysconf(_SC_OPEN_MAX) - 64) / 2 : 64);
-	f->mhd = MHD_start_daemon(flags | (strchr(cfg->listen_host, ':') ? MHD_USE_IPv6 : 0),
+	if (admin)
+		limit = ADMIN_CONNECTIONS;
+	else if (cfg->max_connections)
+		limit = (unsigned)cfg->max_connections;
+	f->mhd = MHD_start_daemon(flags | (strchr(lhost, ':') ? MHD_USE_IPv6 : 0),
 				  0, NULL, NULL, front_handler, f,
 				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
 				  MHD_OPTION_ARRAY, tls,
@@ -1719,17 +1881,18 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
 				  MHD_OPTION_NOTIFY_CONNECTION, front_connection, f,
 				  MHD_OPTION_URI_LOG_CALLBACK, front_uri_log, f,
-				  MHD_OPTION_CONNECTION_LIMIT,
-				  cfg->max_connections ? (unsigned)cfg->max_connections : limit,
-				  MHD_OPTION_CONNECTION_TIMEOUT, cfg->connection_timeout,
+				  MHD_OPTION_CONNECTION_LIMIT, limit,
+				  MHD_OPTION_CONNECTION_TIMEOUT,
+				  admin ? ADMIN_TIMEOUT : cfg->connection_timeout,
 				  /* Request line and headers live in this pool; bodies
 				   * and answers do not, so 16 KiB keeps idle
 				   * connections small. */
 				  /* The pool also holds MHD's parsed header records and
 				   * the answer's headers: leave room for them. */
-				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->max_header_bytes + 8192,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+				  admin ? (size_t)ADMIN_POOL : cfg->max_header_bytes + 8192,
 				  MHD_OPTION_END);
-	if (!f->mhd && cfg->tls_cert_pem) {
+	if (!f->mhd && cfg->tls_cert_pem && !admin) {
 		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,
 			 f->mhd_error[0] ? f->mhd_error : "libmicrohttpd cannot use them");
 		close(f->listen_fd);
@@ -1755,6 +1918,18 @@ struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, stru
 	return f;
 }
 
+struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, struct pb_core *core,
+			      char *err, size_t errlen)
+{
+	return front_start(loop, cfg, core, 0, err, errlen);
+}
+
+struct pb_front *pb_front_new_admin(uv_loop_t *loop, const struct pb_config *cfg,
+				    struct pb_core *core, char *err, size_t errlen)
+{
+	return front_start(loop, cfg, core, 1, err, errlen);
+}
+
 const char *pb_front_address(const struct pb_front *f)
 {
 	return f->address;
@@ -1767,6 +1942,8 @@ void pb_front_drain(struct pb_front *f)
 	if (f->draining)
 		return;
 	f->draining = 1;
+	if (f->admin)
+		return;         /* probes and scrapes are answered to the end */
 	fd = MHD_quiesce_daemon(f->mhd);
 	if (fd >= 0) {
 		close(fd);
@@ -1777,6 +1954,12 @@ void pb_front_drain(struct pb_front *f)
 size_t pb_front_active(const struct pb_front *f)
 {
 	return f->active;
+}
+
+void pb_front_reconfigured(struct pb_front *f)
+{
+	f->body_limit = f->cfg->max_body_bytes ? f->cfg->max_body_bytes :
+			f->cfg->max_message_bytes * 2 + 65536;
 }
 
 /* One of the front's handles is closed; the last one frees the front. */

@@ -21,6 +21,15 @@ struct pb_front;
 struct pb_front *pb_front_new(uv_loop_t *loop, const struct pb_config *cfg, struct pb_core *core,
 			      char *err, size_t errlen);
 
+/* Start the --admin-listen front end (cfg->admin_host must be set): plain
+ * HTTP on its own libmicrohttpd daemon on the same loop, small limits,
+ * serving only /metrics, /livez, /readyz and /healthz (404 for anything
+ * else). Drain it and free it like the public one; draining it only turns
+ * /readyz to 503, it keeps accepting until it is freed. NULL on failure
+ * with a one-line reason in err. */
+struct pb_front *pb_front_new_admin(uv_loop_t *loop, const struct pb_config *cfg,
+				    struct pb_core *core, char *err, size_t errlen);
+
 /* The address and port actually bound ("127.0.0.1:8080", "[::1]:8080"). */
 const char *pb_front_address(const struct pb_front *f);
 
@@ -29,6 +38,11 @@ void pb_front_drain(struct pb_front *f);
 
 /* Requests received and not yet completed (parked polls included). */
 size_t pb_front_active(const struct pb_front *f);
+
+/* The configuration the front was given changed in place (SIGHUP): take
+ * up what it derived from it at start (the body limit). Options that
+ * libmicrohttpd fixed at start are not re-read (src/reload.c says so). */
+void pb_front_reconfigured(struct pb_front *f);
 
 /* Stop libmicrohttpd and close the loop handles; the memory is reclaimed
  * once the loop has run their close callbacks. NULL is ignored. */

@@ -18,6 +18,10 @@ static enum pb_log_level pb_log_level = PB_LOG_INFO;
 static int pb_log_syslog;
 static int pb_log_access_fd = -1;
 static const char *const pb_log_names[] = { "error", "warn", "info", "debug" };
+static int pb_log_journal;      /* stderr is the systemd journal */
+
+static void pb_log_journal_line(enum pb_log_level level, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 void pb_log_set_level(enum pb_log_level level)
 {
@@ -95,6 +99,25 @@ void pb_log_access(const char *fmt, ...)
 	va_end(ap);
 }
 
+void pb_log_access_raw(const char *fmt, ...)
+{
+	char line[4096];
+	va_list ap;
+	size_t n;
+	int k;
+
+	if (pb_log_access_fd < 0)
+		return;
+	va_start(ap, fmt);
+	k = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	n = k > 0 ? (size_t)k : 0;
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(pb_log_access_fd, line, n);
+}
+
 int pb_log_enabled(enum pb_log_level level)
 {
 	return level <= pb_log_level;
@@ -113,8 +136,34 @@ void pb_log(enum pb_log_level level, const char *fmt, ...)
 
 		vsnprintf(line, sizeof(line), fmt, ap);
 		syslog(prio[level], "%s", line);
+	} else if (pb_log_journal) {
+		pb_log_journal_line(level, fmt, ap);
 	} else {
 		pb_log_line(STDERR_FILENO, pb_log_names[level], fmt, ap);
 	}
 	va_end(ap);
+}
+
+void pb_log_use_journal(int on)
+{
+	pb_log_journal = on;
+}
+
+/* Write one line to stderr for the journal: the sd-daemon(3) priority
+ * prefix ("<3>" error ... "<7>" debug) so that levels survive, the level
+ * name and the message; no time (the journal stamps every line). */
+static void pb_log_journal_line(enum pb_log_level level, const char *fmt, va_list ap)
+{
+	static const int prio[] = { 3, 4, 6, 7 };       /* SD_ERR, SD_WARNING, SD_INFO, SD_DEBUG */
+	char line[1024];
+	size_t n;
+	int k;
+
+	n = (size_t)snprintf(line, sizeof(line), "<%d>%s ", prio[level], pb_log_names[level]);
+	k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	n += k > 0 ? (size_t)k : 0;
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, n);
 }

@@ -27,6 +27,10 @@ int pb_log_enabled(enum pb_log_level level);
  * stderr. The ready line still goes to stderr. */
 void pb_log_use_syslog(void);
 
+/* on: stderr is the systemd journal (notify.h tells): lines carry the
+ * journal's priority prefix ("<4>warn ...") and no time. */
+void pb_log_use_journal(int on);
+
 /* Open path (append) as the access log: one line per answered request.
  * 0, or -1 with errno set. */
 int pb_log_open_access(const char *path);
@@ -36,6 +40,11 @@ int pb_log_access_enabled(void);
 
 /* Write one access log line: "<time> <message>\n". */
 void pb_log_access(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Write one access log line as formatted, without the time in front (a
+ * format with its own time, such as the combined log format): "<message>\n",
+ * cut to 4096 bytes, in one write(). */
+void pb_log_access_raw(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Write one line: "<time> <level> <message>\n". */
 void pb_log(enum pb_log_level level, const char *fmt, ...)

@@ -17,6 +17,9 @@
 #include "config.h"
 #include "front.h"
 #include "log.h"
+#include "metrics.h"
+#include "notify.h"
+#include "reload.h"
 #include "session.h"
 #include "store_memory.h"
 #include "store_redis.h"
@@ -33,7 +36,12 @@ struct pb_daemon {
 	struct pb_core *core;
 	struct pb_store *store;
 	struct pb_front *front;
+	struct pb_front *admin;         /* --admin-listen, or NULL */
 	uv_signal_t sigterm, sigint, sighup;
+	uv_signal_t sigusr1;            /* reopen the access log */
+	uv_timer_t status_timer;        /* systemd STATUS=, retired route tables */
+	struct pb_reload *reload;       /* SIGHUP */
+	int ready;                      /* the ready line was printed */
 	uv_timer_t drain_timer;
 	uint64_t drain_deadline;
 	int draining;
@@ -120,14 +128,57 @@ static void drain_tick(uv_timer_t *t)
 	}
 }
 
-/* SIGHUP: reloading in place is not supported (routes and limits are
- * shared by live sessions); say so instead of dying. A rolling restart
- * hands sessions over without loss when the store is Redis. */
+/* The systemd STATUS= text: what this instance holds now. */
+static void daemon_status(struct pb_daemon *d, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%zu sessions, %lld polls waiting, %lld streams",
+		 pb_core_session_count(d->core),
+		 (long long)pb_metrics_gauge_value(PB_G_POLLS_WAITING),
+		 (long long)pb_metrics_gauge_value(PB_G_STREAMS_OPEN));
+}
+
+/* Every 5 s: tell systemd the status, free route tables no session uses. */
+static void status_tick(uv_timer_t *t)
+{
+	struct pb_daemon *d = t->data;
+	char status[160];
+
+	daemon_status(d, status, sizeof(status));
+	pb_notify_sendf("STATUS=%s", status);
+	pb_reload_collect(d->reload);
+}
+
+/* SIGHUP: re-read --config and apply it in place (src/reload.c); an
+ * invalid file keeps the running configuration. */
 static void on_sighup(uv_signal_t *h, int signum)
 {
-	(void)h;
+	struct pb_daemon *d = h->data;
+	char status[160];
+
 	(void)signum;
-	pb_log_warn("SIGHUP ignored: restart (SIGTERM drains) to apply a changed configuration");
+	if (d->draining)
+		return;
+	if (d->ready)
+		pb_notify_reloading();
+	pb_reload_run(d->reload);
+	daemon_status(d, status, sizeof(status));
+	if (d->ready)
+		pb_notify_ready(status);
+}
+
+/* SIGUSR1: reopen the access log at its path (logrotate renamed it). */
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+	struct pb_daemon *d = h->data;
+
+	(void)signum;
+	if (!d->cfg.access_log)
+		return;
+	if (pb_log_open_access(d->cfg.access_log))
+		pb_log_warn("SIGUSR1: cannot reopen --access-log %s: %s; writing to the old file",
+			    d->cfg.access_log, strerror(errno));
+	else
+		pb_log_info("SIGUSR1: reopened the access log %s", d->cfg.access_log);
 }
 
 /* SIGTERM/SIGINT: stop accepting, close every session with 1001, wait. */
@@ -138,9 +189,12 @@ static void on_signal(uv_signal_t *h, int signum)
 	if (d->draining)
 		return;
 	d->draining = 1;
+	pb_notify_stopping();
 	pb_log_info("%s: draining %zu sessions", signum == SIGTERM ? "SIGTERM" : "SIGINT",
 		    pb_core_session_count(d->core));
 	pb_front_drain(d->front);
+	if (d->admin)
+		pb_front_drain(d->admin);       /* /readyz 503 from now on */
 	pb_core_drain(d->core);
 	d->drain_deadline = uv_now(&d->loop) + (uint64_t)d->cfg.drain_timeout * 1000;
 	uv_timer_start(&d->drain_timer, drain_tick, 0, 20);
@@ -152,11 +206,14 @@ static void shutdown_daemon(struct pb_daemon *d)
 	/* The front and the core are freed through loop callbacks, so the
 	 * store's failed operations can still call into them here. */
 	pb_front_free(d->front);
+	pb_front_free(d->admin);
 	pb_core_free(d->core);
 	pb_store_destroy(d->store);
 	uv_close((uv_handle_t *)&d->sigterm, NULL);
 	uv_close((uv_handle_t *)&d->sigint, NULL);
 	uv_close((uv_handle_t *)&d->sighup, NULL);
+	uv_close((uv_handle_t *)&d->sigusr1, NULL);
+	uv_close((uv_handle_t *)&d->status_timer, NULL);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
 	/* Let closing links finish their close handshakes (bounded), then
 	 * destroy libwebsockets, which runs the loop to the end. */
@@ -175,6 +232,7 @@ int main(int argc, char **argv)
 	struct pb_store_limits lim = { 0 };
 	enum pb_config_action action;
 	char err[512];
+	int demo_route = 0;
 
 	if (pb_config_init(&d.cfg)) {
 		fprintf(stderr, "pollbridge: out of memory\n");
@@ -199,6 +257,7 @@ int main(int argc, char **argv)
 	if (d.cfg.nroutes == 0) {
 		char *av[] = { argv[0], "--route", PB_DEMO_ROUTE };
 
+		demo_route = 1;
 		pb_config_parse_args(&d.cfg, 3, av, &action, err, sizeof(err));
 	}
 	/* The TLS files are read here, so --check-config checks them too. */
@@ -215,6 +274,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	pb_log_set_level(d.cfg.log_level);
+	pb_log_use_journal(pb_notify_stderr_is_journal());
 	if (d.cfg.access_log && pb_log_open_access(d.cfg.access_log)) {
 		fprintf(stderr, "pollbridge: --access-log %s: %s\n", d.cfg.access_log,
 			strerror(errno));
@@ -237,6 +297,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	pb_upstream_ctx_set_ping(d.up, d.cfg.ping_interval);
+	d.reload = pb_reload_new(&d.cfg, argc, argv, PB_DEMO_ROUTE);
+	if (!d.reload) {
+		fprintf(stderr, "pollbridge: out of memory\n");
+		return 1;
+	}
 	d.core = pb_core_new(&d.loop, &d.cfg, &pb_upstream_link_ops, d.up);
 	pb_core_store_events(d.core, &ev);
 	lim.queue_max = d.cfg.queue_max;
@@ -259,28 +324,57 @@ int main(int argc, char **argv)
 		fprintf(stderr, "pollbridge: %s\n", err);
 		return 1;
 	}
+	if (d.cfg.admin_host) {
+		d.admin = pb_front_new_admin(&d.loop, &d.cfg, d.core, err, sizeof(err));
+		if (!d.admin) {
+			fprintf(stderr, "pollbridge: --admin-listen: %s\n", err);
+			return 1;
+		}
+	}
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
 	uv_signal_init(&d.loop, &d.sighup);
+	uv_signal_init(&d.loop, &d.sigusr1);
 	uv_timer_init(&d.loop, &d.drain_timer);
+	uv_timer_init(&d.loop, &d.status_timer);
 	d.sigterm.data = d.sigint.data = d.sighup.data = d.drain_timer.data = &d;
+	d.sigusr1.data = d.status_timer.data = &d;
 	uv_signal_start(&d.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&d.sigint, on_signal, SIGINT);
 	uv_signal_start(&d.sighup, on_sighup, SIGHUP);
+	uv_signal_start(&d.sigusr1, on_sigusr1, SIGUSR1);
+	pb_reload_attach(d.reload, d.front, d.store, d.up);
 
 	wait_for_store(&d);
-	for (size_t i = 0; i < d.cfg.nroutes; i++)
+	if (demo_route)
+		pb_log_warn("no --route configured: serving the demo route %s", PB_DEMO_ROUTE);
+	for (size_t i = 0; i < d.cfg.nroutes; i++) {
 		pb_log_info("route %s -> %s", d.cfg.routes[i].name, d.cfg.routes[i].url);
+		pb_metrics_route_declare(d.cfg.routes[i].name);
+	}
 	pb_log_info("instance %s, store %s, wait-max %us, idle-timeout %us", d.cfg.instance_id,
 		    strncmp(d.cfg.store, "redis", 5) ? d.cfg.store : "redis", d.cfg.wait_max,
 		    d.cfg.idle_timeout);
 	/* The ready line (docs/API.md): tests and supervisors wait for it. */
 	fprintf(stderr, "listening on %s\n", pb_front_address(d.front));
+	if (d.admin)
+		fprintf(stderr, "admin listening on %s\n", pb_front_address(d.admin));
 	fflush(stderr);
+	/* systemd (Type=notify): ready once listening and the store was
+	 * waited for, as the ready line; then a status line every 5 s. */
+	{
+		char status[160];
+
+		daemon_status(&d, status, sizeof(status));
+		pb_notify_ready(status);
+		d.ready = 1;
+	}
+	uv_timer_start(&d.status_timer, status_tick, 5000, 5000);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	shutdown_daemon(&d);
 	pb_log_info("stopped");
+	pb_reload_free(d.reload);       /* every session is gone */
 	pb_config_free(&d.cfg);
 	return 0;
 }

@@ -50,13 +50,34 @@ enum pb_histogram {
 	PB_H_QUEUE_DEPTH,       /* inbound queue depth after each stored message */
 	PB_H_HANDSHAKE_SECONDS, /* upstream WebSocket handshake */
 	PB_H_STORE_SECONDS,     /* store operation round trip (Redis) */
+	PB_H_HTTP_SECONDS,      /* request headers in to answer queued, by kind */
 	PB_H_COUNT
 };
+
+/* The endpoint kinds of the request-duration histogram (its label values). */
+enum pb_duration_kind {
+	PB_DK_CREATE, PB_DK_SEND, PB_DK_POLL, PB_DK_STREAM, PB_DK_DELETE, PB_DK_OTHER,
+	PB_DK_COUNT
+};
+
+/* Per-route figures (label route="NAME"). */
+enum pb_route_metric {
+	PB_RM_SESSIONS,         /* gauge: owned sessions of the route */
+	PB_RM_MSGS_IN,          /* counters, as PB_C_MSGS_IN ... PB_C_BYTES_OUT */
+	PB_RM_MSGS_OUT,
+	PB_RM_BYTES_IN,
+	PB_RM_BYTES_OUT,
+	PB_RM_COUNT
+};
+
+/* Route names kept apart; the figures of any further name are added up
+ * under route="_other", so the exposition stays bounded. */
+#define PB_METRICS_MAX_ROUTES 256
 
 /* The endpoints HTTP answers are counted by. */
 enum pb_endpoint_metric {
 	PB_EPM_CREATE, PB_EPM_POLL, PB_EPM_SEND, PB_EPM_DELETE, PB_EPM_EVENTS,
-	PB_EPM_HEALTHZ, PB_EPM_METRICS, PB_EPM_OTHER, PB_EPM_COUNT
+	PB_EPM_HEALTHZ, PB_EPM_METRICS, PB_EPM_LIVEZ, PB_EPM_READYZ, PB_EPM_OTHER, PB_EPM_COUNT
 };
 
 /* Add n to a counter. */
@@ -68,14 +89,30 @@ void pb_metrics_gauge(enum pb_gauge g, int64_t d);
 /* Record one observation in a histogram. */
 void pb_metrics_observe(enum pb_histogram h, double v);
 
+/* Record one observation of a labelled histogram (PB_H_HTTP_SECONDS: label
+ * is an enum pb_duration_kind). */
+void pb_metrics_observe_kind(enum pb_histogram h, unsigned label, double v);
+
+/* Make route name known, so that its series are exposed (at 0) before any
+ * traffic. Call with every configured route at start and after a reload;
+ * names stay known (counters never go back). */
+void pb_metrics_route_declare(const char *name);
+
+/* Add n (may be negative for PB_RM_SESSIONS) to a per-route figure. */
+void pb_metrics_route_add(const char *route, enum pb_route_metric m, int64_t n);
+
 /* Count one HTTP answer. */
 void pb_metrics_http(enum pb_endpoint_metric ep, unsigned status);
 
 /* A counter's current value (for tests). */
 uint64_t pb_metrics_counter(enum pb_counter c);
 
-/* Append the whole exposition (text format 0.0.4) to out. 0 or the
- * pb_buf error. */
+/* A gauge's current value (the systemd STATUS= line). */
+int64_t pb_metrics_gauge_value(enum pb_gauge g);
+
+/* Append the whole exposition (text format 0.0.4) to out: the tables'
+ * metrics, pollbridge_build_info and the process_* metrics read from
+ * /proc/self at this moment. 0 or the pb_buf error. */
 int pb_metrics_render(struct pb_buf *out);
 
 /* Reset everything to zero (tests). */

@@ -50,6 +50,7 @@ void session_release(struct pb_session *s)
 {
 	if (--s->refs)
 		return;
+	session_use_route(s, NULL);
 	pump_free(s);
 	free(s->handshake);
 	uv_close((uv_handle_t *)&s->timer, session_freed);
@@ -90,6 +91,15 @@ struct pb_session *session_new(struct pb_core *c, const char *id, int owned)
 	return s;
 }
 
+void session_use_route(struct pb_session *s, const struct pb_route *route)
+{
+	if (s->route && s->route->users)
+		(*s->route->users)--;
+	s->route = route;
+	if (route && route->users)
+		(*route->users)++;
+}
+
 struct pb_session *session_find(struct pb_core *c, const char *id)
 {
 	return pb_map_get(c->sessions, id, strlen(id));
@@ -120,6 +130,8 @@ void session_forget(struct pb_session *s, const char *why)
 	if (s->owned) {
 		c->owned--;
 		pb_metrics_gauge(PB_G_SESSIONS, -1);
+		if (s->route)
+			pb_metrics_route_add(s->route->name, PB_RM_SESSIONS, -1);
 	}
 	if (s->in.mem_full) {
 		s->in.mem_full = 0;
@@ -521,7 +533,8 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		cb(req, r ? r : PB_ENOMEM, NULL, NULL);
 		return;
 	}
-	s->route = route;
+	session_use_route(s, route);
+	pb_metrics_route_add(route->name, PB_RM_SESSIONS, 1);
 	s->state = PB_S_CONNECTING;
 	s->create_cb = cb;
 	s->create_req = req;

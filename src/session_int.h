@@ -192,6 +192,10 @@ void session_set_state(struct pb_session *s, enum pb_session_state st, const cha
 /* A new local session (owned or shadow) in the map. NULL on failure. */
 struct pb_session *session_new(struct pb_core *c, const char *id, int owned);
 struct pb_session *session_find(struct pb_core *c, const char *id);
+/* Point the session at route (NULL: none), keeping the per-configuration
+ * session counts (pb_route.users) that let a reload free a replaced
+ * route table once no session uses it. */
+void session_use_route(struct pb_session *s, const struct pb_route *route);
 /* Leave the map: the session has ended here (for a shadow or a session
  * moved elsewhere this only means this instance no longer holds it). */
 void session_forget(struct pb_session *s, const char *why);

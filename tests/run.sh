@@ -3,7 +3,8 @@
 # build and run `make check` three times, each in its own build directory:
 # plain (gcc), with ASan+UBSan (gcc), and with clang. Every build uses
 # -Wall -Wextra -Werror. Then every libFuzzer target runs for a few
-# seconds (PB_FUZZ_SECONDS, default 5; 0 skips).
+# seconds (PB_FUZZ_SECONDS, default 5; 0 skips), and the Debian package is
+# built, installed, smoke-tested and purged (PB_PACKAGE=0 skips it).
 # Ends with "N passed, N failed" and exits non-zero if anything failed. Set
 # PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
 # "plain sanitizers clang") to run some builds only.
@@ -83,6 +84,35 @@ if [ "${PB_FUZZ_SECONDS:-5}" != 0 ]; then
 	else
 		echo "fuzz: no result:"
 		tail -n 30 "$top/build-fuzz.out"
+		failed=$((failed + 1))
+	fi
+fi
+# The Debian package (tests/package/run.sh, about a minute): built in a
+# copy of the tree, checked by lintian, installed, smoke-tested, purged.
+# Without its tools (or root) it is skipped, which CI (CI=true) counts as a
+# failure; PB_PACKAGE=0 skips it.
+if [ "${PB_PACKAGE:-1}" != 0 ]; then
+	echo "=== Debian package"
+	sh tests/package/run.sh >"$top/build-package.out" 2>&1
+	rc=$?
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$top/build-package.out" | tail -n 1)
+	if [ "$rc" = 77 ]; then
+		echo "SKIP: package: $(sed -n 's/^SKIP: //p' "$top/build-package.out" | head -n 1)"
+		if [ "${CI:-}" = true ]; then
+			echo "package: skipped in CI, counted as failed"
+			failed=$((failed + 1))
+		fi
+	elif [ -n "$line" ]; then
+		grep -E '^not ok' "$top/build-package.out" | sed 's/^/  /'
+		p=${line%% passed*}
+		f=${line#*passed, }
+		f=${f%% failed*}
+		echo "package: $p passed, $f failed"
+		passed=$((passed + p))
+		failed=$((failed + f))
+	else
+		echo "package: no result:"
+		tail -n 30 "$top/build-package.out"
 		failed=$((failed + 1))
 	fi
 fi

@@ -1,7 +1,8 @@
 /*
  * test_cli.c: the command line of the real binary: --help, --version,
  * --check-config, every kind of bad flag and unparsable route (non-zero
- * exit and exactly one line on stderr), the ready line, a listen address
+ * exit and exactly one line on stderr), the ready line (and the warning
+ * when no route is configured), a listen address
  * already in use, and SIGTERM/SIGINT draining to exit 0 while a poll waits.
  */
 #include <signal.h>
@@ -167,6 +168,12 @@ int main(void)
 	if (h_bridge_start(&b, NULL))
 		tap_bail("pollbridge did not start");
 	tap_ok(b.port > 0, "ready line names the port (%d)", b.port);
+	/* Started without a route: it says so before serving the demo route. */
+	out = h_read_file(b.proc->log_path);
+	tap_ok(out && strstr(out, "warn no --route configured: serving the demo route "
+				  "echo=ws://127.0.0.1:9001/"),
+	       "no route: a warning names the demo route");
+	free(out);
 	snprintf(url, sizeof(url), "127.0.0.1:%d", b.port);
 	rc = run_cli(&out, "--listen", url, NULL);
 	tap_ok(rc != 0, "a listen address in use: non-zero exit (%d)", rc);
