@@ -229,14 +229,16 @@ static size_t pb_metrics_route_row(const char *name)
 	return PB_METRICS_MAX_ROUTES;
 }
 
-void pb_metrics_route_declare(const char *name)
+size_t pb_metrics_route_declare(const char *name)
 {
-	(void)pb_metrics_route_row(name);
+	return pb_metrics_route_row(name ? name : "");
 }
 
-void pb_metrics_route_add(const char *route, enum pb_route_metric m, int64_t n)
+void pb_metrics_route_add(size_t row, enum pb_route_metric m, int64_t n)
 {
-	pb_m.routes[pb_metrics_route_row(route ? route : "")][m] += n;
+	if (row > PB_METRICS_MAX_ROUTES)
+		row = PB_METRICS_MAX_ROUTES;
+	pb_m.routes[row][m] += n;
 }
 
 void pb_metrics_http(enum pb_endpoint_metric ep, unsigned status)

@@ -94,12 +94,15 @@ void pb_metrics_observe(enum pb_histogram h, double v);
 void pb_metrics_observe_kind(enum pb_histogram h, unsigned label, double v);
 
 /* Make route name known, so that its series are exposed (at 0) before any
- * traffic. Call with every configured route at start and after a reload;
- * names stay known (counters never go back). */
-void pb_metrics_route_declare(const char *name);
+ * traffic, and return its row for pb_metrics_route_add(). Call with every
+ * configured route at start and after a reload; names stay known (counters
+ * never go back), rows never change. */
+size_t pb_metrics_route_declare(const char *name);
 
-/* Add n (may be negative for PB_RM_SESSIONS) to a per-route figure. */
-void pb_metrics_route_add(const char *route, enum pb_route_metric m, int64_t n);
+/* Add n (may be negative for PB_RM_SESSIONS) to a per-route figure; row is
+ * what pb_metrics_route_declare() returned for the route (O(1): it is on
+ * the per-message path). */
+void pb_metrics_route_add(size_t row, enum pb_route_metric m, int64_t n);
 
 /* Count one HTTP answer. */
 void pb_metrics_http(enum pb_endpoint_metric ep, unsigned status);

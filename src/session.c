@@ -98,6 +98,8 @@ void session_use_route(struct pb_session *s, const struct pb_route *route)
 	s->route = route;
 	if (route && route->users)
 		(*route->users)++;
+	if (route)
+		s->route_row = pb_metrics_route_declare(route->name);
 }
 
 struct pb_session *session_find(struct pb_core *c, const char *id)
@@ -131,7 +133,7 @@ void session_forget(struct pb_session *s, const char *why)
 		c->owned--;
 		pb_metrics_gauge(PB_G_SESSIONS, -1);
 		if (s->route)
-			pb_metrics_route_add(s->route->name, PB_RM_SESSIONS, -1);
+			pb_metrics_route_add(s->route_row, PB_RM_SESSIONS, -1);
 	}
 	if (s->in.mem_full) {
 		s->in.mem_full = 0;
@@ -534,7 +536,7 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		return;
 	}
 	session_use_route(s, route);
-	pb_metrics_route_add(route->name, PB_RM_SESSIONS, 1);
+	pb_metrics_route_add(s->route_row, PB_RM_SESSIONS, 1);
 	s->state = PB_S_CONNECTING;
 	s->create_cb = cb;
 	s->create_req = req;

@@ -213,7 +213,7 @@ static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_
 	pb_metrics_add(PB_C_SESSIONS_ADOPTED, 1);
 	session_use_route(s, route);
 	if (route)
-		pb_metrics_route_add(route->name, PB_RM_SESSIONS, 1);
+		pb_metrics_route_add(s->route_row, PB_RM_SESSIONS, 1);
 	pb_log_info("session %.6s: adopted from a %s instance", s->id,
 		    cl->drained ? "drained" : "lost");
 	if (cl->closed) {

@@ -142,6 +142,7 @@ struct pb_session {
 	int idle_checking;              /* an END_IF_IDLE is in flight: its own
 					   "ended" wakeup is not news */
 	const struct pb_route *route;   /* NULL for a shadow */
+	size_t route_row;               /* its per-route metrics row */
 	struct pb_upstream *up;
 	uv_timer_t timer;
 	unsigned refs;                  /* 1 for the map + 1 per operation in flight */

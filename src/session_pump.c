@@ -128,8 +128,8 @@ static void pump_in_pushed(void *arg, int err, uint64_t seq, size_t depth, size_
 				pb_metrics_add(PB_C_MSGS_IN, 1);
 				pb_metrics_add(PB_C_BYTES_IN, m->len);
 				if (s->route) {
-					pb_metrics_route_add(s->route->name, PB_RM_MSGS_IN, 1);
-					pb_metrics_route_add(s->route->name, PB_RM_BYTES_IN,
+					pb_metrics_route_add(s->route_row, PB_RM_MSGS_IN, 1);
+					pb_metrics_route_add(s->route_row, PB_RM_BYTES_IN,
 							     (int64_t)m->len);
 				}
 			}
@@ -334,8 +334,8 @@ struct pb_msg *pump_out_next(struct pb_session *s)
 		pb_metrics_add(PB_C_MSGS_OUT, 1);
 		pb_metrics_add(PB_C_BYTES_OUT, m->len);
 		if (s->route) {
-			pb_metrics_route_add(s->route->name, PB_RM_MSGS_OUT, 1);
-			pb_metrics_route_add(s->route->name, PB_RM_BYTES_OUT, (int64_t)m->len);
+			pb_metrics_route_add(s->route_row, PB_RM_MSGS_OUT, 1);
+			pb_metrics_route_add(s->route_row, PB_RM_BYTES_OUT, (int64_t)m->len);
 		}
 	}
 	if (s->out.ring.count < PB_OUT_FETCH / 2 && s->out.refetch)
