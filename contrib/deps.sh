@@ -6,7 +6,7 @@
 set -e
 what=${1:-build}
 build_pkgs="build-essential autoconf automake libtool pkg-config curl
-  libmicrohttpd-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+  libmicrohttpd-dev libgnutls28-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libjansson-dev libhiredis-dev libcurl4-openssl-dev"
 test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl
   prometheus

@@ -24,6 +24,14 @@
  * still be sending (an early error answer, unread bytes) lingers: a dup of
  * its socket is half-closed and read and discarded for a while, so the
  * client reads the answer instead of a reset.
+ *
+ * TLS. The public front's certificate chain and key are gnutls objects
+ * handed out by a certificate callback (MHD_OPTION_HTTPS_CERT_CALLBACK)
+ * rather than given to libmicrohttpd at start, so pb_front_set_tls can
+ * swap them on SIGHUP: new handshakes get the new pair, established
+ * connections keep their session. The replaced pair is kept until the
+ * next swap or the front's end, for a handshake that already picked it.
+ * gnutls's callback has no user pointer: one TLS front per process.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -39,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 
 #include "buf.h"
@@ -86,6 +96,13 @@ struct front_linger {
 #define LINGER_BYTES (1024 * 1024)
 #define LINGER_MAX 256          /* lingering sockets at once; more close at once */
 
+/* One certificate chain and its private key, as gnutls uses them. */
+struct front_cred {
+	gnutls_pcert_st *chain;
+	unsigned nchain;
+	gnutls_privkey_t key;
+};
+
 struct pb_front {
 	uv_loop_t *loop;
 	const struct pb_config *cfg;
@@ -109,7 +126,12 @@ struct pb_front {
 	uint64_t streams;       /* event streams started (their tokens) */
 	char address[80];
 	char mhd_error[160];    /* libmicrohttpd's first error line, for start failures */
+	struct front_cred *cred;        /* served to new TLS handshakes */
+	struct front_cred *old_cred;    /* the one it replaced */
 };
+
+/* The TLS front whose credentials the certificate callback hands out. */
+static struct pb_front *front_tls;
 
 enum pb_endpoint {
 	EP_NONE,
@@ -1818,7 +1840,136 @@ static int front_listen(const char *lhost, int lport, char *addr, size_t addrlen
 	return fd;
 }
 
-/* The admin listener's bounds: a few scrapers and probes, GET only. */
+/* Most certificates a --tls-cert chain may hold. */
+#define FRONT_CHAIN_MAX 16
+
+/* Free a credential pair (NULL is ignored). */
+static void front_cred_free(struct front_cred *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->nchain; i++)
+		gnutls_pcert_deinit(&c->chain[i]);
+	free(c->chain);
+	if (c->key)
+		gnutls_privkey_deinit(c->key);
+	free(c);
+}
+
+/* 0 if key is the private half of pub, negative if not. */
+static int front_same_key(gnutls_privkey_t key, gnutls_pubkey_t pub)
+{
+	gnutls_pubkey_t mine;
+	gnutls_datum_t a = { NULL, 0 }, b = { NULL, 0 };
+	int rc = gnutls_pubkey_init(&mine);
+
+	if (rc < 0)
+		return rc;
+	rc = gnutls_pubkey_import_privkey(mine, key, 0, 0);
+	if (rc >= 0)
+		rc = gnutls_pubkey_export2(mine, GNUTLS_X509_FMT_DER, &a);
+	if (rc >= 0)
+		rc = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &b);
+	if (rc >= 0 && (a.size != b.size || memcmp(a.data, b.data, a.size)))
+		rc = -1;
+	gnutls_free(a.data);
+	gnutls_free(b.data);
+	gnutls_pubkey_deinit(mine);
+	return rc;
+}
+
+/* Parse a PEM chain and key into a credential pair whose key matches the
+ * first certificate. NULL with err set on failure. */
+static struct front_cred *front_cred_load(const char *cert_pem, const char *key_pem, char *err,
+					  size_t errlen)
+{
+	struct front_cred *c = calloc(1, sizeof(*c));
+	gnutls_datum_t cd = { (unsigned char *)cert_pem, 0 };
+	gnutls_datum_t kd = { (unsigned char *)key_pem, 0 };
+	unsigned n = FRONT_CHAIN_MAX;
+	int rc;
+
+	if (!c || !(c->chain = calloc(FRONT_CHAIN_MAX, sizeof(*c->chain)))) {
+		free(c);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	cd.size = (unsigned)strlen(cert_pem);
+	kd.size = (unsigned)strlen(key_pem);
+	rc = gnutls_pcert_list_import_x509_raw(c->chain, &n, &cd, GNUTLS_X509_FMT_PEM, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "certificate: %s", gnutls_strerror(rc));
+		front_cred_free(c);
+		return NULL;
+	}
+	c->nchain = n;
+	rc = gnutls_privkey_init(&c->key);
+	if (rc >= 0)
+		rc = gnutls_privkey_import_x509_raw(c->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+	if (rc < 0) {
+		snprintf(err, errlen, "private key: %s", gnutls_strerror(rc));
+		front_cred_free(c);
+		return NULL;
+	}
+	/* The key must belong to the first certificate. */
+	rc = front_same_key(c->key, c->chain[0].pubkey);
+	if (rc < 0) {
+		snprintf(err, errlen, "the private key does not match the certificate");
+		front_cred_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* gnutls's certificate callback: the live chain and key of the TLS front. */
+static int front_cert_cb(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+			 const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+			 gnutls_pcert_st **pcert, unsigned int *pcert_length,
+			 gnutls_privkey_t *pkey)
+{
+	(void)session;
+	(void)req_ca_dn;
+	(void)nreqs;
+	(void)pk_algos;
+	(void)pk_algos_length;
+	if (!front_tls || !front_tls->cred)
+		return -1;
+	*pcert = front_tls->cred->chain;
+	*pcert_length = front_tls->cred->nchain;
+	*pkey = front_tls->cred->key;
+	return 0;
+}
+
+/* Free f's credentials and stop handing them out. */
+static void front_tls_end(struct pb_front *f)
+{
+	if (front_tls == f)
+		front_tls = NULL;
+	front_cred_free(f->cred);
+	front_cred_free(f->old_cred);
+	f->cred = NULL;
+	f->old_cred = NULL;
+}
+
+int pb_front_set_tls(struct pb_front *f, const char *cert_pem, const char *key_pem, char *err,
+		     size_t errlen)
+{
+	struct front_cred *c;
+
+	if (!f || !f->cred) {
+		snprintf(err, errlen, "this front end does not serve HTTPS");
+		return PB_EBADREQ;
+	}
+	c = front_cred_load(cert_pem, key_pem, err, errlen);
+	if (!c)
+		return PB_EBADREQ;
+	front_cred_free(f->old_cred);
+	f->old_cred = f->cred;
+	f->cred = c;
+	return 0;
+}
+
+/* The listener's bounds: a few scrapers and probes, GET only. */
 #define ADMIN_CONNECTIONS 32
 #define ADMIN_TIMEOUT 30
 #define ADMIN_POOL (16 * 1024)
@@ -1832,7 +1983,7 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 	struct pb_front *f = calloc(1, sizeof(*f));
 	const char *lhost = admin ? cfg->admin_host : cfg->listen_host;
 	int lport = admin ? cfg->admin_port : cfg->listen_port;
-	struct MHD_OptionItem tls[3] = { { MHD_OPTION_END, 0, NULL } };
+	struct MHD_OptionItem tls[2] = { { MHD_OPTION_END, 0, NULL } };
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	const union MHD_DaemonInfo *info;
 	unsigned limit;
@@ -1851,19 +2002,36 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 	if (admin)
 		f->body_limit = 4096;   /* nothing there takes a body */
 	if (cfg->tls_cert_pem && !admin) {
-		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+		    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
 			snprintf(err, errlen, "--tls-cert: this libmicrohttpd was built without TLS");
 			free(f);
 			return NULL;
 		}
-		/* The PEM texts stay in cfg for the daemon's life. */
+		if (front_tls) {
+			snprintf(err, errlen, "--tls-cert: one HTTPS front end per process");
+			free(f);
+			return NULL;
+		}
+		f->cred = front_cred_load(cfg->tls_cert_pem, cfg->tls_key_pem, f->mhd_error,
+					  sizeof(f->mhd_error));
+		if (!f->cred) {
+			snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert,
+				 cfg->tls_key, f->mhd_error);
+			free(f);
+			return NULL;
+		}
+		f->mhd_error[0] = '\0';
+		front_tls = f;
+		/* Handshakes ask front_cert_cb, so SIGHUP can swap the pair. */
 		flags |= MHD_USE_TLS;
-		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, cfg->tls_cert_pem };
-		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, cfg->tls_key_pem };
-		tls[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+		tls[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_CERT_CALLBACK, 0,
+						  (void *)front_cert_cb };
+		tls[1] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
 	}
 	f->listen_fd = front_listen(lhost, lport, f->address, sizeof(f->address), err, errlen);
 	if (f->listen_fd < 0) {
+		front_tls_end(f);
 		free(f);
 		return NULL;
 	}
@@ -1896,12 +2064,14 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,
 			 f->mhd_error[0] ? f->mhd_error : "libmicrohttpd cannot use them");
 		close(f->listen_fd);
+		front_tls_end(f);
 		free(f);
 		return NULL;
 	}
 	if (!f->mhd) {
 		snprintf(err, errlen, "libmicrohttpd failed to start on %s", f->address);
 		close(f->listen_fd);
+		front_tls_end(f);
 		free(f);
 		return NULL;
 	}
@@ -1978,6 +2148,7 @@ void pb_front_free(struct pb_front *f)
 	f->stopping = 1;
 	MHD_stop_daemon(f->mhd);
 	f->mhd = NULL;
+	front_tls_end(f);       /* no handshake runs any more */
 	if (f->listen_fd >= 0)
 		close(f->listen_fd);
 	while (f->lingers)

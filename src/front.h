@@ -44,6 +44,14 @@ size_t pb_front_active(const struct pb_front *f);
  * libmicrohttpd fixed at start are not re-read (src/reload.c says so). */
 void pb_front_reconfigured(struct pb_front *f);
 
+/* Serve new HTTPS handshakes of f (the public front, started with
+ * --tls-cert) with the PEM chain cert_pem and key key_pem (copied).
+ * Connections already established keep their session. On failure (bad
+ * PEM, a key that does not match the first certificate, f without TLS
+ * or no memory) the running pair stays and err says why: PB_EBADREQ. */
+int pb_front_set_tls(struct pb_front *f, const char *cert_pem, const char *key_pem, char *err,
+		     size_t errlen);
+
 /* Stop libmicrohttpd and close the loop handles; the memory is reclaimed
  * once the loop has run their close callbacks. NULL is ignored. */
 void pb_front_free(struct pb_front *f);

@@ -96,10 +96,40 @@ static void reload_swap(char **a, char **b)
 	*b = t;
 }
 
+/* Take up changed --tls-cert / --tls-key files: the front serves the new
+ * pair to new connections. Turning TLS on or off needs a restart, and a
+ * pair the front refuses keeps the running one; both keep o's values. */
+static void reload_tls(const struct pb_reload *rl, struct pb_config *n)
+{
+	struct pb_config *o = rl->cfg;
+	char err[256];
+
+	if (!reload_differ(n->tls_cert, o->tls_cert) && !reload_differ(n->tls_key, o->tls_key) &&
+	    !reload_differ(n->tls_cert_pem, o->tls_cert_pem) &&
+	    !reload_differ(n->tls_key_pem, o->tls_key_pem))
+		return;
+	if (!n->tls_cert_pem != !o->tls_cert_pem || !rl->front) {
+		pb_log_warn("reload: turning --tls-cert and --tls-key %s needs a restart",
+			    o->tls_cert_pem ? "off" : "on");
+	} else if (pb_front_set_tls(rl->front, n->tls_cert_pem, n->tls_key_pem, err,
+				    sizeof(err))) {
+		pb_log_warn("reload failed for --tls-cert %s / --tls-key %s: %s; HTTPS keeps %s "
+			    "(the other options are applied)", n->tls_cert, n->tls_key, err,
+			    o->tls_cert);
+	} else {
+		pb_log_info("reload: new HTTPS connections use --tls-cert %s", n->tls_cert);
+		return;
+	}
+	reload_swap(&n->tls_cert, &o->tls_cert);
+	reload_swap(&n->tls_key, &o->tls_key);
+	reload_swap(&n->tls_cert_pem, &o->tls_cert_pem);
+	reload_swap(&n->tls_key_pem, &o->tls_key_pem);
+}
+
 /* Give n the live value of every option that cannot change while the
  * daemon runs, logging each one that the new configuration changes. The
  * live strings move into n (the live struct keeps their addresses: the
- * store borrows the instance id, libmicrohttpd the PEM texts). */
+ * store borrows the instance id). */
 static void reload_keep_fixed(const struct pb_reload *rl, struct pb_config *n)
 {
 	struct pb_config *o = rl->cfg;
@@ -134,15 +164,7 @@ static void reload_keep_fixed(const struct pb_reload *rl, struct pb_config *n)
 	if (n->log_syslog != o->log_syslog)
 		pb_log_warn("reload: --log-syslog needs a restart");
 	n->log_syslog = o->log_syslog;
-	/* libmicrohttpd 0.9.75 loads the certificate once, at start. */
-	if (reload_differ(n->tls_cert, o->tls_cert) || reload_differ(n->tls_key, o->tls_key) ||
-	    reload_differ(n->tls_cert_pem, o->tls_cert_pem) ||
-	    reload_differ(n->tls_key_pem, o->tls_key_pem))
-		pb_log_warn("reload: --tls-cert and --tls-key need a restart");
-	reload_swap(&n->tls_cert, &o->tls_cert);
-	reload_swap(&n->tls_key, &o->tls_key);
-	reload_swap(&n->tls_cert_pem, &o->tls_cert_pem);
-	reload_swap(&n->tls_key_pem, &o->tls_key_pem);
+	reload_tls(rl, n);
 	/* Redis derives its keys' lifetimes from it when it starts. */
 	if (n->idle_timeout != o->idle_timeout && rl->store && rl->store->shared) {
 		pb_log_warn("reload: --idle-timeout needs a restart with a shared store");

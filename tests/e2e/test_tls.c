@@ -22,12 +22,19 @@
  *   header (or Origin) holding CR or another control character (sent over a
  *   raw socket: curl cannot) is 400 bad_request; the same in a header that
  *   is not forwarded does not matter.
+ * - certificate reload (issue 13): a bridge started with --config naming
+ *   certificate A (CN pb-a) keeps serving A when a SIGHUP finds a corrupt
+ *   certificate or a key that does not match ("reload failed" logged);
+ *   after the file names certificate B and a SIGHUP, a new connection is
+ *   shown B while a keep-alive connection opened before the reload still
+ *   answers on the same connection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -614,6 +621,169 @@ static void test_forwarded(void)
 	h_stop(echo, SIGTERM, 5000);
 }
 
+/* ---- certificate reload ------------------------------------------------ */
+
+/* Write text to path, replacing it atomically. */
+static void put_file(const char *path, const char *text)
+{
+	char tmp[600];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
+		tap_bail("cannot write %s", path);
+}
+
+/* Wait up to ms for at least n occurrences of needle in the bridge's log;
+ * returns how many there are. */
+static int log_count(struct h_bridge *b, const char *needle, int n, int ms)
+{
+	int64_t until = h_now_ms() + ms;
+	int got;
+
+	for (;;) {
+		char *s = h_read_file(b->proc->log_path), *p;
+
+		got = 0;
+		for (p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+			got++;
+		free(s);
+		if (got >= n || h_now_ms() >= until)
+			return got;
+		h_sleep_ms(20);
+	}
+}
+
+/* GET url on c (a handle that may hold a kept-alive connection); subject
+ * gets the server certificate's subject when a handshake ran, *fresh the
+ * number of new connections made. Returns the status, 0 on failure. */
+static long cert_get(CURL *c, const char *url, char *subject, size_t sublen, long *fresh)
+{
+	struct h_resp r;
+	struct curl_certinfo *ci = NULL;
+	long status = 0;
+	CURLcode cc;
+
+	memset(&r, 0, sizeof(r));
+	r.body = calloc(1, 1);
+	if (!r.body)
+		tap_bail("out of memory");
+	subject[0] = '\0';
+	*fresh = -1;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+	curl_easy_setopt(c, CURLOPT_CAINFO, ca_pem);
+	curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tls_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+	cc = curl_easy_perform(c);
+	if (cc == CURLE_OK) {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, fresh);
+		if (curl_easy_getinfo(c, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci &&
+		    ci->num_of_certs > 0)
+			for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next)
+				if (!strncmp(l->data, "Subject:", 8))
+					snprintf(subject, sublen, "%s", l->data + 8);
+	} else {
+		tap_diag("GET %s: %s", url, curl_easy_strerror(cc));
+	}
+	h_resp_free(&r);
+	return status;
+}
+
+/* The subject a brand-new connection to url is shown ("" if none). */
+static const char *new_subject(const char *url, char *subject, size_t sublen)
+{
+	CURL *c = curl_easy_init();
+	long fresh;
+
+	if (!c)
+		tap_bail("out of memory");
+	cert_get(c, url, subject, sublen, &fresh);
+	curl_easy_cleanup(c);
+	return subject;
+}
+
+/* Write a --config file naming cert and key (idle keep-alive connections
+ * kept for 2 minutes: the failed reloads' checks take a while). */
+static void tls_conf(const char *cfg, const char *cert, const char *key)
+{
+	char text[2048];
+
+	snprintf(text, sizeof(text), "tls-cert = %s\ntls-key = %s\nlog-level = info\n"
+		 "header-timeout = 120\nconnection-timeout = 120\n", cert, key);
+	put_file(cfg, text);
+}
+
+/* (d) SIGHUP takes up a new --tls-cert / --tls-key for new connections. */
+static void test_cert_reload(void)
+{
+	const char *d = h_tmpdir();
+	const char *newkey = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+	char cfg[600], a_pem[600], a_key[600], b_pem[600], b_key[600], bad_pem[600];
+	char url[128], subject[512];
+	struct h_bridge b;
+	CURL *keep;
+	long fresh;
+
+	for (int i = 0; i < 2; i++)
+		sh("openssl req %s -keyout pb%c.key -out pb%c.csr -subj '/CN=pb-%c' && "
+		   "printf 'subjectAltName=IP:127.0.0.1\\n' >pb%c.ext && "
+		   "openssl x509 -req -in pb%c.csr -CA ca.pem -CAkey ca.key -set_serial %d -days 2 "
+		   "-extfile pb%c.ext -out pb%c.pem", newkey, 'a' + i, 'a' + i, 'a' + i, 'a' + i,
+		   'a' + i, 10 + i, 'a' + i, 'a' + i);
+	snprintf(cfg, sizeof(cfg), "%s/tls.conf", d);
+	snprintf(a_pem, sizeof(a_pem), "%s/pba.pem", d);
+	snprintf(a_key, sizeof(a_key), "%s/pba.key", d);
+	snprintf(b_pem, sizeof(b_pem), "%s/pbb.pem", d);
+	snprintf(b_key, sizeof(b_key), "%s/pbb.key", d);
+	snprintf(bad_pem, sizeof(bad_pem), "%s/bad.pem", d);
+	put_file(bad_pem, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+		 "-----END CERTIFICATE-----\n");
+	tls_conf(cfg, a_pem, a_key);
+	if (h_bridge_start(&b, "--config", cfg, NULL))
+		tap_bail("pollbridge --config with TLS did not start");
+	snprintf(url, sizeof(url), "https://127.0.0.1:%d/healthz", b.port);
+	keep = curl_easy_init();
+	if (!keep)
+		tap_bail("out of memory");
+	tap_is_int(cert_get(keep, url, subject, sizeof(subject), &fresh), 200,
+		   "cert reload: /healthz over HTTPS with certificate A");
+	tap_ok(strstr(subject, "pb-a") != NULL, "the first connection is shown pb-a (%s)", subject);
+
+	/* A corrupt certificate, then a key of another certificate. */
+	tls_conf(cfg, bad_pem, a_key);
+	kill(b.proc->pid, SIGHUP);
+	tap_is_int(log_count(&b, "reload failed", 1, 5000), 1,
+		   "SIGHUP with a corrupt certificate: 'reload failed' logged");
+	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-a") != NULL,
+	       "a new connection is still shown pb-a (%s)", subject);
+	tls_conf(cfg, a_pem, b_key);
+	kill(b.proc->pid, SIGHUP);
+	tap_is_int(log_count(&b, "reload failed", 2, 5000), 2,
+		   "SIGHUP with a key that does not match: 'reload failed' logged");
+	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-a") != NULL,
+	       "a new connection is still shown pb-a (%s)", subject);
+
+	/* Certificate B. */
+	tls_conf(cfg, b_pem, b_key);
+	kill(b.proc->pid, SIGHUP);
+	tap_is_int(log_count(&b, "reloaded configuration from ", 3, 5000), 3,
+		   "SIGHUP with certificate B: reloaded");
+	tap_is_int(log_count(&b, "need a restart", 1, 0), 0, "no 'need a restart' logged");
+	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-b") != NULL,
+	       "a new connection is shown pb-b (%s)", subject);
+	tap_is_int(cert_get(keep, url, subject, sizeof(subject), &fresh), 200,
+		   "the keep-alive connection from before the reload still answers");
+	tap_is_int(fresh, 0, "...on the same connection (no new connect)");
+	curl_easy_cleanup(keep);
+	tap_is_int(h_stop(b.proc, SIGTERM, 10000), 0, "cert reload bridge: SIGTERM exits 0");
+}
+
 int main(void)
 {
 	h_init();
@@ -623,5 +793,6 @@ int main(void)
 	test_https();
 	test_wss();
 	test_forwarded();
+	test_cert_reload();
 	return tap_done();
 }
