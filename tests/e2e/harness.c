@@ -346,6 +346,28 @@ char *h_read_file(const char *path)
 	return buf;
 }
 
+void h_write_file(const char *path, const char *text)
+{
+	char tmp[PATH_MAX];
+	FILE *f;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	f = fopen(tmp, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
+		tap_bail("cannot write %s", path);
+}
+
+int h_count_in_file(const char *path, const char *needle)
+{
+	char *s = h_read_file(path), *p;
+	int n = 0;
+
+	for (p = s; p && (p = strstr(p, needle)); p += strlen(needle))
+		n++;
+	free(s);
+	return n;
+}
+
 /* The number after "key:" in /proc/PID/status, or -1. */
 static long proc_status_field(pid_t pid, const char *key)
 {
@@ -1440,6 +1462,16 @@ double h_metric(struct h_bridge *b, const char *name)
 				v = atof(p + n + 1);
 	h_resp_free(&r);
 	return v;
+}
+
+int h_wait_log(struct h_bridge *b, const char *needle, int n, int ms)
+{
+	int64_t until = h_now_ms() + ms;
+	int got;
+
+	while ((got = h_count_in_file(b->proc->log_path, needle)) < n && h_now_ms() < until)
+		h_sleep_ms(20);
+	return got;
 }
 
 int h_still_serving(struct h_bridge *b, const char *route)

@@ -64,6 +64,13 @@ int h_alive(struct h_proc *p);
 /* Read a whole file into a malloc'd NUL-terminated string (NULL if absent). */
 char *h_read_file(const char *path);
 
+/* Replace the file at path with text, atomically (a temp file renamed over
+ * it, as an editor or a config tool does); bails out on failure. */
+void h_write_file(const char *path, const char *text);
+
+/* Occurrences of needle in the file at path (0 if it is absent). */
+int h_count_in_file(const char *path, const char *needle);
+
 /* Number of threads of pid (from /proc/PID/status), -1 on error. */
 int h_thread_count(pid_t pid);
 
@@ -239,6 +246,10 @@ size_t h_collect(struct h_bridge *b, const char *id, uint64_t after, size_t n, i
  * and labels, as in pollbridge_http_responses_total{code="431"}), or
  * -1 if there is none or /metrics did not answer 200. */
 double h_metric(struct h_bridge *b, const char *name);
+
+/* Wait up to ms for at least n occurrences of needle in the bridge's log;
+ * returns how many there are. */
+int h_wait_log(struct h_bridge *b, const char *needle, int n, int ms);
 
 /* 1 if the bridge answers /healthz with 200 and can still create a session
  * on route and echo one message through it: the "still serving" check used

@@ -347,18 +347,6 @@ static int wait_text(const char *path, const char *t, int timeout_ms)
 	return n;
 }
 
-/* Number of lines of the file at path that contain s. */
-static int log_count(const char *path, const char *s)
-{
-	char *text = h_read_file(path), *p;
-	int n = 0;
-
-	for (p = text; p && (p = strstr(p, s)); p += strlen(s))
-		n++;
-	free(text);
-	return n;
-}
-
 /* ---- Redis ------------------------------------------------------------------ */
 
 /* Start redis-server on port with its files in the temp dir's
@@ -857,7 +845,7 @@ static void check_kill_restart(const char *r_echo, const char *r_rk, const char 
 	       "kill: seqs 1..N gap-free");
 	tap_diag("kill: burst duplicates (a retried append whose reply was lost): %ld", dups);
 	tap_diag("kill: H1 held upstream messages in memory during the outage: %s",
-		 log_count(h1.proc->log_path, "holding") ? "yes" : "no (the burst was done)");
+		 h_count_in_file(h1.proc->log_path, "holding") ? "yes" : "no (the burst was done)");
 	tap_is_int(h_delete(&h1, idb), 204, "kill: DELETE b");
 	tap_ok(h_still_serving(&h1, "echo"), "kill: H1 still serving");
 	tap_ok(log_has(&h1, "store available again"),

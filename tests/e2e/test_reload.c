@@ -28,42 +28,6 @@
 /* Messages the sender child pushes through the streamed session. */
 #define N_STREAM 300
 
-/* Write text to path (replacing it). */
-static void write_file(const char *path, const char *text)
-{
-	char tmp[600];
-	FILE *f;
-
-	/* Replace atomically, as an editor or a config tool would. */
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
-		tap_bail("cannot write %s", path);
-}
-
-/* Occurrences of needle in the file at path (0 if it is absent). */
-static int count_in_file(const char *path, const char *needle)
-{
-	char *s = h_read_file(path), *p;
-	int n = 0;
-
-	for (p = s; p && (p = strstr(p, needle)); p += strlen(needle))
-		n++;
-	free(s);
-	return n;
-}
-
-/* Wait up to ms for at least n occurrences of needle in the bridge's log. */
-static int wait_log(struct h_bridge *b, const char *needle, int n, int ms)
-{
-	int64_t until = h_now_ms() + ms;
-	int got;
-
-	while ((got = count_in_file(b->proc->log_path, needle)) < n && h_now_ms() < until)
-		h_sleep_ms(20);
-	return got;
-}
-
 /* A growing buffer of what a raw connection has received. */
 struct rawbuf {
 	char *data;
@@ -187,7 +151,7 @@ static void check_reload(void)
 	snprintf(text, sizeof(text),
 		 "# first configuration\nroute = A=ws://127.0.0.1:%d/\nmax-batch = 100\n"
 		 "log-level = info\naccess-log = %s\n", p1, alog);
-	write_file(cfg, text);
+	h_write_file(cfg, text);
 	if (h_bridge_start(&b, "--config", cfg, NULL))
 		tap_bail("bridge did not start");
 
@@ -215,13 +179,13 @@ static void check_reload(void)
 	snprintf(text, sizeof(text),
 		 "route = A=ws://127.0.0.1:%d/\nroute = B=ws://127.0.0.1:%d/\nmax-batch = 2\n"
 		 "log-level = debug\naccess-log = %s\nmax-connections = 77\n", p2, p1, alog);
-	write_file(cfg, text);
+	h_write_file(cfg, text);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(wait_log(&b, "reloaded configuration from ", 1, 5000), 1,
+	tap_is_int(h_wait_log(&b, "reloaded configuration from ", 1, 5000), 1,
 		   "SIGHUP: 'reloaded configuration from FILE' logged");
 	snprintf(text, sizeof(text), "reloaded configuration from %s (2 routes)", cfg);
-	tap_is_int(count_in_file(b.proc->log_path, text), 1, "with the file and 2 routes");
-	tap_is_int(count_in_file(b.proc->log_path, "warn reload: --max-connections needs a restart"),
+	tap_is_int(h_count_in_file(b.proc->log_path, text), 1, "with the file and 2 routes");
+	tap_is_int(h_count_in_file(b.proc->log_path, "warn reload: --max-connections needs a restart"),
 		   1, "a fixed option: 'needs a restart'");
 	waitpid(kid, &st, 0);
 	tap_ok(WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -236,8 +200,8 @@ static void check_reload(void)
 		   found, N_STREAM);
 	tap_is_int(dups, 0, "none twice");
 	tap_ok(!h_raw_closed(fd_sse, 50), "the stream is still open");
-	tap_is_int(count_in_file(rec1, "text 5 s-300"), 1, "the streamed session kept its upstream");
-	tap_is_int(count_in_file(rec2, " s-"), 0, "nothing of it reached the new URL");
+	tap_is_int(h_count_in_file(rec1, "text 5 s-300"), 1, "the streamed session kept its upstream");
+	tap_is_int(h_count_in_file(rec2, " s-"), 0, "nothing of it reached the new URL");
 
 	/* The long poll that waited through the reload gets the message. */
 	tap_is_int(h_send_text(&b, s1, "p-1", NULL), 200, "send on the polled session");
@@ -245,8 +209,8 @@ static void check_reload(void)
 	tap_is_int(r.status, 200, "200");
 	tap_ok(r.body && strstr(r.body, "\"p-1\""), "with the echo of p-1 from the old upstream");
 	h_resp_free(&r);
-	tap_is_int(count_in_file(rec1, "text 3 p-1"), 1, "p-1 went to the first echo");
-	tap_is_int(count_in_file(rec2, "p-1"), 0, "and not to the second");
+	tap_is_int(h_count_in_file(rec1, "text 3 p-1"), 1, "p-1 went to the first echo");
+	tap_is_int(h_count_in_file(rec2, "p-1"), 0, "and not to the second");
 
 	/* New sessions use the new table. */
 	must_create(&b, "A", s3);
@@ -254,8 +218,8 @@ static void check_reload(void)
 	got = json_array();
 	tap_is_int(h_collect(&b, s3, 0, 1, 5000, got), 1, "echoed");
 	json_decref(got);
-	tap_is_int(count_in_file(rec2, "text 3 n-1"), 1, "by the new URL (second echo)");
-	tap_is_int(count_in_file(rec1, "n-1"), 0, "not the old one");
+	tap_is_int(h_count_in_file(rec2, "text 3 n-1"), 1, "by the new URL (second echo)");
+	tap_is_int(h_count_in_file(rec1, "n-1"), 0, "not the old one");
 	tap_is_int(h_create(&b, "B", s4, NULL), 201, "route B added");
 	tap_ok(h_still_serving(&b, "B"), "route B works");
 
@@ -270,17 +234,17 @@ static void check_reload(void)
 	tap_is_int(h_poll(&b, s3, "after=1", &r), 200, "poll after the reload");
 	tap_is_int(nmsgs(&r), 2, "--max-batch 2 applies (%zu messages of 5)", nmsgs(&r));
 	h_resp_free(&r);
-	tap_ok(count_in_file(b.proc->log_path, " debug ") > 0, "--log-level debug applies");
+	tap_ok(h_count_in_file(b.proc->log_path, " debug ") > 0, "--log-level debug applies");
 
 	/* An invalid file: the old configuration keeps serving. */
 	snprintf(text, sizeof(text),
 		 "route = A=ws://127.0.0.1:%d/\nroute = C=ws://127.0.0.1:%d/\nmax-batch = lots\n",
 		 p1, p1);
-	write_file(cfg, text);
+	h_write_file(cfg, text);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(wait_log(&b, "reload failed: ", 1, 5000), 1, "invalid file: 'reload failed'");
+	tap_is_int(h_wait_log(&b, "reload failed: ", 1, 5000), 1, "invalid file: 'reload failed'");
 	snprintf(text, sizeof(text), "%s:3: --max-batch lots", cfg);
-	tap_is_int(count_in_file(b.proc->log_path, text), 1, "with FILE:LINE and the reason");
+	tap_is_int(h_count_in_file(b.proc->log_path, text), 1, "with FILE:LINE and the reason");
 	tap_ok(h_alive(b.proc), "the daemon runs on");
 	tap_is_int(h_create(&b, "C", s4, NULL), 404, "the invalid file's new route is not there");
 	tap_ok(h_still_serving(&b, "B"), "the old configuration serves (B)");
@@ -289,18 +253,18 @@ static void check_reload(void)
 	h_resp_free(&r);
 
 	/* SIGUSR1: the access log is reopened after a rename. */
-	tap_ok(count_in_file(alog, "\n") > 0, "access log written");
-	st = count_in_file(alog, "healthz");
+	tap_ok(h_count_in_file(alog, "\n") > 0, "access log written");
+	st = h_count_in_file(alog, "healthz");
 	if (rename(alog, alog1))
 		tap_bail("rename: %s", strerror(errno));
 	kill(b.proc->pid, SIGUSR1);
-	tap_is_int(wait_log(&b, "reopened the access log", 1, 5000), 1, "SIGUSR1 logged");
+	tap_is_int(h_wait_log(&b, "reopened the access log", 1, 5000), 1, "SIGUSR1 logged");
 	snprintf(url, sizeof(url), "%s/healthz", b.base);
 	h_http(&r, "GET", url, NULL, NULL, 0, NULL);
 	h_resp_free(&r);
 	h_sleep_ms(100);
-	tap_is_int(count_in_file(alog, "healthz"), 1, "the new file gets the new lines");
-	tap_is_int(count_in_file(alog1, "healthz"), st, "the renamed one does not");
+	tap_is_int(h_count_in_file(alog, "healthz"), 1, "the new file gets the new lines");
+	tap_is_int(h_count_in_file(alog1, "healthz"), st, "the renamed one does not");
 
 	/* Once no session uses the first route table, a reload frees it. */
 	close(fd_sse);
@@ -310,10 +274,10 @@ static void check_reload(void)
 	h_sleep_ms(300);
 	snprintf(text, sizeof(text), "route = A=ws://127.0.0.1:%d/\nroute = B=ws://127.0.0.1:%d/\n"
 		 "max-batch = 2\nlog-level = debug\naccess-log = %s\n", p2, p1, alog);
-	write_file(cfg, text);
+	h_write_file(cfg, text);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(wait_log(&b, "reloaded configuration from ", 2, 5000), 2, "a third reload");
-	tap_is_int(count_in_file(b.proc->log_path, "freed a replaced route table (1 routes)"), 1,
+	tap_is_int(h_wait_log(&b, "reloaded configuration from ", 2, 5000), 2, "a third reload");
+	tap_is_int(h_count_in_file(b.proc->log_path, "freed a replaced route table (1 routes)"), 1,
 		   "frees the first table, which no session uses any more");
 	tap_ok(h_still_serving(&b, "A") && h_still_serving(&b, "B"), "A and B serve");
 	free(sse.data);
@@ -348,14 +312,14 @@ static void check_notify(int abstract)
 	if (!h_echo_start(&port, NULL))
 		tap_bail("echo did not start");
 	snprintf(text, sizeof(text), "route = echo=ws://127.0.0.1:%d/\n", port);
-	write_file(cfg, text);
+	h_write_file(cfg, text);
 	setenv("NOTIFY_SOCKET", sock, 1);
 	if (h_bridge_start(&b, "--config", cfg, NULL))
 		tap_bail("bridge did not start");
 	unsetenv("NOTIFY_SOCKET");
 	h_sleep_ms(200);
 	kill(b.proc->pid, SIGHUP);
-	wait_log(&b, "reloaded configuration", 1, 5000);
+	h_wait_log(&b, "reloaded configuration", 1, 5000);
 	h_sleep_ms(200);
 	kill(b.proc->pid, SIGTERM);
 	h_wait_exit(b.proc, 10000);
@@ -423,7 +387,7 @@ static void check_journal(void)
 		_exit(127);
 	}
 	close(fd);
-	for (int i = 0; i < 100 && count_in_file(logp, "listening on ") == 0; i++)
+	for (int i = 0; i < 100 && h_count_in_file(logp, "listening on ") == 0; i++)
 		h_sleep_ms(50);
 	kill(pid, SIGHUP);
 	h_sleep_ms(300);
@@ -462,7 +426,7 @@ static void check_drain_timeout(void)
 	tap_ok(h_now_ms() - t0 >= 900 && h_now_ms() - t0 < 3000,
 	       "after about 1 s (%lld ms) with an upstream that never answers the close",
 	       (long long)(h_now_ms() - t0));
-	tap_ok(count_in_file(b.proc->log_path, "drain timeout") == 1, "'drain timeout' logged");
+	tap_ok(h_count_in_file(b.proc->log_path, "drain timeout") == 1, "'drain timeout' logged");
 }
 
 int main(void)

@@ -623,38 +623,6 @@ static void test_forwarded(void)
 
 /* ---- certificate reload ------------------------------------------------ */
 
-/* Write text to path, replacing it atomically. */
-static void put_file(const char *path, const char *text)
-{
-	char tmp[600];
-	FILE *f;
-
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) || rename(tmp, path))
-		tap_bail("cannot write %s", path);
-}
-
-/* Wait up to ms for at least n occurrences of needle in the bridge's log;
- * returns how many there are. */
-static int log_count(struct h_bridge *b, const char *needle, int n, int ms)
-{
-	int64_t until = h_now_ms() + ms;
-	int got;
-
-	for (;;) {
-		char *s = h_read_file(b->proc->log_path), *p;
-
-		got = 0;
-		for (p = s; p && (p = strstr(p, needle)); p += strlen(needle))
-			got++;
-		free(s);
-		if (got >= n || h_now_ms() >= until)
-			return got;
-		h_sleep_ms(20);
-	}
-}
-
 /* GET url on c (a handle that may hold a kept-alive connection); subject
  * gets the server certificate's subject when a handshake ran, *fresh the
  * number of new connections made. Returns the status, 0 on failure. */
@@ -716,7 +684,7 @@ static void tls_conf(const char *cfg, const char *cert, const char *key)
 
 	snprintf(text, sizeof(text), "tls-cert = %s\ntls-key = %s\nlog-level = info\n"
 		 "header-timeout = 120\nconnection-timeout = 120\n", cert, key);
-	put_file(cfg, text);
+	h_write_file(cfg, text);
 }
 
 /* (d) SIGHUP takes up a new --tls-cert / --tls-key for new connections. */
@@ -742,7 +710,7 @@ static void test_cert_reload(void)
 	snprintf(b_pem, sizeof(b_pem), "%s/pbb.pem", d);
 	snprintf(b_key, sizeof(b_key), "%s/pbb.key", d);
 	snprintf(bad_pem, sizeof(bad_pem), "%s/bad.pem", d);
-	put_file(bad_pem, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
+	h_write_file(bad_pem, "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
 		 "-----END CERTIFICATE-----\n");
 	tls_conf(cfg, a_pem, a_key);
 	if (h_bridge_start(&b, "--config", cfg, NULL))
@@ -758,13 +726,13 @@ static void test_cert_reload(void)
 	/* A corrupt certificate, then a key of another certificate. */
 	tls_conf(cfg, bad_pem, a_key);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(log_count(&b, "reload failed", 1, 5000), 1,
+	tap_is_int(h_wait_log(&b, "reload failed", 1, 5000), 1,
 		   "SIGHUP with a corrupt certificate: 'reload failed' logged");
 	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-a") != NULL,
 	       "a new connection is still shown pb-a (%s)", subject);
 	tls_conf(cfg, a_pem, b_key);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(log_count(&b, "reload failed", 2, 5000), 2,
+	tap_is_int(h_wait_log(&b, "reload failed", 2, 5000), 2,
 		   "SIGHUP with a key that does not match: 'reload failed' logged");
 	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-a") != NULL,
 	       "a new connection is still shown pb-a (%s)", subject);
@@ -772,9 +740,9 @@ static void test_cert_reload(void)
 	/* Certificate B. */
 	tls_conf(cfg, b_pem, b_key);
 	kill(b.proc->pid, SIGHUP);
-	tap_is_int(log_count(&b, "reloaded configuration from ", 3, 5000), 3,
+	tap_is_int(h_wait_log(&b, "reloaded configuration from ", 3, 5000), 3,
 		   "SIGHUP with certificate B: reloaded");
-	tap_is_int(log_count(&b, "need a restart", 1, 0), 0, "no 'need a restart' logged");
+	tap_is_int(h_wait_log(&b, "need a restart", 1, 0), 0, "no 'need a restart' logged");
 	tap_ok(strstr(new_subject(url, subject, sizeof(subject)), "pb-b") != NULL,
 	       "a new connection is shown pb-b (%s)", subject);
 	tap_is_int(cert_get(keep, url, subject, sizeof(subject), &fresh), 200,
