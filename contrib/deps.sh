@@ -9,7 +9,7 @@ build_pkgs="build-essential autoconf automake libtool pkg-config curl
   libmicrohttpd-dev libgnutls28-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libjansson-dev libhiredis-dev libcurl4-openssl-dev"
 test_pkgs="redis-server websocketd clang libclang-rt-14-dev valgrind python3 openssl
-  prometheus
+  prometheus python3-flask-socketio python3-eventlet nginx haproxy
   debhelper lintian"
 case "$what" in
 build) pkgs=$build_pkgs ;;

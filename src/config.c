@@ -321,6 +321,8 @@ void pb_route_free(struct pb_route *r)
 	free(r->host);
 	free(r->path);
 	free(r->origin);
+	free(r->engineio);
+	free(r->sockjs);
 	memset(r, 0, sizeof(*r));
 }
 

@@ -47,6 +47,8 @@ struct pb_route {
 	int redial;
 	int insecure;
 	char *origin;           /* NULL: forward the client's Origin */
+	char *engineio;         /* engineio=PATH: the Engine.IO door, or NULL */
+	char *sockjs;           /* sockjs=PREFIX: the SockJS door, or NULL */
 	/* Sessions using any route of this route's configuration (shared by
 	 * the whole table; NULL: not counted). A reload keeps a replaced
 	 * table alive until it drops to 0 (src/reload.c). */

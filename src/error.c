@@ -34,6 +34,8 @@ static const struct pb_err_row pb_err_table[PB_ERR_COUNT] = {
 	[19] = { 431, "headers_too_large", "the request line and headers are too large" },
 	[20] = { 503, "buffers_full",
 		 "this instance holds the most message bytes it may; retry later" },
+	[21] = { 409, "session_exists", "a session with this id exists or has just ended" },
+	[22] = { 409, "busy", "another request is already waiting on this session" },
 };
 
 /* The row for err, or the internal error row for an unknown code. */

@@ -30,8 +30,10 @@ enum pb_err {
 	PB_ECLIENTMAX = -18,    /* 429 too_many_client_sessions */
 	PB_EHEADERS = -19,      /* 431 headers_too_large */
 	PB_EMEMFULL = -20,      /* 503 buffers_full (--total-queue-max-bytes) */
+	PB_EEXIST = -21,        /* 409 session_exists (a create with a fixed id) */
+	PB_EBUSY = -22,         /* 409 busy (another request already waits) */
 };
-#define PB_ERR_COUNT 21
+#define PB_ERR_COUNT 23
 
 /* The HTTP status for err (0 is 200). */
 int pb_err_status(int err);

@@ -1,0 +1,107 @@
+/*
+ * front_req.h: what the HTTP front end (front.c) offers the protocol front
+ * doors (engineio.c, sockjs.c). front.c keeps libmicrohttpd, the body and
+ * header limits, the hostile-input defences, the access log and the HTTP
+ * metrics; a door reads one request through these calls, talks to the
+ * session core (session.h) and answers exactly once, possibly from a core
+ * callback, or turns the answer into a stream whose bytes it encodes.
+ *
+ * Only front.c and the doors include this header.
+ */
+#ifndef PB_FRONT_REQ_H
+#define PB_FRONT_REQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "config.h"
+#include "headers.h"
+#include "session.h"
+
+struct pb_req;
+
+/* ---- the request --------------------------------------------------------- */
+
+struct MHD_Connection *pb_req_conn(struct pb_req *r);
+struct pb_core *pb_req_core(struct pb_req *r);
+const struct pb_config *pb_req_config(struct pb_req *r);
+/* The route whose door the request came in by. */
+const struct pb_route *pb_req_route(struct pb_req *r);
+const char *pb_req_method(struct pb_req *r);
+/* The percent-decoded URL path, without the query. */
+const char *pb_req_path(struct pb_req *r);
+/* The path after the door's own: "" or "/..." (sockjs), "" (engineio). */
+const char *pb_req_subpath(struct pb_req *r);
+/* The whole request body (NULL when empty); *len gets its length. */
+const char *pb_req_body(struct pb_req *r, size_t *len);
+/* An error front.c found before dispatch (the body too large, a NUL in the
+ * URL, ...): 0, or a PB_E* code with *msg (may be NULL). The door answers
+ * it in its own protocol's error format. */
+int pb_req_early_error(struct pb_req *r, const char **msg);
+/* The Origin header if --cors-origin allows it, else NULL. */
+const char *pb_req_origin(struct pb_req *r);
+/* The client's address as text ("127.0.0.1", "::1"), or "" if unknown. */
+void pb_req_client_address(struct pb_req *r, char *out, size_t outlen);
+/* The request headers that go on the upstream handshake (the configured
+ * --forward-header ones and X-Forwarded-For), their values kept in buf. 0,
+ * PB_EBADREQ with *why, or PB_ENOMEM. */
+int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_buf *buf,
+			   const char **why);
+/* Name the session the request is about, for the access log. */
+void pb_req_set_id(struct pb_req *r, const char *id);
+
+/* A pointer the door keeps with the request, freed by free_fn (may be
+ * NULL) when the request is freed. */
+void *pb_req_door_state(struct pb_req *r);
+void pb_req_set_door_state(struct pb_req *r, void *p, void (*free_fn)(void *));
+
+/* ---- the core ------------------------------------------------------------ */
+
+/* Call right before every pb_core_* call that takes r as its req: the
+ * request is then held by the core until its callback. */
+void pb_req_core_begin(struct pb_req *r);
+/* First thing in every core callback: 1 if the client went away meanwhile,
+ * in which case r has been freed and must not be used. */
+int pb_req_gone(struct pb_req *r);
+
+/* ---- answers ------------------------------------------------------------- */
+
+/* A response with body (taken) and the headers every answer carries:
+ * Cache-Control: no-store, Vary: Origin, CORS with credentials for an
+ * allowed Origin, Connection: close while draining. The door may add
+ * headers before finishing. NULL on allocation failure. */
+struct MHD_Response *pb_req_response(struct pb_req *r, struct pb_buf *body, const char *ctype);
+/* Answer the request with status and resp (NULL: a bare 500). Exactly once
+ * per request (a stream started by pb_req_stream() is its answer). */
+void pb_req_finish(struct pb_req *r, unsigned status, struct MHD_Response *resp);
+
+/* ---- streams ------------------------------------------------------------- */
+
+/* How a door encodes a stream (SockJS xhr_streaming, eventsource,
+ * htmlfile). front.c owns the content reader, the suspension and the core
+ * reads. */
+struct pb_stream_ops {
+	/* Append the encoding of b (its messages, its close, or nothing: a
+	 * heartbeat is due) to out. Set *end to finish the stream once out is
+	 * written. 0 or PB_ENOMEM. */
+	int (*batch)(struct pb_req *r, struct pb_buf *out, const struct pb_core_batch *b,
+		     int *end);
+	/* Add headers to the stream's response before it is queued (may be
+	 * NULL). */
+	void (*headers)(struct pb_req *r, struct MHD_Response *resp);
+};
+
+/* Answer with a 200 stream of content type ctype on session id: prelude
+ * (taken; may be empty) first, then the encoding of each core read. The
+ * first read acknowledges after (PB_AFTER_HANDED for a cursorless
+ * protocol), later ones acknowledge nothing and read past the last seq
+ * streamed; each read waits up to heartbeat seconds. flags are the core's
+ * PB_POLL_* read flags. If the first read fails, err_cb (may be NULL: a
+ * /v1 JSON error) answers instead of the stream. */
+int pb_req_stream(struct pb_req *r, const char *id, uint64_t after, unsigned heartbeat,
+		  unsigned flags, struct pb_buf *prelude, const char *ctype,
+		  const struct pb_stream_ops *ops, void (*err_cb)(struct pb_req *r, int err));
+
+#endif
