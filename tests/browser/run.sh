@@ -98,7 +98,7 @@ echo "# pollbridge on $bridge_addr, pollbridge-echo on $echo_addr"
 
 # ---- the test --------------------------------------------------------------
 mkdir "$tmp/profile"
-timeout -k 5 110 node "$here/test.js" --bridge "http://$bridge_addr" --deps "$deps" \
+timeout -k 5 115 node "$here/test.js" --bridge "http://$bridge_addr" --deps "$deps" \
 	--chromium "$chromium" --profile "$tmp/profile" --record "$tmp/echo.rec" \
 	--pb-bin "$PB_BIN" --echo "$echo_addr" --pids "$tmp/pids"
 rc=$?

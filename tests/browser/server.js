@@ -13,9 +13,13 @@
  *   dropSend(n)       the answer to the n-th send request (POST .../messages)
  *                     from now on is cut the same way (the bridge did accept it)
  *   cutStream(minSeq) the event stream is cut in the middle of the first
- *                     event with id >= minSeq, and the browser's reconnect
- *                     has its Last-Event-ID removed, so the bridge replays
- *                     from the stream's ?after= and the client sees repeats
+ *                     event with id >= minSeq, and the client's reconnect
+ *                     has its Last-Event-ID removed and its ?after= set back
+ *                     to the cut stream's, so the bridge replays from there
+ *                     and the client sees repeats
+ *   holdStream(on)    pass an event stream's first chunk (the bridge's
+ *                     "retry:" line), then hold the rest until the stream
+ *                     ends, as a proxy that buffers after the first bytes
  *   refuseEvents(on)  answer .../events with 404, as a bridge without
  *                     Server-Sent Events does
  *   delaySends(ms)    hold every answer to a POST (send, create) for ms
@@ -30,7 +34,7 @@ const path = require('path');
 const { URL } = require('url');
 
 const HERE = __dirname;
-const CLIENT = path.join(HERE, '..', '..', 'contrib', 'js', 'pollbridge.js');
+const CLIENT = process.env.PB_JS_CLIENT || path.join(HERE, '..', '..', 'contrib', 'js', 'pollbridge.js');
 const HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer'];
 
 function start(bridgeUrl, listenPort) {
@@ -41,6 +45,8 @@ function start(bridgeUrl, listenPort) {
 		dropSendIn: 0,
 		cutStreamMin: 0,
 		stripLastEventId: false,
+		rewindAfter: null,
+		holdStream: false,
 		refuseEvents: false,
 		delaySends: 0,
 		delayShortPolls: 0,
@@ -71,15 +77,25 @@ function start(bridgeUrl, listenPort) {
 			if (!HOP.includes(k)) headers[k] = v;
 		}
 		headers.host = bridge.host;
+		/* The proxy reads and cuts answers byte by byte: ask for them
+		 * uncompressed (the bridge gzips for a browser otherwise). */
+		delete headers['accept-encoding'];
 		const isEvents = /\/events$/.test(u.pathname);
-		if (isEvents && state.stripLastEventId && headers['last-event-id']) {
-			delete headers['last-event-id'];
+		let upPath = req.url;
+		if (isEvents && state.stripLastEventId) {
+			if (headers['last-event-id']) delete headers['last-event-id'];
 			state.stripLastEventId = false;
 			entry.stripped = true;
+			if (state.rewindAfter !== null) {
+				u.searchParams.set('after', state.rewindAfter);
+				upPath = u.pathname + u.search;
+				entry.rewound = state.rewindAfter;
+				state.rewindAfter = null;
+			}
 		}
 		const up = http.request({
 			host: bridge.hostname, port: bridge.port, method: req.method,
-			path: req.url, headers,
+			path: upPath, headers,
 		}, (ures) => {
 			entry.status = ures.statusCode;
 			const rh = {};
@@ -134,6 +150,14 @@ function start(bridgeUrl, listenPort) {
 	function streamEvents(entry, ures, res, rh) {
 		res.writeHead(200, rh);
 		let pending = '';
+		const hold = state.holdStream;
+		let held = [], first = true;
+		entry.held = hold;
+		const write = (data) => {
+			if (hold && !first) { held.push(data); return; }
+			first = false;
+			res.write(data);
+		};
 		ures.setEncoding('utf8');
 		ures.on('data', (chunk) => {
 			pending += chunk;
@@ -148,6 +172,7 @@ function start(bridgeUrl, listenPort) {
 				if (seq && state.cutStreamMin && seq >= state.cutStreamMin) {
 					state.cutStreamMin = 0;
 					state.stripLastEventId = true;
+					state.rewindAfter = entry.after || '0';
 					entry.cut = true;
 					entry.seqs.pop();
 					res.write(ev.slice(0, Math.floor(ev.length / 2)));
@@ -155,10 +180,10 @@ function start(bridgeUrl, listenPort) {
 					ures.destroy();
 					return;
 				}
-				res.write(ev);
+				write(ev);
 			}
 		});
-		ures.on('end', () => res.end());
+		ures.on('end', () => { for (const d of held) res.write(d); held = []; res.end(); });
 		res.on('close', () => ures.destroy());
 	}
 
@@ -166,6 +191,17 @@ function start(bridgeUrl, listenPort) {
 		if (req.url === '/' || req.url === '/index.html') {
 			res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
 			res.end(fs.readFileSync(path.join(HERE, 'page.html')));
+			return;
+		}
+		const page = /^\/([a-z]+\.html)(\?.*)?$/.exec(req.url);
+		if (page && page[1] !== 'page.html' && fs.existsSync(path.join(HERE, page[1]))) {
+			res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+			res.end(fs.readFileSync(path.join(HERE, page[1])));
+			return;
+		}
+		if (req.url === '/pollbridge.min.js') {
+			res.writeHead(200, { 'content-type': 'application/javascript; charset=utf-8', 'cache-control': 'no-store' });
+			res.end(fs.readFileSync(CLIENT.replace(/\.js$/, '.min.js')));
 			return;
 		}
 		if (req.url === '/pollbridge.js') {
@@ -203,10 +239,12 @@ function start(bridgeUrl, listenPort) {
 				reset() {
 					state.log.length = 0;
 					state.dropPollMin = state.dropSendIn = state.cutStreamMin = 0;
-					state.stripLastEventId = state.refuseEvents = false;
+					state.stripLastEventId = state.refuseEvents = state.holdStream = false;
+					state.rewindAfter = null;
 					state.delaySends = state.delayShortPolls = 0;
 				},
 				refuseEvents(on) { state.refuseEvents = on; },
+				holdStream(on) { state.holdStream = on; },
 				delaySends(ms) { state.delaySends = ms; },
 				delayShortPolls(ms) { state.delayShortPolls = ms; },
 				dropPoll(minSeq) { state.dropPollMin = minSeq; },

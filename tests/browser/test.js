@@ -19,6 +19,7 @@ const path = require('path');
 const http = require('http');
 const { spawn } = require('child_process');
 const server = require('./server.js');
+const dropin = require('./dropin.js');
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
@@ -178,9 +179,12 @@ async function scenario(ctx, transport, hide, label) {
 		const sent = {};
 		for (const e of streams) for (const q of e.seqs) sent[q] = (sent[q] || 0) + 1;
 		const repeated = Object.keys(sent).filter((q) => sent[q] > 1);
-		ok(cutAt >= 0 && streams.length > cutAt + 1 && streams[cutAt + 1].stripped && repeated.length > 0,
-			label + ': the stream was cut mid-event; the reconnect (Last-Event-ID removed) replayed ' + repeated.length + ' events, none delivered twice',
-			streams.map((e) => ({ after: e.after, lastEventId: e.lastEventId, stripped: e.stripped, cut: e.cut, seqs: e.seqs.length })));
+		const re = cutAt >= 0 ? streams[cutAt + 1] : null;
+		ok(cutAt >= 0 && re && re.stripped && re.rewound === streams[cutAt].after &&
+			Number(re.after) <= streams[cutAt].seqs.slice(-1)[0] && repeated.length > 0,
+			label + ': the stream was cut mid-event; the client reopened it from its cursor (after=' + (re && re.after) +
+			'), which the proxy set back to ' + (re && re.rewound) + ': ' + repeated.length + ' events replayed, none delivered twice',
+			streams.map((e) => ({ after: e.after, rewound: e.rewound, lastEventId: e.lastEventId, stripped: e.stripped, cut: e.cut, seqs: e.seqs.length })));
 		/* Acknowledgement: within ACK_INTERVAL (5 s) the client replaces the
 		 * stream by one from its cursor; it never polls meanwhile, which would
 		 * make the bridge end the stream. */
@@ -367,6 +371,203 @@ async function crossOrigin(ctx, sse) {
 	}
 }
 
+/* The WebSocket conformance points, in a page where pollbridge.js found
+ * the engine's EventTarget and event classes (native), or one where it did
+ * not and uses its own (EventTarget, Event, MessageEvent, CloseEvent,
+ * DOMException and URL hidden while it loads). */
+async function conformance(ctx, native) {
+	const pageErrors = [];
+	const hide = native ? [] : ['EventTarget', 'Event', 'MessageEvent', 'CloseEvent', 'DOMException', 'URL', 'Reflect'];
+	const page = await newPage(ctx, hide, pageErrors);
+	const label = native ? 'ws api' : 'ws api (no EventTarget/Event/URL classes)';
+	proxy.reset();
+	let results;
+	try {
+		results = await page.evaluate(dropin.pageConformance, { origin: proxy.url, native });
+	} catch (e) {
+		results = [['the conformance checks ran', false, String(e)]];
+	}
+	for (const [desc, pass, detail] of results) ok(pass, label + ': ' + desc, detail);
+	ok(pageErrors.length === 0, label + ': no uncaught errors in the page', pageErrors);
+	await page.close();
+}
+
+/* An unchanged WebSocket chat page (chat.html) through PollBridge.install. */
+async function chat(ctx) {
+	const pageErrors = [];
+	const page = await ctx.newPage();
+	await page.addInitScript(() => { delete window.WebSocket; });
+	page.on('pageerror', (e) => pageErrors.push(String(e)));
+	proxy.reset();
+	await page.goto(proxy.url + '/chat.html');
+	const opened = await waitFor(page, () => state.opened || state.closed, null, 10000);
+	await page.fill('#text', 'how are you?');
+	await page.click('button');
+	await waitFor(page, () => state.lines.length >= 2 || state.closed, null, 10000);
+	const s = await page.evaluate(() => ({ lines: state.lines, url: ws.url, polyfill: !!WebSocket.PollBridge,
+		readyState: ws.readyState, transport: ws.transport, errors: state.errors }));
+	await page.evaluate(() => ws.close(1000, 'bye'));
+	await waitFor(page, () => state.closed, null, 10000);
+	const closed = await page.evaluate(() => state.closed);
+	ok(opened && s.polyfill && s.url === 'wss://backend.example/chat' &&
+		JSON.stringify(s.lines) === '["ann: hello","ann: how are you?"]' && s.errors === 0 &&
+		closed && closed.code === 1000 && closed.wasClean && pageErrors.length === 0,
+		'polyfill: an unchanged WebSocket chat page (new WebSocket("wss://backend.example/chat")) works through PollBridge.install and the minified build',
+		{ s, closed, pageErrors });
+	await page.close();
+}
+
+/* A page behind a real buffering proxy (nginx, in front of server.js): the
+ * stream shows nothing, so the client switches to long polling within its
+ * bound (streamTimeout, 5 s by default) and every message arrives once. */
+async function bufferingProxy(ctx, tmpdir) {
+	const ng = await dropin.startNginx(tmpdir, proxy.url.replace(/^http:\/\//, ''), args.pids);
+	if (!ng || ng.error) { skip('buffering proxy: nginx not available' + (ng ? ' (' + ng.error.split('\n')[0] + ')' : '')); return; }
+	const pageErrors = [];
+	try {
+		const page = await ctx.newPage();
+		await page.addInitScript(() => { delete window.WebSocket; });
+		page.on('pageerror', (e) => pageErrors.push(String(e)));
+		proxy.reset();
+		await page.goto(ng.url + '/');
+		const n = 20;
+		const t = await page.evaluate((count) => new Promise((resolve) => {
+			var rec = { got: [], t0: 0, tSwitch: 0, fallback: null, transport0: null };
+			var ws = new PollBridge(location.origin + '/echo');
+			window.__buf = { ws: ws, rec: rec };
+			ws.onopen = function () {
+				rec.t0 = Date.now();
+				setTimeout(function () { rec.transport0 = ws.transport; }, 0);
+				for (var k = 1; k <= count; k++) ws.send('buf-' + k);
+				(function watch() {
+					if (ws.transport === 'poll') { rec.tSwitch = Date.now(); rec.fallback = ws.fallback; return; }
+					setTimeout(watch, 20);
+				}());
+			};
+			ws.onmessage = function (e) { rec.got.push(e.data); if (rec.got.length >= count) setTimeout(function () { resolve(rec); }, 300); };
+			ws.onclose = function () { resolve(rec); };
+			setTimeout(function () { resolve(rec); }, 15000);
+		}), n);
+		const want = Array.from({ length: n }, (_, k) => 'buf-' + (k + 1));
+		const streams = proxy.log.filter((e) => /\/events$/.test(e.path));
+		const elapsed = t.tSwitch - t.t0;
+		ok(t.transport0 === 'sse' && t.tSwitch && elapsed <= 6000 && /no byte/.test(t.fallback || '') && streams.length >= 1 &&
+			JSON.stringify(t.got) === JSON.stringify(want),
+			'buffering proxy (nginx, proxy_buffering on): the stream showed nothing, the client switched to long polling after ' +
+			(elapsed / 1000).toFixed(1) + ' s (bound 5 s) and got all ' + n + ' messages once, in order',
+			{ transport0: t.transport0, elapsed, fallback: t.fallback, got: t.got.length, streams: streams.length, errors: pageErrors });
+		await page.evaluate(() => window.__buf.ws.close());
+		await page.close();
+	} finally {
+		await ng.stop();
+	}
+}
+
+/* A proxy that passes the stream's first chunk and holds the rest: the
+ * send path shows traffic, the stream nothing; a check finds the held
+ * messages and the client switches, losing nothing. */
+async function heldStream(ctx) {
+	const pageErrors = [];
+	const page = await newPage(ctx, [], pageErrors);
+	proxy.reset();
+	proxy.holdStream(true);
+	const n = 10;
+	const t = await page.evaluate((count) => new Promise((resolve) => {
+		var rec = { got: [], t0: 0, tSwitch: 0, fallback: null, transport0: null };
+		var ws = new PollBridge(location.origin + '/echo', [], { streamTimeout: 2000 });
+		window.__held = ws;
+		ws.onopen = function () {
+			rec.t0 = Date.now();
+			setTimeout(function () { rec.transport0 = ws.transport; }, 0);
+			for (var k = 1; k <= count; k++) ws.send('held-' + k);
+			(function watch() {
+				if (ws.transport === 'poll') { rec.tSwitch = Date.now(); rec.fallback = ws.fallback; return; }
+				setTimeout(watch, 20);
+			}());
+		};
+		ws.onmessage = function (e) { rec.got.push(e.data); if (rec.got.length >= count) setTimeout(function () { resolve(rec); }, 300); };
+		setTimeout(function () { resolve(rec); }, 10000);
+	}), n);
+	proxy.holdStream(false);
+	const want = Array.from({ length: n }, (_, k) => 'held-' + (k + 1));
+	const elapsed = t.tSwitch - t.t0;
+	ok(t.transport0 === 'sse' && t.tSwitch && elapsed <= 3000 && /held back/.test(t.fallback || '') &&
+		JSON.stringify(t.got) === JSON.stringify(want) && proxy.log.some((e) => e.held),
+		'held stream (first chunk passed, the rest held; sends answered): checked after streamTimeout, switched to long polling after ' +
+		(elapsed / 1000).toFixed(1) + ' s, all ' + n + ' messages once, in order',
+		{ transport0: t.transport0, elapsed, fallback: t.fallback, got: t.got });
+	await page.evaluate(() => window.__held.close());
+	ok(pageErrors.length === 0, 'held stream: no uncaught errors in the page', pageErrors);
+	await page.close();
+}
+
+/* Run a program; resolves {code, out} (stdout and stderr together). */
+function run(cmd, argv, opts) {
+	return new Promise((resolve) => {
+		const child = spawn(cmd, argv, Object.assign({ stdio: ['ignore', 'pipe', 'pipe'] }, opts || {}));
+		let out = '';
+		child.stdout.on('data', (d) => { out += d; });
+		child.stderr.on('data', (d) => { out += d; });
+		child.on('error', (e) => resolve({ code: -1, out: String(e) }));
+		child.on('close', (code) => resolve({ code, out }));
+	});
+}
+
+/* The package: npm pack lists the files, the .d.ts type-checks a usage
+ * file, the minified build parses as ES3 and is what the build script
+ * makes from pollbridge.js today. Runs beside the browser checks (tsc is
+ * slow); returns a function that prints the TAP lines. */
+async function packaging(tmpdir) {
+	const lines = [];
+	const pkg = JSON.parse(fs.readFileSync(path.join(dropin.JSDIR, 'package.json'), 'utf8'));
+	const files = ['pollbridge.js', 'pollbridge.min.js', 'pollbridge.d.ts', 'README.md', 'package.json'];
+	const tsc = path.join(dropin.UPSTREAM_MODULES, 'typescript', 'bin', 'tsc');
+	const dir = path.join(tmpdir, 'ts');
+	fs.mkdirSync(dir, { recursive: true });
+	fs.writeFileSync(path.join(dir, 'usage.ts'), [
+		"import PollBridge = require('" + path.join(dropin.JSDIR, 'pollbridge') + "');",
+		"const ws = new PollBridge('wss://bridge.example/chat', ['chat.v1'], { transport: 'auto', streamTimeout: 3000 });",
+		"ws.binaryType = 'arraybuffer';",
+		"ws.onmessage = (e: MessageEvent) => { const d: string | ArrayBuffer | Blob = e.data; console.log(d, e.origin); };",
+		"ws.addEventListener('close', (e) => { const c: number = e.code; const w: boolean = e.wasClean; console.log(c, w); }, { once: true });",
+		"ws.onopen = () => ws.send(new Uint8Array([1, 2]));",
+		"const state: number = ws.readyState === PollBridge.OPEN ? ws.bufferedAmount : PollBridge.CLOSED;",
+		"const old = new PollBridge('https://bridge.example', 'chat', { protocols: 'x' });",
+		"const installed: boolean = PollBridge.install({ map: { 'wss://backend.example/chat': 'https://bridge.example/chat' }, force: false });",
+		"const w2: WebSocket = new WebSocket('wss://backend.example/chat');",
+		"old.close(1000, 'done'); console.log(state, installed, w2, ws.transport, ws.fallback);",
+		'',
+	].join('\n'));
+	const rebuilt = path.join(tmpdir, 'rebuilt.min.js');
+	const [pack, ts, build] = await Promise.all([
+		run('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: dropin.JSDIR,
+			env: Object.assign({}, process.env, { npm_config_cache: path.join(tmpdir, 'npm-cache'), npm_config_update_notifier: 'false' }) }),
+		fs.existsSync(tsc) ? run(process.execPath, [tsc, '--noEmit', '--strict', '--lib', 'es2017,dom', '--module', 'commonjs',
+			path.join(dir, 'usage.ts')]) : Promise.resolve(null),
+		run(process.execPath, [path.join(dropin.JSDIR, 'build.js'), '--out', rebuilt]),
+	]);
+	let listed = [];
+	try { listed = JSON.parse(pack.out.slice(pack.out.indexOf('['))) [0].files.map((f) => f.path); } catch (e) { /* below */ }
+	lines.push([pack.code === 0 && pkg.main === 'pollbridge.js' && pkg.types === 'pollbridge.d.ts' &&
+		files.every((f) => listed.includes(f)) && listed.length === files.length,
+		'package: npm pack lists ' + files.join(', '), { listed, out: pack.code ? pack.out.slice(0, 400) : '', main: pkg.main, types: pkg.types }]);
+	if (ts === null) lines.push(null);
+	else lines.push([ts.code === 0, 'package: pollbridge.d.ts type-checks a usage file (tsc --noEmit --strict)', ts.out]);
+	let minErr = null;
+	try {
+		acorn.parse(fs.readFileSync(path.join(dropin.JSDIR, 'pollbridge.min.js'), 'utf8'), { ecmaVersion: 3, allowReserved: 'never' });
+	} catch (e) { minErr = 'does not parse as ES3: ' + e.message; }
+	const fresh = build.code === 0 && fs.readFileSync(rebuilt, 'utf8') === fs.readFileSync(path.join(dropin.JSDIR, 'pollbridge.min.js'), 'utf8');
+	lines.push([!minErr && fresh, 'package: pollbridge.min.js parses as ES3 and is up to date (build.js, terser, rebuilds it identically)',
+		minErr || (build.code ? build.out : 'stale: run `npm run build` in contrib/js')]);
+	return () => {
+		for (const l of lines) {
+			if (l === null) skip('package: typescript not installed');
+			else ok(l[0], l[1], l[2]);
+		}
+	};
+}
+
 let proxy;
 async function main() {
 	/* The client's syntax: plain ES3/ES5. */
@@ -374,6 +575,10 @@ async function main() {
 	let parseError = null;
 	try { acorn.parse(src, { ecmaVersion: 3, allowReserved: 'never' }); } catch (e) { parseError = e.message; }
 	ok(parseError === null, 'pollbridge.js parses as ECMAScript 3 (no ES2015+ syntax, no reserved-word properties)', parseError || '');
+
+	const tmpdir = path.join(path.dirname(args.profile), 'dropin');
+	fs.mkdirSync(tmpdir, { recursive: true });
+	const packaged = packaging(tmpdir);
 
 	proxy = await server.start(args.bridge);
 	const browser = await chromium.launchPersistentContext(args.profile, {
@@ -384,27 +589,49 @@ async function main() {
 	});
 	try {
 		note('chromium ' + browser.browser().version() + ', playwright-core ' + req('playwright-core/package.json').version);
+		const t0 = Date.now();
+		const lap = (what) => note(what + ' done at ' + ((Date.now() - t0) / 1000).toFixed(1) + ' s');
 		await scenario(browser, 'poll', [], 'poll');
+		lap('poll');
 		const sse = await sseAvailable();
 		if (sse) {
 			await scenario(browser, 'sse', [], 'sse');
+			lap('sse');
 		} else {
 			skip('sse not available (GET /v1/sessions/<id>/events does not answer 200 text/event-stream)');
 		}
 		await extras(browser, sse);
+		lap('extras');
 		await crossOrigin(browser, sse);
+		lap('cors');
 		/* An old engine: no WebSocket, EventSource, typed arrays or JSON (IE7-like). */
 		await scenario(browser, 'auto', ['EventSource', 'ArrayBuffer', 'Uint8Array', 'JSON'], 'old-engine');
+		lap('old-engine');
+		await conformance(browser, true);
+		lap('conformance');
+		await conformance(browser, false);
+		lap('conformance (fallbacks)');
+		await chat(browser);
+		lap('chat');
+		if (sse) {
+			await heldStream(browser);
+			lap('held stream');
+			await bufferingProxy(browser, tmpdir);
+			lap('nginx');
+		} else {
+			skip('buffering proxies: no event stream');
+		}
 	} finally {
 		await browser.close().catch(() => {});
 		await proxy.close();
 	}
+	(await packaged)();
 }
 
 const deadline = setTimeout(() => {
-	console.log('Bail out! the browser test did not finish within 100 s');
+	console.log('Bail out! the browser test did not finish within 110 s');
 	process.exit(1);
-}, 100000);
+}, 110000);
 main().then(() => {
 	clearTimeout(deadline);
 	console.log('1..' + count);
