@@ -136,14 +136,33 @@ int pb_header_name_valid(const char *s, size_t len);
  * or the request early). */
 int pb_header_value_valid(const char *s, size_t len);
 
-/* A parsed create request. */
+/* The front door a session came through (metrics label door="v1",
+ * "engineio", "sockjs"; an adopter closes ENGINEIO sessions instead of
+ * re-dialling them). */
+enum pb_door {
+	PB_DOOR_V1 = 0,                         /* /v1/sessions */
+	PB_DOOR_ENGINEIO,
+	PB_DOOR_SOCKJS,
+	PB_DOOR_COUNT
+};
+
+/* A parsed create request. The /v1 parsers leave door, eio and fixed_id
+ * zero (a /v1 session, dialled at the route's URL, with a minted id). */
 struct pb_create_req {
 	char *route;                            /* owned, NUL-terminated */
 	char *protocols[PB_MAX_PROTOCOLS];      /* owned, NUL-terminated */
 	size_t nprotocols;
+	enum pb_door door;
+	int eio;                                /* 0, or 3/4: dial the route with
+						   EIO=<eio> in its query */
+	char fixed_id[PB_ID_LEN + 1];           /* "": mint an id; else this id
+						   (PB_ID_LEN chars of
+						   [A-Za-z0-9_.-]), PB_EEXIST if
+						   taken or a tombstone */
 };
 
-/* Release what a create request owns and zero it. */
+/* Release what a create request owns and zero it (door, eio and fixed_id
+ * included). */
 void pb_create_req_free(struct pb_create_req *req);
 
 /* Set req's route from s[0..len): non-empty, at most PB_MAX_ROUTE_LEN

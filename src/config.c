@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "codec.h"
+#include "compress.h"
 #include "config.h"
 #include "error.h"
 #include "redis.h"
@@ -49,6 +50,7 @@ static const struct opt pb_opts[] = {
 	{ "admin-listen", OPT_ADMIN, 0, 0, 0 },
 	{ "route", OPT_ROUTE, 0, 0, 0 },
 	{ "store", OPT_STORE, 0, 0, 0 },
+	{ "store-wait-replicas", OPT_UINT, OFF(store_wait_replicas), 0, 16 },
 	{ "instance-id", OPT_STRING, OFF(instance_id), 1, 64 },
 	{ "wait-max", OPT_UINT, OFF(wait_max), 0, 3600 },
 	{ "idle-timeout", OPT_UINT, OFF(idle_timeout), 1, 86400 },
@@ -76,6 +78,8 @@ static const struct opt pb_opts[] = {
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
+	{ "sockjs-url", OPT_STRING, OFF(sockjs_url), 1, 2048 },
+	{ "compress-min-bytes", OPT_SIZE, OFF(compress_min_bytes), 0, 1ULL << 30 },
 	{ "config", OPT_CONFIG, 0, 0, 0 },
 	{ "ping-interval", OPT_UINT, OFF(ping_interval), 0, 3600 },
 	{ "forward-header", OPT_HEADER, 0, 0, 0 },
@@ -96,11 +100,24 @@ static const char pb_usage[] =
 "                            picks one (ready line \"admin listening on ADDR:PORT\")\n"
 "  --route NAME=URL [OPTS]   map route NAME to the upstream ws:// or wss:// URL;\n"
 "                            repeatable; OPTS (space-separated, in the same argument):\n"
-"                            redial, origin=ORIGIN, insecure\n"
+"                            redial, origin=ORIGIN, insecure, deflate (offer\n"
+"                            permessage-deflate to the upstream), and at most one\n"
+"                            front door: engineio=PATH (Engine.IO polling at PATH,\n"
+"                            starting and ending with '/', e.g. /socket.io/) or\n"
+"                            sockjs=PREFIX (SockJS under PREFIX, starting with '/',\n"
+"                            no trailing '/'); door paths hold [A-Za-z0-9._~/-],\n"
+"                            may not overlap each other, be /v1 or under it, or\n"
+"                            be /healthz, /livez, /readyz or /metrics\n"
 "  --store memory|redis://[:PASSWORD@]HOST:PORT[/DB]\n"
+"        |redis+sentinel://[:PASSWORD@]HOST[:PORT],HOST[:PORT].../MASTER[/DB]\n"
 "                            where sessions are buffered (default memory); with\n"
 "                            Redis, instances share sessions and adopt each\n"
-"                            other's when one drains or dies\n"
+"                            other's when one drains or dies; with Sentinel, the\n"
+"                            sentinels (port default 26379) name the primary of\n"
+"                            MASTER and its failovers are followed\n"
+"  --store-wait-replicas N   with Redis, acknowledge a create, a send, an upstream\n"
+"                            message or close only once N replicas confirmed it\n"
+"                            (WAIT, at most 1 s, else 503); default 0\n"
 "  --instance-id ID          this instance's name in logs and in Redis; unique\n"
 "                            per running instance (default: hostname-pid)\n"
 "  --wait-max S              longest long poll, seconds (default 30)\n"
@@ -156,6 +173,14 @@ static const char pb_usage[] =
 "                            (default: none)\n"
 "  --jsonp                   allow ?callback= on GET .../messages (script-tag\n"
 "                            polling for the oldest browsers)\n"
+"  --sockjs-url URL          the sockjs-client script the SockJS iframe page\n"
+"                            (PREFIX/iframe.html) loads, for the iframe-based\n"
+"                            transports; a URL the browser can reach (default:\n"
+"                            none, the page answers 404)\n"
+"  --compress-min-bytes N    gzip poll, JSONP and stream answers of at least N\n"
+"                            bytes for clients that send Accept-Encoding: gzip;\n"
+"                            event streams are compressed whole, flushed per\n"
+"                            event; 0 disables (default 1024)\n"
 "  --forward-header NAME     a request header of the client's create to send on\n"
 "                            the upstream handshake; repeatable, at most 16;\n"
 "                            replaces the default list Cookie, Authorization,\n"
@@ -248,6 +273,7 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->ping_interval = PB_DEFAULT_PING_INTERVAL;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
+	cfg->compress_min_bytes = PB_DEFAULT_COMPRESS_MIN_BYTES;
 	cfg->max_sessions = PB_DEFAULT_MAX_SESSIONS;
 	cfg->queue_max = PB_DEFAULT_QUEUE_MAX;
 	cfg->total_queue_max_bytes = PB_DEFAULT_TOTAL_QUEUE_MAX_BYTES;
@@ -324,6 +350,74 @@ void pb_route_free(struct pb_route *r)
 	free(r->engineio);
 	free(r->sockjs);
 	memset(r, 0, sizeof(*r));
+}
+
+/* Check a door option's path (opt "engineio" or "sockjs"): NULL, or why
+ * it is refused (static text). engineio=PATH starts and ends with '/',
+ * sockjs=PREFIX starts with '/' and does not end with it; both hold only
+ * [A-Za-z0-9._~/-] without "//" or "." / ".." segments, and stay clear of
+ * the /v1 API and the operations paths. */
+static const char *cfg_door_path_bad(const char *opt, const char *v)
+{
+	static const char *const ops[] = { "/healthz", "/livez", "/readyz", "/metrics" };
+	size_t len = strlen(v), stem;
+	int engineio = opt[0] == 'e';
+
+	if (v[0] != '/')
+		return "must start with '/'";
+	if (engineio && v[len - 1] != '/')
+		return "must end with '/'";
+	if (!engineio && v[len - 1] == '/')
+		return "must not end with '/'";
+	for (const char *q = v; *q; q++)
+		if (!isalnum((unsigned char)*q) && !strchr("._~/-", *q))
+			return "may hold only letters, digits and . _ ~ / -";
+	if (strstr(v, "//"))
+		return "may not hold '//'";
+	for (const char *q = v; *q; q = q + 1 + strcspn(q + 1, "/")) {
+		size_t n = strcspn(q + 1, "/");
+
+		if ((n == 1 && q[1] == '.') || (n == 2 && q[1] == '.' && q[2] == '.'))
+			return "may not hold a '.' or '..' segment";
+	}
+	stem = engineio ? len - 1 : len;        /* without the trailing '/' */
+	if ((stem == 3 && !strncmp(v, "/v1", 3)) || !strncmp(v, "/v1/", 4))
+		return "may not be /v1 or under it (the /v1 API's)";
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strlen(ops[i]) == stem && !strncmp(v, ops[i], stem))
+			return "may not be an operations path (/healthz, /livez, /readyz, /metrics)";
+	return NULL;
+}
+
+/* The door path of a route (engineio or sockjs; NULL: none), its option
+ * name in *opt. */
+static const char *cfg_door_path(const struct pb_route *r, const char **opt)
+{
+	*opt = r->engineio ? "engineio" : "sockjs";
+	return r->engineio ? r->engineio : r->sockjs;
+}
+
+/* 1 if door paths a and b overlap: one equals the other or lies under it,
+ * compared by path segments (a trailing '/' ignored): /echo and /echo/x
+ * overlap, /echo and /echo2 do not. */
+static int cfg_doors_overlap(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la && a[la - 1] == '/')
+		la--;
+	if (lb && b[lb - 1] == '/')
+		lb--;
+	if (la > lb) {
+		const char *t = a;
+		size_t tl = la;
+
+		a = b;
+		la = lb;
+		b = t;
+		lb = tl;
+	}
+	return !strncmp(a, b, la) && (lb == la || b[la] == '/');
 }
 
 /* 1 if c may appear in a route name. */
@@ -423,6 +517,32 @@ int pb_route_parse(const char *spec, struct pb_route *r, char *err, size_t errle
 			r->redial = 1;
 		} else if (n == 8 && strncmp(p, "insecure", 8) == 0) {
 			r->insecure = 1;
+		} else if (n == 7 && strncmp(p, "deflate", 7) == 0) {
+			r->deflate = 1;
+		} else if ((n >= 9 && strncmp(p, "engineio=", 9) == 0) ||
+			   (n >= 7 && strncmp(p, "sockjs=", 7) == 0)) {
+			int eio = p[0] == 'e';
+			const char *opt = eio ? "engineio" : "sockjs", *why;
+			char **slot = eio ? &r->engineio : &r->sockjs;
+			size_t skip = eio ? 9 : 7;
+
+			if (*slot) {
+				cfg_fail(err, errlen, "--route %s: %s= given twice", spec, opt);
+				goto fail;
+			}
+			*slot = strndup(p + skip, n - skip);
+			if (!*slot)
+				goto nomem;
+			if (r->engineio && r->sockjs) {
+				cfg_fail(err, errlen, "--route %s: engineio= and sockjs= on one route "
+					 "(one door per route)", spec);
+				goto fail;
+			}
+			why = cfg_door_path_bad(opt, *slot);
+			if (why) {
+				cfg_fail(err, errlen, "--route %s: %s=%s %s", spec, opt, *slot, why);
+				goto fail;
+			}
 		} else if (n > 7 && strncmp(p, "origin=", 7) == 0) {
 			free(r->origin);
 			r->origin = strndup(p + 7, n - 7);
@@ -460,6 +580,18 @@ static int cfg_add_route(struct pb_config *cfg, const char *spec, char *err, siz
 		cfg_fail(err, errlen, "--route %s: route '%s' is defined twice", spec, r.name);
 		pb_route_free(&r);
 		return PB_EBADREQ;
+	}
+	for (size_t i = 0; (r.engineio || r.sockjs) && i < cfg->nroutes; i++) {
+		const struct pb_route *o = &cfg->routes[i];
+		const char *opt, *oopt, *path = cfg_door_path(&r, &opt);
+		const char *opath = cfg_door_path(o, &oopt);
+
+		if (opath && cfg_doors_overlap(path, opath)) {
+			cfg_fail(err, errlen, "--route %s: %s=%s overlaps %s=%s of route '%s'", spec,
+				 opt, path, oopt, opath, o->name);
+			pb_route_free(&r);
+			return PB_EBADREQ;
+		}
 	}
 	nr = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*nr));
 	if (!nr) {
@@ -580,7 +712,7 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 	case OPT_STORE:
 		if (strcmp(v, "memory") == 0)
 			return cfg_set_str(&cfg->store, v, strlen(v));
-		if (strncmp(v, "redis://", 8) == 0) {
+		if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "redis+sentinel://", 17) == 0) {
 			struct pb_redis_url u;
 			char why[256];
 
@@ -588,7 +720,8 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 				return cfg_fail(err, errlen, "--store: %s", why);
 			return cfg_set_str(&cfg->store, v, strlen(v));
 		}
-		return cfg_fail(err, errlen, "--store %s: expected memory or redis://HOST:PORT", v);
+		return cfg_fail(err, errlen, "--store %s: expected memory, redis://HOST:PORT or "
+				"redis+sentinel://HOST:PORT,.../MASTER", v);
 	case OPT_STRING:
 		if (strlen(v) < o->min || strlen(v) > o->max)
 			return cfg_fail(err, errlen, "--%s: expected %llu to %llu characters",
@@ -912,6 +1045,7 @@ void pb_config_free(struct pb_config *cfg)
 	free(cfg->store);
 	free(cfg->instance_id);
 	free(cfg->access_log);
+	free(cfg->sockjs_url);
 	for (size_t i = 0; i < cfg->ncors_origins; i++)
 		free(cfg->cors_origins[i]);
 	for (size_t i = 0; i < cfg->nforward_headers; i++)

@@ -49,6 +49,7 @@ struct pb_route {
 	char *origin;           /* NULL: forward the client's Origin */
 	char *engineio;         /* engineio=PATH: the Engine.IO door, or NULL */
 	char *sockjs;           /* sockjs=PREFIX: the SockJS door, or NULL */
+	int deflate;            /* offer permessage-deflate to the upstream */
 	/* Sessions using any route of this route's configuration (shared by
 	 * the whole table; NULL: not counted). A reload keeps a replaced
 	 * table alive until it drops to 0 (src/reload.c). */
@@ -63,6 +64,7 @@ struct pb_config {
 	struct pb_route *routes;
 	size_t nroutes;
 	char *store;            /* "memory" */
+	unsigned store_wait_replicas;   /* Redis: WAIT for this many replicas */
 	char *instance_id;
 	unsigned wait_max;
 	unsigned idle_timeout;
@@ -88,6 +90,9 @@ struct pb_config {
 	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */
 	size_t ncors_origins;
 	int jsonp;
+	char *sockjs_url;         /* sockjs-client URL the SockJS iframe page loads;
+				   NULL: no iframe page (404) */
+	size_t compress_min_bytes;      /* gzip answers from this size; 0: never */
 	/* Request headers of a create that go on the upstream handshake
 	 * (default Cookie, Authorization, User-Agent); X-Forwarded-For and
 	 * Origin are always handled on their own. */

@@ -8,6 +8,14 @@
  * long poll, an upstream handshake) is suspended and resumed when the core
  * calls back; the handler then queues the response prepared for it.
  *
+ * Front doors. A path under a route's engineio= or sockjs= door is routed
+ * to engineio.c / sockjs.c (after the operations endpoints, before /v1)
+ * once its body is in; they read the request and answer through the
+ * pb_req_* calls of front_req.h, which this file implements. Streams (the
+ * /v1 event stream, the doors' streaming transports) share one engine,
+ * pb_req_stream(): this file owns the content reader, the suspension and
+ * the core reads, the caller's pb_stream_ops encode each batch.
+ *
  * A struct pb_req lives from the first handler call to MHD's completion
  * callback. If the connection dies while the core still holds the request
  * (it cannot while suspended, but shutdown is shutdown), the request is
@@ -53,10 +61,14 @@
 
 #include "buf.h"
 #include "codec.h"
+#include "compress.h"
+#include "engineio.h"
 #include "error.h"
 #include "front.h"
+#include "front_req.h"
 #include "log.h"
 #include "metrics.h"
+#include "sockjs.h"
 
 /* One client connection (MHD's socket context): the state the slow-client
  * tick checks, and what the current request's raw URL showed. */
@@ -145,6 +157,8 @@ enum pb_endpoint {
 	EP_METRICS,
 	EP_LIVEZ,
 	EP_READYZ,
+	EP_ENGINEIO,            /* a route's engineio= door */
+	EP_SOCKJS,              /* a route's sockjs= door */
 };
 
 struct pb_req {
@@ -156,6 +170,7 @@ struct pb_req {
 	struct pb_buf body;
 	int early_err;          /* an error known before the body is read */
 	const char *early_msg;
+	int discard;            /* a door's body overflowed: read and drop the rest */
 	int dispatched;
 	int in_handler;         /* the core answered inside the handler */
 	int suspended;
@@ -172,16 +187,36 @@ struct pb_req {
 	long long resp_len;     /* the answer's body bytes, -1: unknown (a stream) */
 	const char *origin;     /* the Origin header, if CORS allows it */
 	char *jsonp;            /* the JSONP callback name (owned), or NULL */
-	/* Server-Sent Events: the stream's pending bytes and position. */
-	struct pb_buf sse;
-	size_t sse_off;
-	uint64_t sse_from;      /* highest seq put on the stream */
-	uint64_t sse_acked;     /* the client's cursor when the stream began */
-	uint64_t sse_token;     /* names this stream to the core */
-	int sse_reading;        /* a core read for the stream is in flight */
-	int sse_waiting;        /* suspended in the content reader */
-	int sse_done;           /* end the stream once sse is drained */
-	int sse_open;           /* counted in the open streams gauge */
+	/* A door's request: its route's name (looked up again on use, since a
+	 * reload may replace the table), where the subpath starts in url,
+	 * and the door's own state. */
+	char *route_name;
+	size_t sub_off;
+	void *door_state;
+	void (*door_free)(void *);
+	/* A stream (pb_req_stream(): /v1 events and the doors' streams): the
+	 * pending bytes and position, and how to go on. */
+	struct pb_buf st;
+	size_t st_off;
+	const struct pb_stream_ops *st_ops;     /* NULL: not a stream */
+	void (*st_err)(struct pb_req *r, int err);
+	char *st_ctype;
+	unsigned st_heartbeat;  /* 0: --sse-heartbeat, read at each read */
+	uint64_t st_after;      /* the first read's acknowledgement */
+	uint64_t st_from;       /* highest seq put on the stream */
+	uint64_t st_acked;      /* where the stream began (the client's cursor) */
+	uint64_t st_token;      /* names this stream to the core */
+	int st_reading;         /* a core read for the stream is in flight */
+	int st_waiting;         /* suspended in the content reader */
+	int st_done;            /* end the stream once st is drained */
+	int st_open;            /* counted in the open streams gauge */
+	/* gzip (src/compress.c), decided in the handler (front_gzip_decide):
+	 * the answer depends on Accept-Encoding (Vary), the client takes
+	 * gzip; a stream's compressor, and how much of st it has made. */
+	int gz_vary;
+	int gz_ok;
+	struct pb_gzip *gz;
+	size_t gz_len;
 };
 
 static void front_kick(struct pb_front *f);
@@ -209,12 +244,62 @@ static void front_common_headers(struct pb_req *r, struct MHD_Response *resp,
 	}
 }
 
-/* Build a response with the headers every answer carries. */
+/* Note that r's answer may be gzipped (Vary: Accept-Encoding), and
+ * whether the client takes gzip. Inside the handler; never for HEAD, nor
+ * with --compress-min-bytes 0. */
+static void front_gzip_decide(struct pb_req *r)
+{
+	const char *ae;
+
+	r->gz_vary = r->gz_ok = 0;
+	if (!r->f->cfg->compress_min_bytes || strcmp(r->method, "HEAD") == 0)
+		return;
+	r->gz_vary = 1;
+	ae = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_ACCEPT_ENCODING);
+	r->gz_ok = pb_gzip_accepts(ae);
+}
+
+/* Add the content coding headers of a compressible answer. */
+static void front_gzip_headers(struct pb_req *r, struct MHD_Response *resp, int gzipped)
+{
+	if (r->gz_vary)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
+	if (gzipped)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING, "gzip");
+}
+
+/* A gzipped stream: compress what was encoded into out since the last
+ * call (out[gz_len..]), flushed so that the client can inflate every event
+ * in it at once; once the stream is done, end the gzip member. 0, or an
+ * error: the stream must end. */
+static int front_gzip_stream(struct pb_req *r, struct pb_buf *out, int done)
+{
+	struct pb_buf z;
+	int e = 0;
+
+	if (!r->gz || pb_gzip_finished(r->gz) || (out->len == r->gz_len && !done))
+		return 0;
+	pb_buf_init(&z, 0);
+	e = pb_gzip_write(r->gz, &z, out->data ? out->data + r->gz_len : NULL,
+			  out->len - r->gz_len, done ? PB_GZIP_FINISH : PB_GZIP_SYNC);
+	out->len = r->gz_len;
+	if (!e)
+		e = pb_buf_append(out, z.data, z.len);
+	pb_buf_free(&z);
+	r->gz_len = out->len;
+	return e;
+}
+
+/* Build a response with the headers every answer carries, gzipped when
+ * the client takes it and it is at least --compress-min-bytes. */
 static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body,
 					   const char *ctype)
 {
 	struct MHD_Response *resp;
 	size_t len;
+	int gz = r->gz_ok && pb_gzip_worth(body->len, r->f->cfg->compress_min_bytes) &&
+		 pb_gzip_body(body) == 0;
 	char *data = pb_buf_steal(body, &len);
 
 	if (!data)
@@ -226,6 +311,7 @@ static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body
 	}
 	r->resp_len = (long long)len;
 	front_common_headers(r, resp, ctype);
+	front_gzip_headers(r, resp, gz);
 	return resp;
 }
 
@@ -235,9 +321,14 @@ static void front_req_free(struct pb_req *r)
 	if (r->resp)
 		MHD_destroy_response(r->resp);
 	pb_buf_free(&r->body);
-	pb_buf_free(&r->sse);
+	pb_buf_free(&r->st);
+	pb_gzip_free(r->gz);
 	free(r->jsonp);
-	if (r->sse_open)
+	free(r->route_name);
+	free(r->st_ctype);
+	if (r->door_free)
+		r->door_free(r->door_state);
+	if (r->st_open)
 		pb_metrics_gauge(PB_G_STREAMS_OPEN, -1);
 	pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, -1);
 	r->f->active--;
@@ -670,9 +761,318 @@ static void front_poll(struct pb_req *r)
 		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
 }
 
-/* ---- Server-Sent Events -------------------------------------------------- */
+/* ---- the doors' request API (front_req.h) ------------------------------- */
 
-static void front_sse_more(void *arg, int err, const struct pb_core_batch *b);
+struct MHD_Connection *pb_req_conn(struct pb_req *r)
+{
+	return r->conn;
+}
+
+struct pb_core *pb_req_core(struct pb_req *r)
+{
+	return r->f->core;
+}
+
+const struct pb_config *pb_req_config(struct pb_req *r)
+{
+	return r->f->cfg;
+}
+
+const struct pb_route *pb_req_route(struct pb_req *r)
+{
+	/* By name in the live table: a reload may have replaced it since. */
+	return r->route_name ? pb_config_route(r->f->cfg, r->route_name) : NULL;
+}
+
+const char *pb_req_method(struct pb_req *r)
+{
+	return r->method ? r->method : "";
+}
+
+const char *pb_req_path(struct pb_req *r)
+{
+	return r->url ? r->url : "";
+}
+
+const char *pb_req_subpath(struct pb_req *r)
+{
+	const char *p = pb_req_path(r);
+
+	return r->sub_off <= strlen(p) ? p + r->sub_off : "";
+}
+
+const char *pb_req_body(struct pb_req *r, size_t *len)
+{
+	*len = r->body.len;
+	return r->body.len ? r->body.data : NULL;
+}
+
+int pb_req_early_error(struct pb_req *r, const char **msg)
+{
+	if (msg)
+		*msg = r->early_err ? r->early_msg : NULL;
+	return r->early_err;
+}
+
+const char *pb_req_origin(struct pb_req *r)
+{
+	return r->origin;
+}
+
+void pb_req_client_address(struct pb_req *r, char *out, size_t outlen)
+{
+	if (!outlen)
+		return;
+	if (!r->conn) {
+		out[0] = '\0';
+		return;
+	}
+	front_client_address(r, out, outlen);
+}
+
+int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_buf *buf,
+			   const char **why)
+{
+	return front_forward_headers(r, fh, buf, why);
+}
+
+void pb_req_set_id(struct pb_req *r, const char *id)
+{
+	snprintf(r->id, sizeof(r->id), "%s", id ? id : "");
+}
+
+void *pb_req_door_state(struct pb_req *r)
+{
+	return r->door_state;
+}
+
+void pb_req_set_door_state(struct pb_req *r, void *p, void (*free_fn)(void *))
+{
+	if (r->door_free && r->door_state != p)
+		r->door_free(r->door_state);
+	r->door_state = p;
+	r->door_free = free_fn;
+}
+
+void pb_req_core_begin(struct pb_req *r)
+{
+	r->in_core = 1;
+}
+
+int pb_req_gone(struct pb_req *r)
+{
+	if (!r->orphan)
+		return 0;
+	r->in_core = 0;
+	front_req_free(r);
+	return 1;
+}
+
+struct MHD_Response *pb_req_response(struct pb_req *r, struct pb_buf *body, const char *ctype)
+{
+	return front_response(r, body, ctype);
+}
+
+void pb_req_set_compress(struct pb_req *r, int on)
+{
+	r->gz_vary = r->gz_ok = 0;
+	if (on)
+		front_gzip_decide(r);
+}
+
+void pb_req_finish(struct pb_req *r, unsigned status, struct MHD_Response *resp)
+{
+	if (!resp) {
+		/* A bare 500; with no memory even for that, the connection
+		 * closes. */
+		status = 500;
+		resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		r->resp_len = 0;
+	}
+	front_set_response(r, status, resp);
+}
+
+/* ---- streams ------------------------------------------------------------- */
+
+static void front_stream_more(void *arg, int err, const struct pb_core_batch *b);
+
+/* One core read for the stream r. */
+static void front_stream_call(struct pb_req *r, uint64_t after, uint64_t from, unsigned wait,
+			      int first, unsigned flags, pb_core_poll_cb cb)
+{
+	r->in_core = 1;
+	pb_core_stream_read_flags(r->f->core, r->id, after, from, wait, r->st_token, first, flags,
+				  cb, r);
+}
+
+/* Hand a batch to the stream's encoder. The stream ends after a close, a
+ * release, an encoding failure, or when the encoder says so. */
+static void front_stream_batch(struct pb_req *r, const struct pb_core_batch *b)
+{
+	int end = 0;
+
+	if (b->n)
+		r->st_from = b->msgs[b->n - 1]->seq;
+	if (r->st_ops->batch(r, &r->st, b, &end))
+		end = 1;
+	if (end || b->close.closed || b->released)
+		r->st_done = 1;
+}
+
+/* Ask the core for what follows on the stream (a long wait: the heartbeat). */
+static void front_stream_read(struct pb_req *r)
+{
+	unsigned hb = r->st_heartbeat ? r->st_heartbeat : r->f->cfg->sse_heartbeat;
+
+	r->st_reading = 1;
+	front_stream_call(r, 0, r->st_from, hb, 0, 0, front_stream_more);
+}
+
+/* Let a stream suspended in its content reader run again (on the next
+ * MHD_run(), never from inside this call). */
+static void front_stream_wake(struct pb_req *r)
+{
+	if (!r->st_waiting)
+		return;
+	r->st_waiting = 0;
+	MHD_resume_connection(r->conn);
+	front_kick(r->f);
+}
+
+/* libmicrohttpd wants more of the stream: hand over what is pending, or
+ * suspend the connection until the core has more. Nothing is held back:
+ * what a read encoded goes out as soon as libmicrohttpd can write it. */
+static ssize_t front_stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct pb_req *r = cls;
+	size_t n;
+
+	(void)pos;
+	if (r->st_off == r->st.len && !r->st_done && !r->st_reading)
+		front_stream_read(r);   /* may answer at once */
+	if (front_gzip_stream(r, &r->st, r->st_done))
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (r->st_off < r->st.len) {
+		n = r->st.len - r->st_off;
+		if (n > max)
+			n = max;
+		memcpy(buf, r->st.data + r->st_off, n);
+		r->st_off += n;
+		if (r->st_off == r->st.len)
+			r->st.len = r->st_off = r->gz_len = 0;
+		return (ssize_t)n;
+	}
+	if (r->st_done)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	r->st_waiting = 1;
+	MHD_suspend_connection(r->conn);
+	if (!r->st_reading)
+		/* The core answered at once with nothing to write: read again
+		 * on the next run rather than wait for a callback that has
+		 * already come. */
+		front_stream_wake(r);
+	return 0;
+}
+
+/* Core answer to a later stream read. */
+static void front_stream_more(void *arg, int err, const struct pb_core_batch *b)
+{
+	struct pb_req *r = arg;
+
+	r->st_reading = 0;
+	r->in_core = 0;
+	if (r->orphan) {
+		front_req_free(r);
+		return;
+	}
+	if (err)
+		r->st_done = 1;
+	else
+		front_stream_batch(r, b);
+	front_stream_wake(r);
+}
+
+/* Core answer to the stream's first read: an error answers instead of the
+ * stream (the door's err_cb, or the /v1 error JSON); otherwise the stream
+ * starts with the prelude and what the first read found. */
+static void front_stream_first(void *arg, int err, const struct pb_core_batch *b)
+{
+	struct pb_req *r = arg;
+	struct MHD_Response *resp;
+
+	r->in_core = 0;
+	if (r->orphan) {
+		front_req_free(r);
+		return;
+	}
+	if (err) {
+		pb_buf_free(&r->st);
+		r->st_ops = NULL;
+		if (r->st_err)
+			r->st_err(r, err);
+		else
+			front_error(r, err, NULL);
+		return;
+	}
+	if (r->st_after == PB_AFTER_HANDED)
+		/* Everything handed out before is acknowledged: the stream
+		 * goes on from what this read found. */
+		r->st_from = b->n ? b->msgs[0]->seq - 1 : b->last_seq;
+	else if (r->st_from > b->last_seq)
+		r->st_from = b->last_seq;
+	r->st_acked = r->st_from;
+	if (b->n || b->close.closed)
+		front_stream_batch(r, b);
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, front_stream_reader,
+						 r, NULL);
+	if (resp) {
+		r->resp_len = -1;
+		front_common_headers(r, resp, r->st_ctype);
+		if (r->gz_ok)
+			r->gz = pb_gzip_new();  /* NULL: the stream goes uncompressed */
+		front_gzip_headers(r, resp, r->gz != NULL);
+		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+		if (r->st_ops->headers)
+			r->st_ops->headers(r, resp);
+		r->st_open = 1;
+		pb_metrics_gauge(PB_G_STREAMS_OPEN, 1);
+	}
+	front_set_response(r, 200, resp);
+}
+
+int pb_req_stream(struct pb_req *r, const char *id, uint64_t after, unsigned heartbeat,
+		  unsigned flags, struct pb_buf *prelude, const char *ctype,
+		  const struct pb_stream_ops *ops, void (*err_cb)(struct pb_req *r, int err))
+{
+	size_t idlen = id ? strlen(id) : 0;
+
+	if (!idlen || idlen > PB_ID_LEN || !ops || !ops->batch || !ctype) {
+		pb_buf_free(prelude);
+		return PB_EBADREQ;
+	}
+	free(r->st_ctype);      /* a door may start again after err_cb */
+	r->st_ctype = strdup(ctype);
+	if (!r->st_ctype) {
+		pb_buf_free(prelude);
+		return PB_ENOMEM;
+	}
+	memcpy(r->id, id, idlen + 1);
+	pb_buf_free(&r->st);
+	r->st = *prelude;       /* taken */
+	pb_buf_init(prelude, 0);
+	r->st_off = 0;
+	r->st_ops = ops;
+	r->st_err = err_cb;
+	r->st_heartbeat = heartbeat;
+	r->st_after = after;
+	r->st_from = after;     /* PB_AFTER_HANDED: the same as after */
+	r->st_token = ++r->f->streams;
+	/* The first read does not wait: the answer's head goes out now. */
+	front_stream_call(r, after, r->st_from, 0, 1, flags, front_stream_first);
+	return 0;
+}
+
+/* ---- Server-Sent Events (/v1 events) -------------------------------------- */
 
 /* How long a client waits before reopening a stream that ended because its
  * window filled (the SSE retry field, milliseconds). */
@@ -685,125 +1085,42 @@ static uint64_t front_sse_window(const struct pb_config *cfg)
 	return cfg->queue_max > 1 ? cfg->queue_max / 2 : 1;
 }
 
-/* Append a batch to the stream: one event per message, the close event
+/* The /v1 encoding of a batch: one event per message, the close event
  * (which ends the stream), or a heartbeat comment when there is nothing. */
-static void front_sse_append(struct pb_req *r, const struct pb_core_batch *b)
+static int front_sse_batch(struct pb_req *r, struct pb_buf *out, const struct pb_core_batch *b,
+			   int *end)
 {
 	int e = 0;
 
-	for (size_t i = 0; i < b->n && !e; i++) {
-		e = pb_codec_put_sse_message(&r->sse, b->msgs[i]);
-		if (!e)
-			r->sse_from = b->msgs[i]->seq;
-	}
+	for (size_t i = 0; i < b->n && !e; i++)
+		e = pb_codec_put_sse_message(out, b->msgs[i]);
 	if (!e && b->close.closed) {
-		e = pb_codec_put_sse_close(&r->sse, &b->close);
-		r->sse_done = 1;
-	} else if (!e && r->sse_from - r->sse_acked >= front_sse_window(r->f->cfg)) {
+		e = pb_codec_put_sse_close(out, &b->close);
+		*end = 1;
+	} else if (!e && r->st_from - r->st_acked >= front_sse_window(r->f->cfg)) {
 		/* A stream never acknowledges: end it once it carries half the
 		 * queue unacknowledged, with a short reconnection delay, so the
 		 * client comes back with Last-Event-ID (which acknowledges)
 		 * before the upstream has to pause. */
-		e = pb_buf_puts(&r->sse, "retry: " PB_SSE_WINDOW_RETRY_MS "\n: window full, "
+		e = pb_buf_puts(out, "retry: " PB_SSE_WINDOW_RETRY_MS "\n: window full, "
 				"reconnect with Last-Event-ID\n\n");
-		r->sse_done = 1;
+		*end = 1;
 	} else if (!e && b->released) {
 		/* A newer poll or stream took over, or the instance drains. */
-		r->sse_done = 1;
+		*end = 1;
 	} else if (!e && !b->n) {
-		e = pb_buf_puts(&r->sse, ":\n\n");
+		e = pb_buf_puts(out, ":\n\n");
 	}
-	if (e)
-		r->sse_done = 1;
+	return e;
 }
 
-/* Ask the core for what follows on the stream (a long wait: the heartbeat). */
-static void front_sse_read(struct pb_req *r)
+static const struct pb_stream_ops front_sse_ops = { front_sse_batch, NULL };
+
+/* The /v1 answer when the stream's first read fails. */
+static void front_sse_error(struct pb_req *r, int err)
 {
-	r->sse_reading = 1;
-	r->in_core = 1;
-	pb_core_stream_read(r->f->core, r->id, 0, r->sse_from, r->f->cfg->sse_heartbeat,
-			    r->sse_token, 0, front_sse_more, r);
-}
-
-/* libmicrohttpd wants more of the stream: hand over what is pending, or
- * suspend the connection until the core has more. */
-static ssize_t front_sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
-{
-	struct pb_req *r = cls;
-	size_t n;
-
-	if (r->sse_off == r->sse.len && !r->sse_done && !r->sse_reading)
-		front_sse_read(r);      /* may answer at once */
-	if (r->sse_off < r->sse.len) {
-		n = r->sse.len - r->sse_off;
-		if (n > max)
-			n = max;
-		memcpy(buf, r->sse.data + r->sse_off, n);
-		r->sse_off += n;
-		if (r->sse_off == r->sse.len)
-			r->sse.len = r->sse_off = 0;
-		return (ssize_t)n;
-	}
-	if (r->sse_done)
-		return MHD_CONTENT_READER_END_OF_STREAM;
-	r->sse_waiting = 1;
-	MHD_suspend_connection(r->conn);
-	return 0;
-}
-
-/* Core answer to a stream read. */
-static void front_sse_more(void *arg, int err, const struct pb_core_batch *b)
-{
-	struct pb_req *r = arg;
-
-	r->sse_reading = 0;
-	r->in_core = 0;
-	if (r->orphan) {
-		front_req_free(r);
-		return;
-	}
-	if (err)
-		r->sse_done = 1;
-	else
-		front_sse_append(r, b);
-	if (r->sse_waiting) {
-		r->sse_waiting = 0;
-		MHD_resume_connection(r->conn);
-		front_kick(r->f);
-	}
-}
-
-/* Core answer to the stream's first read: an error answers as usual;
- * otherwise the event stream starts with what the cursor left unread. */
-static void front_sse_first(void *arg, int err, const struct pb_core_batch *b)
-{
-	struct pb_req *r = arg;
-	struct MHD_Response *resp;
-
-	if (err) {
-		front_error(r, err, err == PB_EBADREQ ?
-			    "the cursor is beyond the last message handed out" : NULL);
-		return;
-	}
-	r->sse_from = r->sse_from > b->last_seq ? b->last_seq : r->sse_from;
-	r->sse_acked = r->sse_from;
-	if (pb_buf_puts(&r->sse, "retry: 2000\n\n")) {
-		front_error(r, PB_ENOMEM, NULL);
-		return;
-	}
-	if (b->n || b->close.closed)
-		front_sse_append(r, b);
-	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, front_sse_reader,
-						 r, NULL);
-	if (resp) {
-		r->resp_len = -1;
-		front_common_headers(r, resp, "text/event-stream; charset=utf-8");
-		MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-		r->sse_open = 1;
-		pb_metrics_gauge(PB_G_STREAMS_OPEN, 1);
-	}
-	front_set_response(r, 200, resp);
+	front_error(r, err, err == PB_EBADREQ ?
+		    "the cursor is beyond the last message handed out" : NULL);
 }
 
 /* GET /v1/sessions/<id>/events: the cursor is Last-Event-ID, else ?after=,
@@ -812,7 +1129,10 @@ static void front_events(struct pb_req *r)
 {
 	const char *last = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Last-Event-ID");
 	struct front_query q = { 0 };
+	struct pb_buf prelude;
 	uint64_t cursor;
+	char id[PB_ID_LEN + 1];
+	int e;
 
 	MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, front_query_arg, &q);
 	if (q.dup) {
@@ -824,12 +1144,17 @@ static void front_events(struct pb_req *r)
 		front_error(r, PB_EBADREQ, "the cursor (Last-Event-ID or after) must be a whole number");
 		return;
 	}
-	pb_buf_init(&r->sse, 0);
-	r->sse_from = cursor;
-	r->in_core = 1;
-	r->sse_token = ++r->f->streams;
-	pb_core_stream_read(r->f->core, r->id, cursor, cursor, 0, r->sse_token, 1,
-			    front_sse_first, r);
+	pb_buf_init(&prelude, 0);
+	if (pb_buf_puts(&prelude, "retry: 2000\n\n")) {
+		pb_buf_free(&prelude);
+		front_error(r, PB_ENOMEM, NULL);
+		return;
+	}
+	memcpy(id, r->id, sizeof(id));
+	e = pb_req_stream(r, id, cursor, 0, 0, &prelude, "text/event-stream; charset=utf-8",
+			  &front_sse_ops, front_sse_error);
+	if (e)
+		front_error(r, e, NULL);
 }
 
 /* OPTIONS: a CORS preflight. Allowed origins learn what they may send;
@@ -999,6 +1324,43 @@ static enum pb_endpoint front_ops_endpoint(const char *url)
 	       strcmp(url, "/metrics") == 0 ? EP_METRICS : EP_NONE;
 }
 
+/* 1 if url comes in by a route's door: the endpoint, the route (by name)
+ * and where the subpath starts are set. An engineio= PATH takes the URL
+ * path PATH or PATH without its final '/'; a sockjs= PREFIX takes PREFIX
+ * and everything under PREFIX + "/". */
+static int front_door(struct pb_req *r, const char *url)
+{
+	const struct pb_config *cfg = r->f->cfg;
+	size_t ulen = strlen(url);
+
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct pb_route *rt = &cfg->routes[i];
+		const char *door = rt->engineio ? rt->engineio : rt->sockjs;
+		size_t n = door ? strlen(door) : 0;
+
+		if (!n)
+			continue;
+		if (rt->engineio) {
+			if (!(ulen == n && memcmp(url, door, n) == 0) &&
+			    !(n > 1 && door[n - 1] == '/' && ulen == n - 1 &&
+			      memcmp(url, door, n - 1) == 0))
+				continue;
+			r->ep = EP_ENGINEIO;
+			r->sub_off = ulen;
+		} else {
+			if (strncmp(url, door, n) != 0 || (url[n] != '\0' && url[n] != '/'))
+				continue;
+			r->ep = EP_SOCKJS;
+			r->sub_off = n;
+		}
+		r->route_name = strdup(rt->name);
+		if (!r->route_name)
+			r->early_err = PB_ENOMEM;
+		return 1;
+	}
+	return 0;
+}
+
 /* Map the path and method onto an endpoint; errors go to early_err. */
 static void front_route(struct pb_req *r, const char *url, const char *method)
 {
@@ -1023,6 +1385,9 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 			r->early_err = PB_EMETHOD;
 		return;
 	}
+	/* Doors answer every method themselves; never on the admin listener. */
+	if (!r->f->admin && front_door(r, url))
+		return;
 	if (r->f->admin || strncmp(url, prefix, plen) != 0 ||
 	    (url[plen] != '\0' && url[plen] != '/')) {
 		r->early_err = PB_ENOTFOUND;
@@ -1071,9 +1436,32 @@ static void front_route(struct pb_req *r, const char *url, const char *method)
 	}
 }
 
+/* 1 if r came in by a door. */
+static int front_is_door(const struct pb_req *r)
+{
+	return r->ep == EP_ENGINEIO || r->ep == EP_SOCKJS;
+}
+
+/* Hand r to its door (early_err included: the door answers it). */
+static void front_door_dispatch(struct pb_req *r)
+{
+	if (r->ep == EP_ENGINEIO)
+		pb_engineio_handle(r);
+	else
+		pb_sockjs_handle(r);
+}
+
 /* Run the endpoint once the whole body is in. */
 static void front_dispatch(struct pb_req *r)
 {
+	/* Polls (JSONP too), event streams and the doors' answers may be
+	 * gzipped; a door can turn it off (pb_req_set_compress). */
+	if (front_is_door(r) || r->ep == EP_POLL || r->ep == EP_EVENTS)
+		front_gzip_decide(r);
+	if (front_is_door(r)) {
+		front_door_dispatch(r);
+		return;
+	}
 	/* A poll's unknown-id answer waits for its ?callback= (JSONP). */
 	if (r->early_err && !(r->ep == EP_POLL && r->early_err == PB_ENOSESSION)) {
 		front_error(r, r->early_err, r->early_msg);
@@ -1109,6 +1497,8 @@ static void front_dispatch(struct pb_req *r)
 	case EP_METRICS:
 		front_metrics(r);
 		break;
+	case EP_ENGINEIO:
+	case EP_SOCKJS:
 	case EP_NONE:
 		front_error(r, PB_ENOTFOUND, NULL);
 		break;
@@ -1137,15 +1527,22 @@ static enum pb_endpoint_metric front_endpoint_metric(enum pb_endpoint ep)
 		return PB_EPM_LIVEZ;
 	case EP_READYZ:
 		return PB_EPM_READYZ;
+	case EP_ENGINEIO:
+		return PB_EPM_ENGINEIO;
+	case EP_SOCKJS:
+		return PB_EPM_SOCKJS;
 	default:
 		return PB_EPM_OTHER;
 	}
 }
 
-/* The request-duration histogram's kind of an endpoint. */
-static enum pb_duration_kind front_duration_kind(enum pb_endpoint ep)
+/* The request-duration histogram's kind of a request: a door's by what it
+ * answered with (a stream or not). */
+static enum pb_duration_kind front_duration_kind(const struct pb_req *r)
 {
-	switch (ep) {
+	if (front_is_door(r))
+		return r->st_ops ? PB_DK_STREAM : PB_DK_OTHER;
+	switch (r->ep) {
 	case EP_CREATE:
 		return PB_DK_CREATE;
 	case EP_SEND:
@@ -1167,14 +1564,14 @@ static enum pb_duration_kind front_duration_kind(enum pb_endpoint ep)
  * its first 6 characters and "...", since an id is a capability. */
 static void front_log_field(char *out, size_t cap, const char *s, const char *id)
 {
-	size_t n = 0;
+	size_t n = 0, idlen = id ? strlen(id) : 0;
 
 	for (; s && *s && n + 10 < cap; s++) {
 		unsigned char c = (unsigned char)*s;
 
-		if (id && id[0] && strncmp(s, id, PB_ID_LEN) == 0) {
+		if (idlen && strncmp(s, id, idlen) == 0) {
 			n += (size_t)snprintf(out + n, cap - n, "%.6s...", id);
-			s += PB_ID_LEN - 1;
+			s += idlen - 1;
 		} else if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
 			n += (size_t)snprintf(out + n, cap - n, "\\x%02X", c);
 		} else {
@@ -1227,7 +1624,7 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	pb_metrics_http(front_endpoint_metric(r->ep), r->status);
 	/* Headers in to answer queued: a waiting poll's wait and a stream's
 	 * first read are included, a stream's later events are not. */
-	pb_metrics_observe_kind(PB_H_HTTP_SECONDS, front_duration_kind(r->ep),
+	pb_metrics_observe_kind(PB_H_HTTP_SECONDS, front_duration_kind(r),
 				(double)(uv_hrtime() - r->started_ns) / 1e9);
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
 	MHD_destroy_response(r->resp);
@@ -1237,7 +1634,7 @@ static enum MHD_Result front_queue(struct pb_req *r)
 		 * capability and never goes to a log whole. */
 		static const char *const names[PB_EPM_COUNT] = {
 			"create", "poll", "send", "delete", "events", "healthz", "metrics", "livez",
-			"readyz", "-"
+			"readyz", "engineio", "sockjs", "-"
 		};
 		const char *name = names[front_endpoint_metric(r->ep)];
 		unsigned long long ms = uv_now(r->f->loop) - r->started_ms;
@@ -1378,7 +1775,15 @@ static enum MHD_Result front_answer_early(struct pb_req *r, int err, unsigned st
 
 	r->dispatched = 1;
 	r->in_handler = 1;
-	if (status == 501) {
+	if (front_is_door(r)) {
+		/* The door answers in its own format, at once (it must not
+		 * start a core call: the body is not read). */
+		r->early_err = err;
+		r->early_msg = msg;
+		front_door_dispatch(r);
+		if (!r->resp && !r->in_core)
+			front_error(r, err, msg);
+	} else if (status == 501) {
 		pb_buf_init(&b, 0);
 		front_json_built(r, 501, &b, pb_codec_encode_error(&b, "not_implemented", msg));
 	} else {
@@ -1434,12 +1839,13 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		r->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
 		if (!pb_config_cors_allowed(f->cfg, r->origin))
 			r->origin = NULL;
+		/* First, so that a door answers the errors below itself. */
+		front_route(r, url, method);
 		/* An ambiguous length would let the rest of the body be read as
 		 * the next request on this connection: answer and close. */
 		bad = front_framing_check(conn, version, &why);
 		if (bad)
 			return front_answer_early(r, PB_EBADREQ, bad, why, 1);
-		front_route(r, url, method);
 		if (r->pc && (r->pc->nul || front_raw_nul(f, r->pc, version))) {
 			/* The decoded path or a value would end early. */
 			r->early_err = PB_EBADREQ;
@@ -1464,9 +1870,18 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		*upload_data_size = 0;
 		if (r->pc)
 			r->pc->body_bytes += n;
-		if (r->dispatched)
+		if (r->dispatched || r->discard)
 			return MHD_YES;         /* answered early; discard */
 		if (pb_buf_append(&r->body, upload_data, n)) {
+			if (front_is_door(r)) {
+				/* The door answers it once the body has gone
+				 * by (pb_req_early_error()). */
+				r->early_err = PB_ETOOBIG;
+				r->early_msg = "the request body is too large";
+				r->discard = 1;
+				pb_buf_free(&r->body);
+				return MHD_YES;
+			}
 			/* libmicrohttpd takes no answer in the middle of a body
 			 * (a chunked one, whose size was unknown): keep the 413
 			 * and discard the rest; it goes out on the final call. */

@@ -3,7 +3,10 @@
  * libmicrohttpd (driven from the daemon's libuv loop in external epoll
  * mode), routes /v1/... requests, parses and bounds their inputs, hands
  * them to the session core, parks waiting polls (suspend/resume) and
- * encodes the answers. It knows nothing of WebSockets or stores.
+ * encodes the answers. Requests under a route's engineio= or sockjs= path
+ * go to that front door (engineio.c, sockjs.c) through front_req.h, with
+ * the same limits, defences, access log and metrics. It knows nothing of
+ * WebSockets or stores.
  */
 #ifndef PB_FRONT_H
 #define PB_FRONT_H

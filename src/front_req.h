@@ -27,7 +27,9 @@ struct pb_req;
 struct MHD_Connection *pb_req_conn(struct pb_req *r);
 struct pb_core *pb_req_core(struct pb_req *r);
 const struct pb_config *pb_req_config(struct pb_req *r);
-/* The route whose door the request came in by. */
+/* The route whose door the request came in by, looked up by name in the
+ * live table: NULL if a reload removed the route since the request came
+ * in (answer as for an unknown path). Do not keep it across core calls. */
 const struct pb_route *pb_req_route(struct pb_req *r);
 const char *pb_req_method(struct pb_req *r);
 /* The percent-decoded URL path, without the query. */
@@ -38,7 +40,12 @@ const char *pb_req_subpath(struct pb_req *r);
 const char *pb_req_body(struct pb_req *r, size_t *len);
 /* An error front.c found before dispatch (the body too large, a NUL in the
  * URL, ...): 0, or a PB_E* code with *msg (may be NULL). The door answers
- * it in its own protocol's error format. */
+ * it in its own protocol's error format. Found before the body was read
+ * (headers too large: PB_EHEADERS; Content-Length over the limit:
+ * PB_ETOOBIG; ambiguous framing: PB_EBADREQ), the door must answer before
+ * its handler returns, without a core call, and the connection is then
+ * closed; a chunked body over the limit (PB_ETOOBIG) or a NUL in the URL
+ * (PB_EBADREQ) come with an ordinary dispatch. */
 int pb_req_early_error(struct pb_req *r, const char **msg);
 /* The Origin header if --cors-origin allows it, else NULL. */
 const char *pb_req_origin(struct pb_req *r);
@@ -49,7 +56,8 @@ void pb_req_client_address(struct pb_req *r, char *out, size_t outlen);
  * PB_EBADREQ with *why, or PB_ENOMEM. */
 int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_buf *buf,
 			   const char **why);
-/* Name the session the request is about, for the access log. */
+/* Name the session the request is about, for the access log (its first 6
+ * characters; the id is masked the same way in the logged path). */
 void pb_req_set_id(struct pb_req *r, const char *id);
 
 /* A pointer the door keeps with the request, freed by free_fn (may be
@@ -68,13 +76,22 @@ int pb_req_gone(struct pb_req *r);
 
 /* ---- answers ------------------------------------------------------------- */
 
+/* Whether r's answers (pb_req_response() bodies of at least
+ * --compress-min-bytes, and a pb_req_stream()) are gzipped for a client
+ * whose Accept-Encoding takes it: on for every door request, as for /v1
+ * polls and streams (never for HEAD). A door whose protocol forbids a
+ * content coding on an answer (padding that must reach a buffering proxy
+ * as sent) turns it off before answering. */
+void pb_req_set_compress(struct pb_req *r, int on);
+
 /* A response with body (taken) and the headers every answer carries:
  * Cache-Control: no-store, Vary: Origin, CORS with credentials for an
  * allowed Origin, Connection: close while draining. The door may add
  * headers before finishing. NULL on allocation failure. */
 struct MHD_Response *pb_req_response(struct pb_req *r, struct pb_buf *body, const char *ctype);
-/* Answer the request with status and resp (NULL: a bare 500). Exactly once
- * per request (a stream started by pb_req_stream() is its answer). */
+/* Answer the request with status and resp (NULL: a 500 with no body).
+ * Exactly once per request (a stream started by pb_req_stream() is its
+ * answer). From a core callback, after pb_req_gone() said 0. */
 void pb_req_finish(struct pb_req *r, unsigned status, struct MHD_Response *resp);
 
 /* ---- streams ------------------------------------------------------------- */
@@ -85,7 +102,10 @@ void pb_req_finish(struct pb_req *r, unsigned status, struct MHD_Response *resp)
 struct pb_stream_ops {
 	/* Append the encoding of b (its messages, its close, or nothing: a
 	 * heartbeat is due) to out. Set *end to finish the stream once out is
-	 * written. 0 or PB_ENOMEM. */
+	 * written; the stream also ends after a batch with close.closed or
+	 * released set (a newer read took over, or the instance drains), and
+	 * after an error. 0 or PB_ENOMEM (the stream ends). Not called for an
+	 * empty first read. */
 	int (*batch)(struct pb_req *r, struct pb_buf *out, const struct pb_core_batch *b,
 		     int *end);
 	/* Add headers to the stream's response before it is queued (may be
@@ -93,13 +113,21 @@ struct pb_stream_ops {
 	void (*headers)(struct pb_req *r, struct MHD_Response *resp);
 };
 
-/* Answer with a 200 stream of content type ctype on session id: prelude
- * (taken; may be empty) first, then the encoding of each core read. The
- * first read acknowledges after (PB_AFTER_HANDED for a cursorless
- * protocol), later ones acknowledge nothing and read past the last seq
- * streamed; each read waits up to heartbeat seconds. flags are the core's
- * PB_POLL_* read flags. If the first read fails, err_cb (may be NULL: a
- * /v1 JSON error) answers instead of the stream. */
+/* Answer with a 200 stream of content type ctype (copied) on session id
+ * (at most PB_ID_LEN characters): prelude (taken; may be empty) first,
+ * then the encoding of each core read, each handed to the client as soon
+ * as it is encoded (nothing is held back to fill a block). The first read
+ * does not wait and acknowledges after (PB_AFTER_HANDED for a cursorless
+ * protocol); later ones acknowledge nothing, read past the last seq
+ * streamed and wait up to heartbeat seconds (0: --sse-heartbeat). flags
+ * (PB_POLL_EXCLUSIVE) apply to the first read. If the first read fails,
+ * err_cb (NULL: the /v1 error JSON) is called instead, with r alive; it
+ * answers (pb_req_finish) or starts a core call (pb_req_core_begin). The
+ * response gets the common headers, X-Accel-Buffering: no, and what
+ * ops->headers adds. 0 (the stream or err_cb answers, perhaps already),
+ * or PB_EBADREQ / PB_ENOMEM: nothing was started, prelude is freed, the
+ * door answers. Call it instead of pb_req_finish, not after
+ * pb_req_core_begin. */
 int pb_req_stream(struct pb_req *r, const char *id, uint64_t after, unsigned heartbeat,
 		  unsigned flags, struct pb_buf *prelude, const char *ctype,
 		  const struct pb_stream_ops *ops, void (*err_cb)(struct pb_req *r, int err));

@@ -314,6 +314,8 @@ int main(int argc, char **argv)
 		d.store = pb_store_memory_new(&d.loop, &ev, &lim);
 	else
 		d.store = pb_store_redis_new(&d.loop, d.cfg.store, &ev, &lim, err, sizeof(err));
+	if (d.store && strcmp(d.cfg.store, "memory") != 0)
+		pb_store_redis_wait_replicas(d.store, d.cfg.store_wait_replicas);
 	if (!d.core || !d.store) {
 		fprintf(stderr, "pollbridge: %s\n", d.core ? err : "out of memory");
 		return 1;

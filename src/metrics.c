@@ -23,7 +23,11 @@ struct pb_counter_desc {
 
 static const struct pb_counter_desc pb_counters[PB_C_COUNT] = {
 	[PB_C_SESSIONS_CREATED] = { "pollbridge_sessions_created_total",
-		"Sessions created on this instance.", NULL },
+		"Sessions created on this instance, by front door.", "door=\"v1\"" },
+	[PB_C_SESSIONS_CREATED_ENGINEIO] = { "pollbridge_sessions_created_total", NULL,
+		"door=\"engineio\"" },
+	[PB_C_SESSIONS_CREATED_SOCKJS] = { "pollbridge_sessions_created_total", NULL,
+		"door=\"sockjs\"" },
 	[PB_C_SESSIONS_ADOPTED] = { "pollbridge_sessions_adopted_total",
 		"Sessions adopted from a drained or lost instance (Redis store).", NULL },
 	[PB_C_END_COMPLETED] = { "pollbridge_sessions_ended_total",
@@ -55,15 +59,19 @@ static const struct pb_counter_desc pb_counters[PB_C_COUNT] = {
 
 struct pb_gauge_desc {
 	const char *name;
-	const char *help;
+	const char *help;               /* NULL: same family as the gauge before */
+	const char *label;              /* "key=\"value\"" or NULL */
 };
 
 static const struct pb_gauge_desc pb_gauges[PB_G_COUNT] = {
-	[PB_G_SESSIONS] = { "pollbridge_sessions", "Sessions this instance owns." },
-	[PB_G_POLLS_WAITING] = { "pollbridge_polls_waiting", "Long polls parked right now." },
-	[PB_G_STREAMS_OPEN] = { "pollbridge_streams_open", "Open Server-Sent Event streams." },
+	[PB_G_SESSIONS] = { "pollbridge_sessions", "Sessions this instance owns, by front door.",
+		"door=\"v1\"" },
+	[PB_G_SESSIONS_ENGINEIO] = { "pollbridge_sessions", NULL, "door=\"engineio\"" },
+	[PB_G_SESSIONS_SOCKJS] = { "pollbridge_sessions", NULL, "door=\"sockjs\"" },
+	[PB_G_POLLS_WAITING] = { "pollbridge_polls_waiting", "Long polls parked right now.", NULL },
+	[PB_G_STREAMS_OPEN] = { "pollbridge_streams_open", "Open Server-Sent Event streams.", NULL },
 	[PB_G_HTTP_IN_FLIGHT] = { "pollbridge_http_requests_in_flight",
-		"HTTP requests received and not yet answered." },
+		"HTTP requests received and not yet answered.", NULL },
 };
 
 #define PB_MAX_BUCKETS 12
@@ -156,7 +164,7 @@ static const struct pb_proc_desc pb_procs[] = {
 
 static const char *const pb_endpoint_names[PB_EPM_COUNT] = {
 	"create", "poll", "send", "delete", "events", "healthz", "metrics", "livez", "readyz",
-	"other"
+	"engineio", "sockjs", "other"
 };
 
 /* HTTP status classes counted exactly: every status the API answers. */
@@ -446,9 +454,13 @@ int pb_metrics_render(struct pb_buf *out)
 					  (unsigned long long)pb_m.counters[c]);
 	}
 	for (int g = 0; g < PB_G_COUNT && !r; g++) {
-		r = pb_metrics_head(out, pb_gauges[g].name, pb_gauges[g].help, "gauge");
+		const struct pb_gauge_desc *d = &pb_gauges[g];
+
+		if (d->help)
+			r = pb_metrics_head(out, d->name, d->help, "gauge");
 		if (!r)
-			r = pb_buf_printf(out, "%s %lld\n", pb_gauges[g].name,
+			r = pb_buf_printf(out, "%s%s%s%s %lld\n", d->name, d->label ? "{" : "",
+					  d->label ? d->label : "", d->label ? "}" : "",
 					  (long long)pb_m.gauges[g]);
 	}
 	for (int h = 0; h < PB_H_COUNT && !r; h++) {

@@ -17,7 +17,11 @@
 /* Counters of one family (same name, different labels) are consecutive:
  * the exposition groups a family's samples under one HELP/TYPE. */
 enum pb_counter {
-	PB_C_SESSIONS_CREATED,
+	/* sessions created, by door (label door=, in enum pb_door's order:
+	 * PB_C_SESSIONS_CREATED + door) */
+	PB_C_SESSIONS_CREATED,          /* door="v1" */
+	PB_C_SESSIONS_CREATED_ENGINEIO,
+	PB_C_SESSIONS_CREATED_SOCKJS,
 	PB_C_SESSIONS_ADOPTED,
 	/* sessions ended here, by reason */
 	PB_C_END_COMPLETED,     /* the client acknowledged the last message */
@@ -38,8 +42,12 @@ enum pb_counter {
 	PB_C_COUNT
 };
 
+/* Gauges of one family are consecutive, as counters. */
 enum pb_gauge {
-	PB_G_SESSIONS,          /* owned by this instance */
+	/* owned by this instance, by door (PB_G_SESSIONS + enum pb_door) */
+	PB_G_SESSIONS,          /* door="v1" */
+	PB_G_SESSIONS_ENGINEIO,
+	PB_G_SESSIONS_SOCKJS,
 	PB_G_POLLS_WAITING,
 	PB_G_STREAMS_OPEN,
 	PB_G_HTTP_IN_FLIGHT,
@@ -77,7 +85,9 @@ enum pb_route_metric {
 /* The endpoints HTTP answers are counted by. */
 enum pb_endpoint_metric {
 	PB_EPM_CREATE, PB_EPM_POLL, PB_EPM_SEND, PB_EPM_DELETE, PB_EPM_EVENTS,
-	PB_EPM_HEALTHZ, PB_EPM_METRICS, PB_EPM_LIVEZ, PB_EPM_READYZ, PB_EPM_OTHER, PB_EPM_COUNT
+	PB_EPM_HEALTHZ, PB_EPM_METRICS, PB_EPM_LIVEZ, PB_EPM_READYZ,
+	PB_EPM_ENGINEIO, PB_EPM_SOCKJS,         /* every request of a front door */
+	PB_EPM_OTHER, PB_EPM_COUNT
 };
 
 /* Add n to a counter. */

@@ -21,6 +21,9 @@ enum pb_msg_type {
 	PB_MSG_TEXT = 0,
 	PB_MSG_BINARY = 1,
 	PB_MSG_REOPEN = 2,      /* the upstream was dialled again; no data */
+	PB_MSG_CLOSE = 3,       /* outbound only: close the upstream with 1000
+				   and end the session once every message queued
+				   before it is written; no data */
 };
 
 struct pb_msg {

@@ -32,6 +32,24 @@
  * runs exactly once), then closes the poll handle; the socket is closed and
  * the reconnection timer started from the handle's close callback.
  *
+ * Sentinel (redis+sentinel://): a third connection goes to one sentinel at
+ * a time (the next one after each failure). Its handshake is SENTINEL
+ * get-master-addr-by-name, then SUBSCRIBE +switch-master in the same
+ * pipeline; the answer, and every later +switch-master for our master,
+ * sets the primary's address and restarts the data connections towards it
+ * at once (their pending commands fail with PB_ESTORE, as on any drop).
+ * The data connections wait for a first answer, check ROLE is master in
+ * their handshake (a stale answer or a demoted primary re-asks the
+ * sentinels), and re-ask the sentinels whenever an attempt fails, so a
+ * switch announced while no sentinel was listened to is still found.
+ *
+ * Durable scripts (pb_redis_eval_durable with wait_replicas): every such
+ * EVALSHA joins the connection's open WAIT group; just before the output
+ * buffer is written, one WAIT for the group goes behind it. A member's
+ * reply is held until WAIT answers, then handed over (or PB_ESTORE if too
+ * few replicas acknowledged). WAIT blocks only this connection in Redis,
+ * so one WAIT per write keeps the pipeline going.
+ *
  * Memory: struct pb_redis stays allocated until pb_redis_free() was called,
  * both poll handles are closed, a pending name resolution has called back
  * and the three timers' close callbacks have run. The tick timer is closed
@@ -93,6 +111,15 @@ enum rcmd_kind {
 	RC_LOAD,                /* SCRIPT LOAD during the handshake */
 	RC_RELOAD,              /* SCRIPT LOAD after a NOSCRIPT */
 	RC_PING,                /* the last handshake step */
+	RC_ROLE,                /* sentinel mode: is it the primary? */
+	RC_SENADDR,             /* SENTINEL get-master-addr-by-name */
+	RC_WAIT,                /* WAIT for the durable scripts before it */
+};
+
+enum rconn_role {
+	CR_CMD,                 /* commands and scripts */
+	CR_SUB,                 /* pub/sub */
+	CR_SEN,                 /* a sentinel: the primary's address */
 };
 
 struct pb_redis;
@@ -100,8 +127,12 @@ struct pb_redis;
 /* One Redis connection and its reconnection state. */
 struct rconn {
 	struct pb_redis *r;
-	int is_sub;
-	const char *name;       /* "command" or "subscriber", for the log */
+	enum rconn_role role;
+	const char *name;       /* "command", "subscriber", "sentinel" */
+	char host[256];         /* this attempt's target */
+	int port;
+	int kick;               /* dropped on purpose: the next attempt at once */
+	struct rcmd *open_wait; /* durable scripts not yet followed by WAIT */
 	enum rconn_state state;
 	int fd;                 /* the socket, -1 if none */
 	uv_poll_t poll;
@@ -138,6 +169,11 @@ struct rcmd {
 	size_t evallen;
 	int retried;
 	uint64_t sent_ns;       /* for the store latency metric */
+	struct rcmd *wait;      /* durable RC_EVAL: its WAIT group */
+	redisReply *held;       /* durable RC_EVAL: the reply, until WAIT answers */
+	struct rcmd *hnext;     /* next held member of the same WAIT */
+	struct rcmd *held_head; /* RC_WAIT: its members that have replied, */
+	struct rcmd *held_last; /* in FIFO order */
 };
 
 /* A subscribed channel; the map's key points into name. */
@@ -152,7 +188,13 @@ struct pb_redis {
 	struct pb_redis_opts opts;
 	char (*sha)[RD_SHA_LEN + 1];    /* per script, "" until loaded */
 	struct pb_map *chans;           /* name -> struct rchan */
-	struct rconn cmd, sub;
+	struct rconn cmd, sub, sen;
+	int sentinel;           /* redis+sentinel:// */
+	size_t sen_idx;         /* the sentinel tried now */
+	int addr_known;         /* the data connections' target is known */
+	char addr_host[256];    /* the primary (sentinel) or the server */
+	int addr_port;
+	uint64_t wait_warned;   /* when too few replicas were last logged */
 	uv_timer_t tick;
 	int tick_closing;
 	int freeing;
@@ -163,6 +205,8 @@ static void conn_start(struct rconn *c);
 static void conn_fail(struct rconn *c, int warn, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void conn_want(struct rconn *c);
+static int el_is_string(const redisReply *reply, size_t i);
+static void sentinel_addr_reply(struct rconn *c, const redisReply *reply);
 
 /* ---- URL ------------------------------------------------------------ */
 
@@ -174,18 +218,125 @@ static int url_fail(char *err, size_t errlen, const char *why)
 	return PB_EBADREQ;
 }
 
+/* Parse HOST[:PORT] (HOST a name, an IPv4 address or [IPv6]) in [p, end)
+ * into nd, the port defaulting to def_port. 0 or PB_EBADREQ. */
+static int url_hostport(const char *p, const char *end, int def_port, struct pb_redis_node *nd,
+			char *err, size_t errlen)
+{
+	const char *hs, *he;
+	uint64_t v;
+	int v6 = 0;
+
+	memset(nd, 0, sizeof(*nd));
+	nd->port = def_port;
+	if (p < end && *p == '[') {
+		hs = p + 1;
+		he = memchr(hs, ']', (size_t)(end - hs));
+		if (!he)
+			return url_fail(err, errlen, "Redis URL: missing ] after the IPv6 address");
+		p = he + 1;
+		v6 = 1;
+	} else {
+		hs = p;
+		while (p < end && *p != ':')
+			p++;
+		he = p;
+	}
+	if (he == hs)
+		return url_fail(err, errlen, "Redis URL: empty host");
+	if ((size_t)(he - hs) >= sizeof(nd->host))
+		return url_fail(err, errlen, "Redis URL: host too long");
+	memcpy(nd->host, hs, (size_t)(he - hs));
+	if (v6) {
+		struct in6_addr a6;
+
+		if (inet_pton(AF_INET6, nd->host, &a6) != 1)
+			return url_fail(err, errlen, "Redis URL: bad IPv6 address");
+	} else {
+		for (const char *h = nd->host; *h; h++)
+			if (!(*h >= 'a' && *h <= 'z') && !(*h >= 'A' && *h <= 'Z') &&
+			    !(*h >= '0' && *h <= '9') && *h != '.' && *h != '-' && *h != '_')
+				return url_fail(err, errlen, "Redis URL: bad character in the host");
+	}
+	if (p < end && *p == ':') {
+		p++;
+		if (pb_parse_uint53(p, (size_t)(end - p), &v) || v < 1 || v > 65535)
+			return url_fail(err, errlen, "Redis URL: bad port (1-65535)");
+		nd->port = (int)v;
+	} else if (p < end) {
+		return url_fail(err, errlen, "Redis URL: unexpected character after the host");
+	}
+	return 0;
+}
+
+/* Parse the optional database number at p (after a '/'). 0 or PB_EBADREQ. */
+static int url_db(const char *p, int *db, char *err, size_t errlen)
+{
+	uint64_t v;
+
+	if (!*p)
+		return 0;
+	if (pb_parse_uint53(p, strlen(p), &v) || v > INT_MAX)
+		return url_fail(err, errlen, "Redis URL: bad database number");
+	*db = (int)v;
+	return 0;
+}
+
+/* Parse the sentinel part of a redis+sentinel:// URL: the comma-separated
+ * sentinels in [p, end), then /MASTER[/DB] at end. 0 or PB_EBADREQ. */
+static int url_sentinels(const char *p, const char *end, struct pb_redis_url *u, char *err,
+			 size_t errlen)
+{
+	const char *m, *me;
+	int r;
+
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+
+		if (u->nsentinels == PB_REDIS_MAX_SENTINELS)
+			return url_fail(err, errlen, "Redis URL: more than 16 sentinels");
+		r = url_hostport(p, e, 26379, &u->sentinels[u->nsentinels], err, errlen);
+		if (r)
+			return r;
+		u->nsentinels++;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (*end != '/' || !end[1] || end[1] == '/')
+		return url_fail(err, errlen,
+				"Redis URL: redis+sentinel:// needs /MASTER-NAME after the sentinels");
+	m = end + 1;
+	me = m + strcspn(m, "/");
+	if ((size_t)(me - m) >= sizeof(u->master))
+		return url_fail(err, errlen, "Redis URL: master name too long");
+	for (const char *c = m; c < me; c++)
+		if (!(*c >= 'a' && *c <= 'z') && !(*c >= 'A' && *c <= 'Z') &&
+		    !(*c >= '0' && *c <= '9') && *c != '.' && *c != '-' && *c != '_')
+			return url_fail(err, errlen, "Redis URL: bad character in the master name");
+	memcpy(u->master, m, (size_t)(me - m));
+	return *me ? url_db(me + 1, &u->db, err, errlen) : 0;
+}
+
 int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen)
 {
 	struct pb_redis_url u;
-	const char *p, *at, *hs, *he;
-	size_t n;
-	uint64_t v;
+	struct pb_redis_node nd;
+	const char *p, *at, *end;
+	int sentinel = 0, r;
 
 	memset(&u, 0, sizeof(u));
 	u.port = 6379;
-	if (!url || strncasecmp(url, "redis://", 8))
-		return url_fail(err, errlen, "the Redis URL must start with redis://");
-	p = url + 8;
+	if (url && !strncasecmp(url, "redis+sentinel://", 17)) {
+		p = url + 17;
+		sentinel = 1;
+	} else if (url && !strncasecmp(url, "redis://", 8)) {
+		p = url + 8;
+	} else {
+		return url_fail(err, errlen,
+				"the Redis URL must start with redis:// or redis+sentinel://");
+	}
 	at = strrchr(p, '@');
 	if (at) {
 		if (*p != ':')
@@ -197,55 +348,26 @@ int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, siz
 					"Redis URL: bad percent escape or password too long");
 		p = at + 1;
 	}
-	if (*p == '[') {
-		hs = p + 1;
-		he = strchr(hs, ']');
-		if (!he)
-			return url_fail(err, errlen, "Redis URL: missing ] after the IPv6 address");
-		p = he + 1;
+	/* the authority ends at the first '/' outside brackets */
+	end = p;
+	for (int br = 0; *end && (br || *end != '/'); end++)
+		br = *end == '[' ? 1 : *end == ']' ? 0 : br;
+	if (sentinel) {
+		r = url_sentinels(p, end, &u, err, errlen);
+		if (r)
+			return r;
 	} else {
-		hs = p;
-		while (*p && *p != ':' && *p != '/')
-			p++;
-		he = p;
-	}
-	if (he == hs)
-		return url_fail(err, errlen, "Redis URL: empty host");
-	if ((size_t)(he - hs) >= sizeof(u.host))
-		return url_fail(err, errlen, "Redis URL: host too long");
-	memcpy(u.host, hs, (size_t)(he - hs));
-	if (hs != url + 8 && hs[-1] == '[') {
-		struct in6_addr a6;
-
-		if (inet_pton(AF_INET6, u.host, &a6) != 1)
-			return url_fail(err, errlen, "Redis URL: bad IPv6 address");
-	} else {
-		for (const char *h = u.host; *h; h++)
-			if (!(*h >= 'a' && *h <= 'z') && !(*h >= 'A' && *h <= 'Z') &&
-			    !(*h >= '0' && *h <= '9') && *h != '.' && *h != '-' && *h != '_')
-				return url_fail(err, errlen, "Redis URL: bad character in the host");
-	}
-	if (*p == ':') {
-		n = strcspn(++p, "/");
-		if (pb_parse_uint53(p, n, &v) || v < 1 || v > 65535)
-			return url_fail(err, errlen, "Redis URL: bad port (1-65535)");
-		u.port = (int)v;
-		p += n;
-	}
-	if (*p == '/') {
-		p++;
-		if (*p) {
-			if (pb_parse_uint53(p, strlen(p), &v) || v > INT_MAX)
-				return url_fail(err, errlen, "Redis URL: bad database number");
-			u.db = (int)v;
-		}
-	} else if (*p) {
-		return url_fail(err, errlen, "Redis URL: unexpected character after the host");
+		r = url_hostport(p, end, 6379, &nd, err, errlen);
+		if (r)
+			return r;
+		memcpy(u.host, nd.host, sizeof(u.host));
+		u.port = nd.port;
+		if (*end == '/' && url_db(end + 1, &u.db, err, errlen))
+			return PB_EBADREQ;
 	}
 	*out = u;
 	return 0;
 }
-
 
 /* ---- commands --------------------------------------------------------- */
 
@@ -268,6 +390,8 @@ static void rcmd_free(struct rcmd *rc)
 {
 	if (rc->evalcmd)
 		redisFreeCommand(rc->evalcmd);
+	if (rc->held)
+		freeReplyObject(rc->held);
 	free(rc);
 }
 
@@ -369,13 +493,89 @@ static int conn_send_internal(struct rconn *c, enum rcmd_kind kind, uint64_t dea
 	return 0;
 }
 
-/* ---- connection life ---------------------------------------------------- */
-
 /* The client's clock (loop time, ms). */
 static uint64_t now_ms(const struct pb_redis *r)
 {
 	return uv_now(r->loop);
 }
+
+/* ---- WAIT groups -------------------------------------------------------- */
+
+/* WAIT answered (ok: enough replicas) or failed: hand every member its
+ * held reply, or PB_ESTORE. The members' callbacks run here. */
+static void wait_answer(struct rcmd *w, int ok)
+{
+	redisReply *rep;
+	struct rcmd *m;
+
+	while ((m = w->held_head) != NULL) {
+		w->held_head = m->hnext;
+		if (!w->held_head)
+			w->held_last = NULL;
+		rep = m->held;
+		m->held = NULL;
+		pb_metrics_observe(PB_H_STORE_SECONDS, (double)(uv_hrtime() - m->sent_ns) / 1e9);
+		m->cb(m->arg, ok ? 0 : PB_ESTORE, ok ? rep : NULL);
+		freeReplyObject(rep);
+		rcmd_free(m);
+	}
+}
+
+/* The WAIT group that durable scripts queued now join: c's open one, made
+ * if there is none. NULL on allocation failure. */
+static struct rcmd *wait_group(struct rconn *c)
+{
+	if (!c->open_wait)
+		c->open_wait = rcmd_new(c, RC_WAIT, 0);
+	return c->open_wait;
+}
+
+/* Before c's output is written: put the WAIT of the open group behind the
+ * scripts it covers. 0, or -1 if it cannot (c is dropped). */
+static int wait_close_group(struct rconn *c)
+{
+	struct pb_redis *r = c->r;
+	struct rcmd *w = c->open_wait;
+	char n[16], ms[16];
+	const char *argv[] = { "WAIT", n, ms };
+
+	if (!w)
+		return 0;
+	c->open_wait = NULL;
+	snprintf(n, sizeof(n), "%u", r->opts.wait_replicas);
+	snprintf(ms, sizeof(ms), "%u", r->opts.wait_timeout_ms);
+	w->deadline = now_ms(r) + r->opts.wait_timeout_ms + r->opts.command_timeout_ms;
+	w->sent_ns = uv_hrtime();
+	rcmd_link(w);
+	if (conn_send(c, 3, argv, NULL)) {
+		conn_fail(c, 1, "cannot send WAIT");
+		return -1;
+	}
+	return 0;
+}
+
+/* The answer to a WAIT: the number of replicas that acknowledged. */
+static void wait_reply(struct rcmd *w, const redisReply *reply)
+{
+	struct pb_redis *r = w->conn->r;
+	int ok = reply->type == REDIS_REPLY_INTEGER &&
+		 reply->integer >= (long long)r->opts.wait_replicas;
+
+	if (!ok && now_ms(r) >= r->wait_warned + 10000) {
+		r->wait_warned = now_ms(r);
+		if (reply->type == REDIS_REPLY_INTEGER)
+			pb_log_warn("redis: WAIT: %lld of %u replicas acknowledged within %u ms; "
+				    "answering store_unavailable", reply->integer,
+				    r->opts.wait_replicas, r->opts.wait_timeout_ms);
+		else
+			pb_log_warn("redis: WAIT refused: %.*s",
+				    reply->str ? (int)(reply->len < 160 ? reply->len : 160) : 0,
+				    reply->str ? reply->str : "");
+	}
+	wait_answer(w, ok);
+}
+
+/* ---- connection life ---------------------------------------------------- */
 
 /* The one state setter: tells the user when the command connection comes
  * up or goes down, and when the subscriber connection is subscribed again. */
@@ -389,17 +589,15 @@ static void conn_set_state(struct rconn *c, enum rconn_state st)
 	c->state = st;
 	if (st == RS_UP) {
 		c->backoff_ms = RD_BACKOFF_MIN_MS;
-		if (!c->is_sub && !c->was_up)
-			pb_log_info("redis: connected to %s:%d", r->opts.url.host,
-				    r->opts.url.port);
-		else if (!c->is_sub)
-			pb_log_info("redis: reconnected to %s:%d", r->opts.url.host,
-				    r->opts.url.port);
+		if (c->role == CR_CMD && !c->was_up)
+			pb_log_info("redis: connected to %s:%d", c->host, c->port);
+		else if (c->role == CR_CMD)
+			pb_log_info("redis: reconnected to %s:%d", c->host, c->port);
 		c->was_up = 1;
 	}
-	if (r->freeing)
+	if (r->freeing || c->role == CR_SEN)
 		return;
-	if (!c->is_sub) {
+	if (c->role == CR_CMD) {
 		if (st == RS_UP && r->opts.on_state)
 			r->opts.on_state(r->opts.arg, 1);
 		else if (old == RS_UP && r->opts.on_state)
@@ -418,7 +616,7 @@ static void client_release(struct pb_redis *r)
 
 	if (!r->freeing || r->busy)
 		return;
-	assert(!r->cmd.open && !r->sub.open);
+	assert(!r->cmd.open && !r->sub.open && !r->sen.open);
 	while ((n = pb_map_values(r->chans, vals, 64)) > 0) {
 		for (size_t i = 0; i < n; i++) {
 			struct rchan *ch = vals[i];
@@ -453,7 +651,7 @@ static void on_retry_closed(uv_handle_t *h)
 /* While freeing: close the tick once no poll handle is left. */
 static void client_maybe_finish(struct pb_redis *r)
 {
-	if (!r->freeing || r->tick_closing || r->cmd.open || r->sub.open)
+	if (!r->freeing || r->tick_closing || r->cmd.open || r->sub.open || r->sen.open)
 		return;
 	r->tick_closing = 1;
 	uv_close((uv_handle_t *)&r->tick, on_tick_closed);
@@ -465,12 +663,27 @@ static void conn_on_retry(uv_timer_t *t)
 	conn_start(t->data);
 }
 
-/* Try again after the backoff (which then doubles). */
+static void sentinel_requery(struct pb_redis *r);
+
+/* Try again after the backoff (which then doubles), or at once after a
+ * kick. A failed attempt of a data connection in sentinel mode also asks
+ * the sentinels again; a failed sentinel moves on to the next one. */
 static void conn_retry_later(struct rconn *c)
 {
+	struct pb_redis *r = c->r;
+
 	conn_set_state(c, RS_DOWN);
-	if (c->r->freeing)
+	if (r->freeing)
 		return;
+	if (c->kick) {
+		c->kick = 0;
+		uv_timer_start(&c->retry, conn_on_retry, 0, 0);
+		return;
+	}
+	if (c->role == CR_SEN)
+		r->sen_idx = (r->sen_idx + 1) % r->opts.url.nsentinels;
+	else if (r->sentinel)
+		sentinel_requery(r);
 	uv_timer_start(&c->retry, conn_on_retry, c->backoff_ms, 0);
 	c->backoff_ms = c->backoff_ms * 2 > RD_BACKOFF_MAX_MS ? RD_BACKOFF_MAX_MS
 							    : c->backoff_ms * 2;
@@ -518,7 +731,14 @@ static void conn_drop(struct rconn *c)
 		rcmd_unlink(rc);
 		if (rc->kind == RC_USER || rc->kind == RC_EVAL)
 			rc->cb(rc->arg, PB_ESTORE, NULL);
+		else if (rc->kind == RC_WAIT)
+			wait_answer(rc, 0);
 		rcmd_free(rc);
+	}
+	if (c->open_wait) {
+		wait_answer(c->open_wait, 0);
+		rcmd_free(c->open_wait);
+		c->open_wait = NULL;
 	}
 	uv_close((uv_handle_t *)&c->poll, conn_on_closed);
 }
@@ -537,8 +757,8 @@ static void conn_fail(struct rconn *c, int warn, const char *fmt, ...)
 		vsnprintf(why, sizeof(why), fmt, ap);
 		va_end(ap);
 		pb_log(warn ? PB_LOG_WARN : PB_LOG_DEBUG,
-		       "redis: %s connection to %s:%d: %s; reconnecting", c->name,
-		       c->r->opts.url.host, c->r->opts.url.port, why);
+		       "redis: %s connection to %s:%d: %s; reconnecting", c->name, c->host,
+		       c->port, why);
 	}
 	conn_drop(c);
 }
@@ -578,18 +798,40 @@ static void conn_handshake(struct rconn *c)
 	char db[16];
 
 	conn_set_state(c, RS_HANDSHAKE);
+	if (c->role == CR_SEN) {
+		const char *argv[] = { "SENTINEL", "get-master-addr-by-name", u->master };
+		const char *sub[] = { "SUBSCRIBE", "+switch-master" };
+
+		/* the subscription is confirmed after the answer (same pipeline) */
+		err = conn_send_internal(c, RC_SENADDR, dl, 0, 3, argv);
+		if (!err)
+			err = conn_send(c, 2, sub, NULL);
+		if (!err) {
+			c->owed = 1;
+			c->owed_deadline = dl;
+			c->resub_left = 1;
+		}
+		if (err)
+			conn_fail(c, 1, "cannot send the handshake: %s", pb_err_code(err));
+		return;
+	}
 	if (u->password[0]) {
 		const char *argv[] = { "AUTH", u->password };
 
 		err = conn_send_internal(c, RC_AUTH, dl, 0, 2, argv);
 	}
-	if (!err && !c->is_sub && u->db) {
+	if (!err && r->sentinel) {
+		const char *argv[] = { "ROLE" };
+
+		err = conn_send_internal(c, RC_ROLE, dl, 0, 1, argv);
+	}
+	if (!err && c->role == CR_CMD && u->db) {
 		const char *argv[] = { "SELECT", db };
 
 		snprintf(db, sizeof(db), "%d", u->db);
 		err = conn_send_internal(c, RC_SELECT, dl, 0, 2, argv);
 	}
-	for (size_t i = 0; !err && !c->is_sub && i < r->opts.nscripts; i++) {
+	for (size_t i = 0; !err && c->role == CR_CMD && i < r->opts.nscripts; i++) {
 		const char *argv[] = { "SCRIPT", "LOAD", r->opts.scripts[i] };
 
 		err = conn_send_internal(c, RC_LOAD, dl, i, 3, argv);
@@ -685,7 +927,7 @@ static void conn_connect(struct rconn *c, const struct sockaddr *sa, socklen_t s
 /* Connect to the numeric address sa (whose port is set here). */
 static void conn_connect_addr(struct rconn *c, struct sockaddr_storage *ss)
 {
-	uint16_t port = htons((uint16_t)c->r->opts.url.port);
+	uint16_t port = htons((uint16_t)c->port);
 
 	if (ss->ss_family == AF_INET) {
 		((struct sockaddr_in *)(void *)ss)->sin_port = port;
@@ -725,7 +967,7 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
 		memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
 	uv_freeaddrinfo(res);
 	if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) {
-		pb_log_debug("redis: cannot resolve %s", r->opts.url.host);
+		pb_log_debug("redis: cannot resolve %s", c->host);
 		conn_retry_later(c);
 		return;
 	}
@@ -738,12 +980,24 @@ static void conn_on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo 
 static void conn_start(struct rconn *c)
 {
 	struct pb_redis *r = c->r;
-	const char *host = r->opts.url.host;
+	const char *host;
 	struct sockaddr_storage ss;
 	struct addrinfo hints;
 
 	if (r->freeing || c->open || c->gai_pending)
 		return;
+	if (c->role == CR_SEN) {
+		const struct pb_redis_node *nd = &r->opts.url.sentinels[r->sen_idx];
+
+		memcpy(c->host, nd->host, sizeof(c->host));
+		c->port = nd->port;
+	} else if (!r->addr_known) {
+		return;         /* the sentinel's answer starts it */
+	} else {
+		memcpy(c->host, r->addr_host, sizeof(c->host));
+		c->port = r->addr_port;
+	}
+	host = c->host;
 	c->attempt_deadline = now_ms(r) + r->opts.connect_timeout_ms;
 	memset(&ss, 0, sizeof(ss));
 	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)(void *)&ss)->sin_addr) == 1) {
@@ -805,11 +1059,16 @@ static int eval_retry(struct rcmd *rc)
 	struct pb_redis *r = c->r;
 	uint64_t dl = now_ms(r) + r->opts.command_timeout_ms;
 	const char *argv[] = { "SCRIPT", "LOAD", r->opts.scripts[rc->script] };
+	struct rcmd *w = NULL;
 
+	/* a durable script's WAIT went out already: the retry needs another */
+	if (rc->wait && !(w = wait_group(c)))
+		return -1;
 	if (conn_send_internal(c, RC_RELOAD, dl, rc->script, 3, argv))
 		return -1;
 	if (conn_send_formatted(c, rc->evalcmd, rc->evallen))
 		return -1;
+	rc->wait = w;
 	rc->retried = 1;
 	rc->deadline = dl;
 	rcmd_link(rc);
@@ -878,6 +1137,20 @@ static void handshake_reply(struct rcmd *rc, const redisReply *reply)
 	case RC_PING:
 		ok = reply_is_status(reply, "PONG");
 		break;
+	case RC_ROLE:
+		ok = reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+		     el_is_string(reply, 0) && !strcmp(reply->element[0]->str, "master");
+		if (!ok && reply->type != REDIS_REPLY_ERROR) {
+			conn_fail(c, 1, "not the primary (ROLE %.16s); asking the sentinels again",
+				  reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+				  el_is_string(reply, 0) ? reply->element[0]->str : "?");
+			sentinel_requery(c->r);
+			return;
+		}
+		break;
+	case RC_SENADDR:
+		sentinel_addr_reply(c, reply);
+		return;
 	default:
 		ok = 0;
 		break;
@@ -887,14 +1160,16 @@ static void handshake_reply(struct rcmd *rc, const redisReply *reply)
 			  reply->str);
 	else if (!ok)
 		conn_fail(c, 1, "unexpected handshake reply (type %d)", reply->type);
-	else if (rc->kind == RC_PING && c->is_sub)
+	else if (rc->kind == RC_PING && c->role == CR_SUB)
 		sub_resubscribe(c);
 	else if (rc->kind == RC_PING)
 		conn_set_state(c, RS_UP);
 }
 
-/* The reply to rc, the head of its connection's FIFO (borrowed). */
-static void cmd_reply(struct rcmd *rc, redisReply *reply)
+/* The reply to rc, the head of its connection's FIFO. 1 if the reply was
+ * kept (a durable script's, held until its WAIT answers), else 0: the
+ * caller frees it. */
+static int cmd_reply(struct rcmd *rc, redisReply *reply)
 {
 	struct rconn *c = rc->conn;
 
@@ -903,7 +1178,16 @@ static void cmd_reply(struct rcmd *rc, redisReply *reply)
 	case RC_EVAL:
 		if (!rc->retried && reply_is_noscript(reply) && c->state == RS_UP &&
 		    eval_retry(rc) == 0)
-			return;
+			return 0;
+		if (rc->wait) {
+			rc->held = reply;
+			if (rc->wait->held_last)
+				rc->wait->held_last->hnext = rc;
+			else
+				rc->wait->held_head = rc;
+			rc->wait->held_last = rc;
+			return 1;
+		}
 		/* fall through */
 	case RC_USER:
 		pb_metrics_observe(PB_H_STORE_SECONDS, (double)(uv_hrtime() - rc->sent_ns) / 1e9);
@@ -913,11 +1197,15 @@ static void cmd_reply(struct rcmd *rc, redisReply *reply)
 		/* a failed reload leaves the retry's NOSCRIPT as the answer */
 		store_sha(c->r, rc->script, reply);
 		break;
+	case RC_WAIT:
+		wait_reply(rc, reply);
+		break;
 	default:
 		handshake_reply(rc, reply);
 		break;
 	}
 	rcmd_free(rc);
+	return 0;
 }
 
 /* 1 if element i of the array reply is a string. */
@@ -973,16 +1261,156 @@ static void sub_push(struct rconn *c, const redisReply *reply)
 		conn_set_state(c, RS_UP);
 }
 
+/* ---- sentinel ---------------------------------------------------------- */
+
+/* Restart a data connection towards the (new) primary now: drop it if it
+ * is open (its pending commands fail with PB_ESTORE), else start it. */
+static void conn_kick(struct rconn *c)
+{
+	struct pb_redis *r = c->r;
+
+	if (c->open) {
+		c->kick = 1;
+		if (!c->dropping)
+			conn_fail(c, c->state == RS_UP, "the primary is now %s:%d", r->addr_host,
+				  r->addr_port);
+	} else if (!c->gai_pending) {
+		uv_timer_stop(&c->retry);
+		conn_start(c);
+	}
+}
+
+/* Ask the sentinels again (a data connection failed, or found a replica):
+ * drop the sentinel connection if it has answered; its next attempt
+ * starts at once. Nothing if an attempt is in progress or waits. */
+static void sentinel_requery(struct pb_redis *r)
+{
+	struct rconn *c = &r->sen;
+
+	if (r->freeing || !c->open || c->dropping || c->state < RS_SUBSCRIBING)
+		return;
+	c->kick = 1;
+	conn_fail(c, 0, "asking for the primary again");
+}
+
+/* A sentinel named the primary: if it moved, point the data connections
+ * at it. host is NUL-terminated. */
+static void sentinel_set_primary(struct pb_redis *r, const char *host, int port,
+				 const char *why)
+{
+	if (r->addr_known && r->addr_port == port && !strcmp(r->addr_host, host))
+		return;
+	pb_log_info("redis: %s: the primary of %s is %s:%d", why, r->opts.url.master, host, port);
+	snprintf(r->addr_host, sizeof(r->addr_host), "%s", host);
+	r->addr_port = port;
+	r->addr_known = 1;
+	conn_kick(&r->cmd);
+	conn_kick(&r->sub);
+}
+
+/* Parse a port in [p, p + len). 0 if it is not one. */
+static int parse_port(const char *p, size_t len)
+{
+	uint64_t v;
+
+	return pb_parse_uint53(p, len, &v) || v < 1 || v > 65535 ? 0 : (int)v;
+}
+
+/* 1 if [p, p + len) is a plausible host name or address. */
+static int host_ok(const char *p, size_t len)
+{
+	if (!len || len >= 256)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!isalnum((unsigned char)p[i]) && !strchr(".-_:", p[i]))
+			return 0;
+	return 1;
+}
+
+/* The answer to SENTINEL get-master-addr-by-name: [host, port], or nil
+ * when this sentinel does not know the master (try the next one). */
+static void sentinel_addr_reply(struct rconn *c, const redisReply *reply)
+{
+	struct pb_redis *r = c->r;
+	char host[256];
+	int port;
+
+	if (reply->type == REDIS_REPLY_NIL) {
+		conn_fail(c, 1, "this sentinel does not know the master %s", r->opts.url.master);
+		return;
+	}
+	if (reply->type == REDIS_REPLY_ERROR) {
+		conn_fail(c, 1, "refused: %.*s", (int)(reply->len < 160 ? reply->len : 160),
+			  reply->str);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 || !el_is_string(reply, 0) ||
+	    !el_is_string(reply, 1) || !host_ok(reply->element[0]->str, reply->element[0]->len) ||
+	    !(port = parse_port(reply->element[1]->str, reply->element[1]->len))) {
+		conn_fail(c, 1, "a malformed answer for the primary's address");
+		return;
+	}
+	memcpy(host, reply->element[0]->str, reply->element[0]->len);
+	host[reply->element[0]->len] = '\0';
+	conn_set_state(c, RS_SUBSCRIBING);
+	sentinel_set_primary(r, host, port, "sentinel");
+}
+
+/* A push on the sentinel connection: the confirmation of SUBSCRIBE
+ * +switch-master, or a switch: "<master> <old-ip> <old-port> <new-ip>
+ * <new-port>". Anything else drops the connection. */
+static void sentinel_push(struct rconn *c, const redisReply *reply)
+{
+	struct pb_redis *r = c->r;
+	char buf[600], name[128], oh[256], op[8], nh[256], np[8];
+	const redisReply *m;
+
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || !el_is_string(reply, 0) ||
+	    !el_is_string(reply, 1)) {
+		conn_fail(c, 1, "a malformed pub/sub frame");
+		return;
+	}
+	if (!strcasecmp(reply->element[0]->str, "subscribe")) {
+		if (!c->owed) {
+			conn_fail(c, 1, "a subscribe confirmation nobody asked for");
+			return;
+		}
+		c->owed--;
+		if (c->resub_left && --c->resub_left == 0)
+			conn_set_state(c, RS_UP);
+		return;
+	}
+	m = reply->element[2];
+	if (strcasecmp(reply->element[0]->str, "message") || !el_is_string(reply, 2) ||
+	    m->len >= sizeof(buf)) {
+		conn_fail(c, 1, "an unexpected pub/sub frame");
+		return;
+	}
+	memcpy(buf, m->str, m->len);
+	buf[m->len] = '\0';
+	if (sscanf(buf, "%127s %255s %7s %255s %7s", name, oh, op, nh, np) != 5 ||
+	    !host_ok(nh, strlen(nh)) || !parse_port(np, strlen(np))) {
+		pb_log_warn("redis: sentinel %s:%d: a malformed +switch-master", c->host, c->port);
+		return;
+	}
+	if (!strcmp(name, r->opts.url.master))
+		sentinel_set_primary(r, nh, parse_port(np, strlen(np)), "+switch-master");
+}
+
 /* Route one complete reply (owned; freed here): to the oldest pending
  * command, else, on a subscribed subscriber connection, to sub_push. */
 static void conn_dispatch(struct rconn *c, redisReply *reply)
 {
-	if (c->head)
-		cmd_reply(c->head, reply);
-	else if (c->is_sub && (c->state == RS_SUBSCRIBING || c->state == RS_UP))
+	if (c->head) {
+		if (cmd_reply(c->head, reply))
+			return;
+	} else if (c->role == CR_SUB && (c->state == RS_SUBSCRIBING || c->state == RS_UP)) {
 		sub_push(c, reply);
-	else
+	} else if (c->role == CR_SEN && (c->state == RS_SUBSCRIBING || c->state == RS_UP)) {
+		sentinel_push(c, reply);
+	} else {
 		conn_fail(c, 1, "a reply (type %d) with no command pending", reply->type);
+	}
 	freeReplyObject(reply);
 }
 
@@ -1061,6 +1489,8 @@ static int conn_flush(struct rconn *c)
 {
 	ssize_t n;
 
+	if (wait_close_group(c))
+		return -1;
 	while (c->olen > c->ooff) {
 		n = send(c->fd, c->obuf + c->ooff, c->olen - c->ooff, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
@@ -1145,15 +1575,18 @@ static void on_tick(uv_timer_t *t)
 
 	conn_check(&r->cmd, now);
 	conn_check(&r->sub, now);
+	conn_check(&r->sen, now);
 }
 /* ---- API ---------------------------------------------------------------- */
 
 /* Set up one connection's fields and retry timer. */
-static void conn_init(struct pb_redis *r, struct rconn *c, int is_sub)
+static void conn_init(struct pb_redis *r, struct rconn *c, enum rconn_role role)
 {
+	static const char *const names[] = { "command", "subscriber", "sentinel" };
+
 	c->r = r;
-	c->is_sub = is_sub;
-	c->name = is_sub ? "subscriber" : "command";
+	c->role = role;
+	c->name = names[role];
 	c->fd = -1;
 	c->state = RS_DOWN;
 	c->backoff_ms = RD_BACKOFF_MIN_MS;
@@ -1176,6 +1609,14 @@ struct pb_redis *pb_redis_new(uv_loop_t *loop, const struct pb_redis_opts *opts)
 		r->opts.connect_timeout_ms = RD_DEFAULT_TIMEOUT_MS;
 	if (!r->opts.command_timeout_ms)
 		r->opts.command_timeout_ms = RD_DEFAULT_TIMEOUT_MS;
+	if (!r->opts.wait_timeout_ms)
+		r->opts.wait_timeout_ms = RD_DEFAULT_TIMEOUT_MS;
+	r->sentinel = r->opts.url.nsentinels > 0;
+	if (!r->sentinel) {
+		r->addr_known = 1;
+		memcpy(r->addr_host, r->opts.url.host, sizeof(r->addr_host));
+		r->addr_port = r->opts.url.port;
+	}
 	r->sha = calloc(opts->nscripts ? opts->nscripts : 1, sizeof(*r->sha));
 	r->chans = pb_map_new();
 	if (!r->sha || !r->chans) {
@@ -1187,9 +1628,12 @@ struct pb_redis *pb_redis_new(uv_loop_t *loop, const struct pb_redis_opts *opts)
 	uv_timer_init(loop, &r->tick);
 	r->tick.data = r;
 	r->busy++;
-	conn_init(r, &r->cmd, 0);
-	conn_init(r, &r->sub, 1);
+	conn_init(r, &r->cmd, CR_CMD);
+	conn_init(r, &r->sub, CR_SUB);
+	conn_init(r, &r->sen, CR_SEN);
 	uv_timer_start(&r->tick, on_tick, RD_TICK_MS, RD_TICK_MS);
+	if (r->sentinel)
+		conn_start(&r->sen);    /* its answer starts the other two */
 	conn_start(&r->cmd);
 	conn_start(&r->sub);
 	return r;
@@ -1202,12 +1646,16 @@ void pb_redis_free(struct pb_redis *r)
 	r->freeing = 1;
 	uv_close((uv_handle_t *)&r->cmd.retry, on_retry_closed);
 	uv_close((uv_handle_t *)&r->sub.retry, on_retry_closed);
+	uv_close((uv_handle_t *)&r->sen.retry, on_retry_closed);
 	if (r->cmd.gai_pending)
 		uv_cancel((uv_req_t *)&r->cmd.gai);
 	if (r->sub.gai_pending)
 		uv_cancel((uv_req_t *)&r->sub.gai);
+	if (r->sen.gai_pending)
+		uv_cancel((uv_req_t *)&r->sen.gai);
 	conn_drop(&r->cmd);
 	conn_drop(&r->sub);
+	conn_drop(&r->sen);
 	client_maybe_finish(r);
 }
 
@@ -1273,10 +1721,13 @@ int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
 	return 0;
 }
 
-int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
-		  const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg)
+/* pb_redis_eval() and pb_redis_eval_durable() (durable: join the open
+ * WAIT group). */
+static int eval_send(struct pb_redis *r, size_t script, int nkeys, int argc,
+		     const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg,
+		     int durable)
 {
-	struct rcmd *rc = NULL;
+	struct rcmd *rc = NULL, *w = NULL;
 	const char **av = NULL;
 	size_t *lens = NULL;
 	char nk[16];
@@ -1293,7 +1744,9 @@ int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
 	av = malloc(((size_t)argc + 3) * sizeof(*av));
 	lens = malloc(((size_t)argc + 3) * sizeof(*lens));
 	rc = rcmd_new(&r->cmd, RC_EVAL, now_ms(r) + r->opts.command_timeout_ms);
-	if (!av || !lens || !rc)
+	if (durable)
+		w = wait_group(&r->cmd);
+	if (!av || !lens || !rc || (durable && !w))
 		goto out;
 	snprintf(nk, sizeof(nk), "%d", nkeys);
 	av[0] = "EVALSHA";
@@ -1317,6 +1770,7 @@ int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
 	err = conn_send_formatted(&r->cmd, rc->evalcmd, rc->evallen);
 	if (err)
 		goto out;
+	rc->wait = w;
 	rcmd_link(rc);
 	rc = NULL;
 out:
@@ -1325,6 +1779,26 @@ out:
 	free(av);
 	free(lens);
 	return err;
+}
+
+int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
+		  const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg)
+{
+	return eval_send(r, script, nkeys, argc, argv, argvlen, cb, arg, 0);
+}
+
+int pb_redis_eval_durable(struct pb_redis *r, size_t script, int nkeys, int argc,
+			  const char *const *argv, const size_t *argvlen, pb_redis_cb cb,
+			  void *arg)
+{
+	return eval_send(r, script, nkeys, argc, argv, argvlen, cb, arg,
+			 r->opts.wait_replicas > 0);
+}
+
+void pb_redis_set_wait(struct pb_redis *r, unsigned replicas, unsigned timeout_ms)
+{
+	r->opts.wait_replicas = replicas;
+	r->opts.wait_timeout_ms = timeout_ms ? timeout_ms : RD_DEFAULT_TIMEOUT_MS;
 }
 
 int pb_redis_subscribe(struct pb_redis *r, const char *channel)

@@ -6,6 +6,10 @@
  * whose channels survive reconnects.
  *
  * One pb_redis owns two connections: one for commands, one for pub/sub.
+ * With a redis+sentinel:// URL it owns a third, to one sentinel at a time:
+ * it asks for the primary's address (SENTINEL get-master-addr-by-name),
+ * stays subscribed to +switch-master, and points the two data connections
+ * at the primary (each checks ROLE is master before it comes up).
  * Together with store_redis.c this is the only code that includes hiredis.
  *
  * Callback contract (as hiredis): a command that was accepted (return 0)
@@ -23,15 +27,29 @@
 struct redisReply;
 struct pb_redis;
 
-/* A parsed redis://[:PASSWORD@]HOST:PORT[/DB] URL. */
-struct pb_redis_url {
+#define PB_REDIS_MAX_SENTINELS 16
+
+/* One host and port. */
+struct pb_redis_node {
 	char host[256];
-	int port;               /* default 6379 */
-	char password[256];     /* "" for none */
-	int db;                 /* default 0 */
+	int port;
 };
 
-/* Parse url. 0, or PB_EBADREQ with a one-line reason in err. */
+/* A parsed redis://[:PASSWORD@]HOST:PORT[/DB] or
+ * redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER[/DB] URL. */
+struct pb_redis_url {
+	char host[256];         /* redis://: the server */
+	int port;               /* default 6379 */
+	char password[256];     /* "" for none (of the data nodes, not sentinels) */
+	int db;                 /* default 0 */
+	/* redis+sentinel:// only (nsentinels 0 otherwise): the sentinels
+	 * (port default 26379) and the name of the monitored primary */
+	struct pb_redis_node sentinels[PB_REDIS_MAX_SENTINELS];
+	size_t nsentinels;
+	char master[128];
+};
+
+/* Parse url (either form). 0, or PB_EBADREQ with a one-line reason in err. */
 int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen);
 
 struct pb_redis_opts {
@@ -52,6 +70,10 @@ struct pb_redis_opts {
 	 * reconnect: messages may have been missed meanwhile. May be NULL. */
 	void (*on_resubscribed)(void *arg);
 	void *arg;
+	/* pb_redis_eval_durable(): WAIT for this many replicas (0: no WAIT),
+	 * at most wait_timeout_ms (default 1000) */
+	unsigned wait_replicas;
+	unsigned wait_timeout_ms;
 };
 
 typedef void (*pb_redis_cb)(void *arg, int err, struct redisReply *reply);
@@ -80,6 +102,20 @@ int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
  * once, transparently. Same contract as pb_redis_command(). */
 int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
 		  const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg);
+
+/* As pb_redis_eval(), but with wait_replicas set the command is followed
+ * in the same pipeline by WAIT (one WAIT covers every durable script sent
+ * in the same loop pass), and its callback runs only when WAIT answered:
+ * with the script's reply if at least wait_replicas replicas acknowledged
+ * it, else with reply NULL and PB_ESTORE (the script ran on the primary,
+ * but may be lost in a failover). */
+int pb_redis_eval_durable(struct pb_redis *r, size_t script, int nkeys, int argc,
+			  const char *const *argv, const size_t *argvlen, pb_redis_cb cb,
+			  void *arg);
+
+/* Set wait_replicas and wait_timeout_ms (0: the default, 1000) of a
+ * running client; durable scripts sent from now on use them. */
+void pb_redis_set_wait(struct pb_redis *r, unsigned replicas, unsigned timeout_ms);
 
 /* Subscribe to / unsubscribe from a channel on the subscriber connection.
  * Channels are remembered and re-subscribed after a reconnect; calls while

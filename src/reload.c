@@ -145,6 +145,9 @@ static void reload_keep_fixed(const struct pb_reload *rl, struct pb_config *n)
 	if (reload_differ(n->store, o->store))
 		pb_log_warn("reload: --store needs a restart");
 	reload_swap(&n->store, &o->store);
+	if (n->store_wait_replicas != o->store_wait_replicas)
+		pb_log_warn("reload: --store-wait-replicas needs a restart");
+	n->store_wait_replicas = o->store_wait_replicas;
 	if (n->instance_id && reload_differ(n->instance_id, o->instance_id))
 		pb_log_warn("reload: --instance-id needs a restart");
 	reload_swap(&n->instance_id, &o->instance_id);
@@ -195,6 +198,7 @@ static void reload_log_routes(const struct pb_config *o, const struct pb_config 
 				    n->routes[i].url);
 		else if (strcmp(was->url, n->routes[i].url) || was->redial != n->routes[i].redial ||
 			 was->insecure != n->routes[i].insecure ||
+			 was->deflate != n->routes[i].deflate ||
 			 reload_differ(was->origin, n->routes[i].origin))
 			pb_log_info("reload: route %s -> %s changed (live sessions keep %s)",
 				    n->routes[i].name, n->routes[i].url, was->url);

@@ -107,6 +107,31 @@ struct pb_session *session_find(struct pb_core *c, const char *id)
 	return pb_map_get(c->sessions, id, strlen(id));
 }
 
+void session_set_door(struct pb_session *s, enum pb_door door)
+{
+	if ((unsigned)door >= PB_DOOR_COUNT)
+		door = PB_DOOR_V1;
+	if (s->owned && s->state != PB_S_ENDED && door != s->door) {
+		pb_metrics_gauge((enum pb_gauge)(PB_G_SESSIONS + s->door), -1);
+		pb_metrics_gauge((enum pb_gauge)(PB_G_SESSIONS + door), 1);
+	}
+	s->door = door;
+}
+
+int session_id_ok(const char *id, size_t len)
+{
+	if (len != PB_ID_LEN)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char ch = id[i];
+
+		if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+			return 0;
+	}
+	return 1;
+}
+
 void session_close_upstream(struct pb_session *s, int code, const char *reason)
 {
 	if (s->up) {
@@ -131,7 +156,7 @@ void session_forget(struct pb_session *s, const char *why)
 	}
 	if (s->owned) {
 		c->owned--;
-		pb_metrics_gauge(PB_G_SESSIONS, -1);
+		pb_metrics_gauge((enum pb_gauge)(PB_G_SESSIONS + s->door), -1);
 		if (s->route)
 			pb_metrics_route_add(s->route_row, PB_RM_SESSIONS, -1);
 	}
@@ -225,7 +250,12 @@ static void session_idle_checked(void *arg, int err, int ended, uint64_t remaini
 		/* Gone meanwhile. */
 	} else if (!err && ended) {
 		pb_metrics_add(PB_C_END_IDLE, 1);
-		session_close_upstream(s, 1001, "idle timeout");
+		/* A SockJS client's close() sends nothing: the idle end is how
+		 * it closes, so the upstream gets 1000 as for a client close. */
+		if (s->door == PB_DOOR_SOCKJS)
+			session_close_upstream(s, 1000, "client closed or went away");
+		else
+			session_close_upstream(s, 1001, "idle timeout");
 		waiter_answer(s, PB_ECLOSED, NULL);
 		session_forget(s, "idle timeout");
 	} else if (!err) {
@@ -322,7 +352,7 @@ static void session_created(void *arg, int err)
 	}
 	s->create_cb = NULL;
 	session_set_state(s, PB_S_OPEN, "upstream handshake done");
-	pb_metrics_add(PB_C_SESSIONS_CREATED, 1);
+	pb_metrics_add((enum pb_counter)(PB_C_SESSIONS_CREATED + s->door), 1);
 	session_touch(s);
 	pump_in_next(s);
 	if (s->closed_early) {
@@ -390,10 +420,24 @@ static void up_failed(void *arg, int err, const char *why)
 	session_fail_create(s, err, "upstream unreachable");
 }
 
-/* A whole message from the upstream: on to the store. */
+static void up_closed(void *arg, int code, const char *reason, size_t reason_len);
+
+/* A whole message from the upstream: on to the store. SockJS carries text
+ * only: a binary message closes the upstream with 1003 and the session as
+ * if the upstream had closed with 1003 "binary message" (docs/API.md). */
 static void up_message(void *arg, struct pb_msg *m)
 {
-	pump_in_take(arg, m);
+	struct pb_session *s = arg;
+
+	if (s->door == PB_DOOR_SOCKJS && m->type == PB_MSG_BINARY) {
+		pb_msg_unref(m);
+		pb_log_info("session %.6s: binary message from the upstream of a SockJS session: "
+			    "closing it with 1003", s->id);
+		session_close_upstream(s, 1003, "binary messages are not supported");
+		up_closed(s, 1003, "binary message", 14);
+		return;
+	}
+	pump_in_take(s, m);
 }
 
 /* The upstream closed: the session is closed, its messages stay readable. */
@@ -448,6 +492,7 @@ int session_dial(struct pb_session *s, const char *protocols, const char *origin
 	d.origin = s->route->origin ? s->route->origin : origin;
 	d.headers = fwd;
 	d.max_message_bytes = c->cfg->max_message_bytes;
+	d.eio = s->eio;
 	pb_log_debug("session %.6s: dialling %s (%s)", s->id, s->route->name, s->route->url);
 	s->dial_ns = uv_hrtime();
 	s->up = c->link->dial(c->link_ctx, &d, &pb_session_upstream, s, &r);
@@ -516,6 +561,16 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 		cb(req, PB_ESTORE, NULL, NULL);
 		return;
 	}
+	if ((cr->eio && cr->eio != 3 && cr->eio != 4) ||
+	    (cr->fixed_id[0] && !session_id_ok(cr->fixed_id, strlen(cr->fixed_id)))) {
+		cb(req, PB_EBADREQ, NULL, NULL);
+		return;
+	}
+	if (cr->fixed_id[0] && session_find(c, cr->fixed_id)) {
+		/* Live here (or a shadow of one owned elsewhere). */
+		cb(req, PB_EEXIST, NULL, NULL);
+		return;
+	}
 	if (c->cfg->max_sessions_per_client && client_addr && client_addr[0]) {
 		client = core_client(c, client_addr, 1);
 		if (!client) {
@@ -527,14 +582,20 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
 			return;
 		}
 	}
-	do {
-		r = pb_session_id_new(id);
-	} while (!r && pb_map_get(c->sessions, id, PB_ID_LEN));
+	if (cr->fixed_id[0]) {
+		memcpy(id, cr->fixed_id, PB_ID_LEN + 1);
+	} else {
+		do {
+			r = pb_session_id_new(id);
+		} while (!r && pb_map_get(c->sessions, id, PB_ID_LEN));
+	}
 	s = r ? NULL : session_new(c, id, 1);
 	if (!s) {
 		cb(req, r ? r : PB_ENOMEM, NULL, NULL);
 		return;
 	}
+	session_set_door(s, cr->door);
+	s->eio = cr->eio;
 	session_use_route(s, route);
 	pb_metrics_route_add(s->route_row, PB_RM_SESSIONS, 1);
 	s->state = PB_S_CONNECTING;

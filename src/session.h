@@ -79,11 +79,37 @@ void pb_core_free(struct pb_core *c);
  * the request headers fwd (may be NULL; borrowed during the call, the
  * upstream link copies them). Answers once the upstream handshake is done
  * or failed (connect timeout). With a shared store the subprotocol offer,
- * client_origin and fwd are stored with the session, so that an instance
- * adopting it re-dials with the same handshake. */
+ * client_origin, fwd and cr->door are stored with the session, so that an
+ * instance adopting it re-dials with the same handshake (an Engine.IO
+ * session is closed instead: 1011 "bridge instance lost").
+ *
+ * cr->door labels the session's metrics; cr->eio (3 or 4) dials the
+ * route's URL with the query parameter EIO=<eio> (replacing one the URL
+ * has); cr->fixed_id (not "") is the session's id: PB_EBADREQ if it is not
+ * PB_ID_LEN chars of [A-Za-z0-9_.-], PB_EEXIST if a live session or a
+ * tombstone has it (known here at once; else the store refuses it
+ * atomically after the upstream handshake, and the upstream is closed).
+ * The instance and per-client limits apply to every door. */
 void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const char *client_addr,
 		    const char *client_origin, const struct pb_headers *fwd,
 		    pb_core_create_cb cb, void *req);
+
+/* As `after` of a poll or stream read: acknowledge everything that earlier
+ * reads of this session handed out (the store keeps a per-session "handed"
+ * mark: what the latest read returned, poll or stream, on any instance),
+ * for doors whose clients have no cursor (Engine.IO, SockJS). A read whose
+ * answer the core discards (a newer request took the slot meanwhile) does
+ * not count: the newer request acknowledges only what the discarded read
+ * itself acknowledged. */
+#define PB_AFTER_HANDED UINT64_MAX
+
+/* Flag of pb_core_poll_flags() / pb_core_stream_read_flags(): if another
+ * poll or stream already waits on the session on this instance, answer
+ * PB_EBUSY at once instead of releasing the older one (a stream checks on
+ * its first read only). Across instances the /v1 rule stays: the newest
+ * request wins and an older one waiting on another instance is answered
+ * `released`. */
+#define PB_POLL_EXCLUSIVE 1u
 
 /* Acknowledge <= after and answer with what is queued above it, waiting up
  * to wait seconds (clamped to wait_max) for something to arrive. max is
@@ -91,6 +117,10 @@ void pb_core_create(struct pb_core *c, const struct pb_create_req *cr, const cha
  * waiting one at once with an empty batch (released set). */
 void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
 		  pb_core_poll_cb cb, void *req);
+
+/* pb_core_poll() with flags (0 or PB_POLL_EXCLUSIVE; PB_EBUSY). */
+void pb_core_poll_flags(struct pb_core *c, const char *id, uint64_t after, unsigned wait,
+			size_t max, unsigned flags, pb_core_poll_cb cb, void *req);
 
 /* One read of a stream (Server-Sent Events): like a poll, but answers
  * with what lies past from (the last seq already streamed) while only
@@ -102,6 +132,12 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
  * draining: the stream should end. */
 void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 			 unsigned wait, uint64_t stream, int first, pb_core_poll_cb cb, void *req);
+
+/* pb_core_stream_read() with flags (0 or PB_POLL_EXCLUSIVE, checked on the
+ * first read only; PB_EBUSY). */
+void pb_core_stream_read_flags(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			       unsigned wait, uint64_t stream, int first, unsigned flags,
+			       pb_core_poll_cb cb, void *req);
 
 /* Queue sr's messages (references are taken; sr stays the caller's) for the
  * upstream, in order, all or nothing. */

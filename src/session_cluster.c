@@ -10,8 +10,12 @@
  *
  * An adopted session re-dials its upstream when its route says `redial`
  * (the client gets a reopen message) and is closed otherwise: 1012 when
- * the old owner drained, 1006 when it died. Every hook below does nothing
- * with a single-instance store.
+ * the old owner drained, 1006 when it died. An Engine.IO session is never
+ * re-dialled (the upstream's Socket.IO state died with the old link): it
+ * is closed with 1011 "bridge instance lost" (1012 "instance drained" after
+ * a drain), so its pollers get the close and the client's own
+ * reconnection starts a fresh session. Every hook below does nothing with
+ * a single-instance store.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +55,13 @@ void session_cluster_announce(struct pb_session *s)
  * handshake. It is bounded by what one request may carry
  * (--max-header-bytes). Encoding: one field after another, each
  * "<decimal length>:<bytes>": protocols, origin, then the name and value of
- * each header; an absent string is an empty field. */
+ * each header; an absent string is an empty field. A session of another
+ * door than /v1 starts with one letter naming it ('e' Engine.IO, 's'
+ * SockJS); a /v1 session's handshake has none, as before doors existed, so
+ * old and new instances read each other's /v1 sessions. */
+
+/* The door letters of the kept handshake, by enum pb_door (0: none). */
+static const char pb_door_letters[PB_DOOR_COUNT] = { 0, 'e', 's' };
 
 /* Append one field. */
 static int handshake_put(struct pb_buf *b, const char *v)
@@ -72,7 +82,9 @@ int session_cluster_keep_handshake(struct pb_session *s, const char *protocols,
 	if (!pb_store_shared(s->core->store))
 		return 0;       /* nobody will adopt the session */
 	pb_buf_init(&b, 0);
-	r = handshake_put(&b, protocols);
+	r = pb_door_letters[s->door] ? pb_buf_append(&b, &pb_door_letters[s->door], 1) : 0;
+	if (!r)
+		r = handshake_put(&b, protocols);
 	if (!r)
 		r = handshake_put(&b, origin);
 	for (size_t i = 0; fwd && i < fwd->n && !r; i++) {
@@ -90,6 +102,7 @@ int session_cluster_keep_handshake(struct pb_session *s, const char *protocols,
 
 /* A decoded handshake: strings in mem (owned), NUL-terminated. */
 struct pb_handshake {
+	enum pb_door door;
 	char *mem;
 	const char *protocols;          /* NULL: none */
 	const char *origin;             /* NULL: none */
@@ -124,6 +137,12 @@ static int handshake_decode(const void *data, size_t len, struct pb_handshake *h
 	char *w;
 
 	memset(h, 0, sizeof(*h));
+	for (int d = 1; len && d < PB_DOOR_COUNT; d++)
+		if (*p == pb_door_letters[d]) {
+			h->door = (enum pb_door)d;
+			p++;
+			len--;
+		}
 	if (!len)
 		return 0;       /* stored by an older version: nothing to send */
 	h->mem = malloc(len + 1);
@@ -147,7 +166,9 @@ static int handshake_decode(const void *data, size_t len, struct pb_handshake *h
 	return 0;
 bad:
 	free(h->mem);
-	memset(h, 0, sizeof(*h));
+	h->mem = NULL;
+	h->protocols = h->origin = NULL;
+	h->headers.n = 0;
 	return PB_ESTORE;
 }
 
@@ -197,19 +218,24 @@ static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_
 	int code = cl->drained ? 1012 : 1006;
 	const char *reason = cl->drained ? "instance drained" : "instance lost";
 	struct pb_handshake hs;
-	int r;
+	int r, hs_err;
 
 	if (s && s->owned)
 		return;
+	/* The handshake first: it names the door. */
+	hs_err = handshake_decode(cl->handshake, cl->handshake_len, &hs);
 	if (!s) {
 		s = session_new(c, id, 1);
-		if (!s)
+		if (!s) {
+			free(hs.mem);
 			return;
+		}
 	} else {
 		s->owned = 1;
 		c->owned++;
-		pb_metrics_gauge(PB_G_SESSIONS, 1);
+		pb_metrics_gauge((enum pb_gauge)(PB_G_SESSIONS + s->door), 1);
 	}
+	session_set_door(s, hs.door);
 	pb_metrics_add(PB_C_SESSIONS_ADOPTED, 1);
 	session_use_route(s, route);
 	if (route)
@@ -220,20 +246,31 @@ static void core_adopt(struct pb_core *c, const char *id, const struct pb_store_
 		session_set_state(s, PB_S_CLOSED, "adopted after the upstream closed");
 		if (s->w.state != PB_W_PARKED)
 			session_touch(s);
+		free(hs.mem);
 		return;
 	}
 	session_set_state(s, PB_S_OPEN, "adopted");
+	if (s->door == PB_DOOR_ENGINEIO) {
+		/* Never re-dialled: the upstream's Socket.IO state is gone. */
+		if (!cl->drained) {
+			code = 1011;
+			reason = "bridge instance lost";
+		}
+		session_mark_closed(s, code, reason, strlen(reason), "adopted: Engine.IO session");
+		free(hs.mem);
+		return;
+	}
 	if (!route || !route->redial) {
 		session_mark_closed(s, code, reason, strlen(reason),
 				    route ? "adopted without redial" :
 					    "adopted: route not configured here");
+		free(hs.mem);
 		return;
 	}
 	session_set_state(s, PB_S_CONNECTING, "adopted: dialling the upstream again");
 	s->adopting = 1;
 	/* The same handshake as the creating client's dial. */
-	r = handshake_decode(cl->handshake, cl->handshake_len, &hs);
-	if (r)
+	if (hs_err)
 		pb_log_warn("session %.6s: stored handshake unusable, re-dialling without it", s->id);
 	r = session_dial(s, hs.protocols, hs.origin, hs.headers.n ? &hs.headers : NULL);
 	free(hs.mem);
@@ -269,7 +306,7 @@ static void core_orphans(void *arg, int err, const char *const *ids, size_t n)
 		struct pb_session *s = session_find(c, ids[i]);
 		struct pb_claim_op *op;
 
-		if ((s && s->owned) || !pb_session_id_valid(ids[i], strlen(ids[i])))
+		if ((s && s->owned) || !session_id_ok(ids[i], strlen(ids[i])))
 			continue;
 		op = malloc(sizeof(*op));
 		if (!op)
@@ -348,8 +385,11 @@ void core_on_ended(void *arg, const char *id)
 	struct pb_session *s = session_find(arg, id);
 
 	/* An idle check of ours may have published it: its answer, which may
-	 * come after this wakeup, says how the session ended. */
-	if (!s || s->idle_checking)
+	 * come after this wakeup, says how the session ended. A session still
+	 * being created (not adopted) is not recorded yet: the news is about
+	 * an earlier session with its id (a fixed id), and its create will
+	 * learn from the store. */
+	if (!s || s->idle_checking || (s->state == PB_S_CONNECTING && !s->adopting))
 		return;
 	session_close_upstream(s, 1000, "");
 	if (s->w.state == PB_W_EMPTY)

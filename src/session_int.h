@@ -130,6 +130,8 @@ struct pb_outpump {
 	uint64_t written;               /* highest out-seq handed to the socket */
 	uint64_t acked;                 /* highest out-seq acknowledged to the store */
 	int refetch;                    /* more may be waiting in the store */
+	int closing;                    /* a PB_MSG_CLOSE was reached: the session
+					   is being ended, nothing more is written */
 };
 
 struct pb_session {
@@ -142,6 +144,9 @@ struct pb_session {
 	int idle_checking;              /* an END_IF_IDLE is in flight: its own
 					   "ended" wakeup is not news */
 	const struct pb_route *route;   /* NULL for a shadow */
+	enum pb_door door;              /* the front door it came through (set
+					   with session_set_door) */
+	int eio;                        /* Engine.IO version dialled (0: none) */
 	size_t route_row;               /* its per-route metrics row */
 	struct pb_upstream *up;
 	uv_timer_t timer;
@@ -193,6 +198,11 @@ void session_set_state(struct pb_session *s, enum pb_session_state st, const cha
 /* A new local session (owned or shadow) in the map. NULL on failure. */
 struct pb_session *session_new(struct pb_core *c, const char *id, int owned);
 struct pb_session *session_find(struct pb_core *c, const char *id);
+/* Set the session's door, moving it between the door-labelled gauges. */
+void session_set_door(struct pb_session *s, enum pb_door door);
+/* 1 if id[0..len) can name a session: PB_ID_LEN chars of [A-Za-z0-9_.-]
+ * (a minted id, or a fixed id such as SockJS's, which ends with '.'). */
+int session_id_ok(const char *id, size_t len);
 /* Point the session at route (NULL: none), keeping the per-configuration
  * session counts (pb_route.users) that let a reload free a replaced
  * route table once no session uses it. */
@@ -233,7 +243,7 @@ void waiter_deadline(struct pb_session *s);
 /* A shadow with nothing in its slot lingers for idle_timeout. */
 void waiter_linger(struct pb_session *s);
 void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
-	       unsigned wait, size_t max, uint64_t stream, int first,
+	       unsigned wait, size_t max, uint64_t stream, int first, unsigned flags,
 	       pb_core_poll_cb cb, void *req);
 void core_on_inbound(void *arg, const char *id);
 
@@ -271,7 +281,8 @@ void core_on_acked(void *arg, const char *id);
 void session_cluster_watch(struct pb_session *s, int on);
 /* Tell the other instances a request took this session's waiter slot. */
 void session_cluster_announce(struct pb_session *s);
-/* Keep the client's part of the dial for an adopter's re-dial. */
+/* Keep the client's part of the dial (and the session's door) for an
+ * adopter's re-dial. */
 int session_cluster_keep_handshake(struct pb_session *s, const char *protocols,
 				   const char *origin, const struct pb_headers *fwd);
 /* Drain a session of a shared store: release it for another instance. */

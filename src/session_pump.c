@@ -313,10 +313,32 @@ static void pump_out_acked(void *arg, int err)
 	session_release(arg);
 }
 
+/* Core answer to the delete a PB_MSG_CLOSE started: nobody waits for it. */
+static void pump_out_closed(void *req, int err)
+{
+	(void)req;
+	if (err && err != PB_ENOSESSION && err != PB_ECLOSED)
+		pb_log_warn("a client's close could not end its session: %s", pb_err_code(err));
+}
+
+/* The close marker is next: everything queued before it has left this
+ * process, so end the session now (the upstream gets 1000), as a DELETE
+ * would. Called from the link's write callback: the link only detaches. */
+static void pump_out_close(struct pb_session *s)
+{
+	s->out.closing = 1;
+	session_hold(s);
+	pb_core_delete(s->core, s->id, pump_out_closed, NULL);
+	session_release(s);
+}
+
 struct pb_msg *pump_out_next(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
 	struct pb_msg *m;
+
+	if (s->out.closing)
+		return NULL;
 
 	/* The link asks again only once its own buffer is empty, so all
 	 * handed over so far has left this process: now the store may forget
@@ -329,6 +351,12 @@ struct pb_msg *pump_out_next(struct pb_session *s)
 			session_release(s);
 	}
 	m = pb_msgq_pop(&s->out.ring);
+	if (m && m->type == PB_MSG_CLOSE) {
+		s->out.written = m->seq;
+		pb_msg_unref(m);
+		pump_out_close(s);
+		return NULL;
+	}
 	if (m) {
 		s->out.written = m->seq;
 		pb_metrics_add(PB_C_MSGS_OUT, 1);

@@ -97,6 +97,20 @@ void waiter_linger(struct pb_session *s)
 		session_arm(s, PB_DL_LINGER, (uint64_t)s->core->cfg->idle_timeout * 1000);
 }
 
+/* A read for the slot acknowledged b->acked. If the request now in the
+ * slot acknowledges PB_AFTER_HANDED, pin that to b->acked for its further
+ * reads: the handed mark has moved to what this read returned, which
+ * nobody gets if the read is repeated (a newer request came meanwhile) and
+ * is no news if the request parks (it returned nothing). */
+static void waiter_resolve_handed(struct pb_session *s, const struct pb_store_batch *b)
+{
+	if (s->w.after != PB_AFTER_HANDED)
+		return;
+	s->w.after = b->acked;
+	if (s->w.from == PB_AFTER_HANDED || s->w.from < s->w.after)
+		s->w.from = s->w.after;
+}
+
 /* Store answer to a read for the slot. */
 static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 {
@@ -107,6 +121,8 @@ static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 	int final = err || b->ended;
 
 	s->w.reading = 0;
+	if (!final && s->w.state != PB_W_EMPTY)
+		waiter_resolve_handed(s, b);
 	if (s->w.state == PB_W_EMPTY) {
 		/* Answered meanwhile (replaced by a newer request, deleted). */
 	} else if (!final && (s->w.stale || (s->w.reread && !b->n && !b->close.closed))) {
@@ -211,7 +227,7 @@ static void core_read_direct(struct pb_core *c, const char *id, uint64_t after, 
 }
 
 void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
-	       unsigned wait, size_t max, uint64_t stream, int first,
+	       unsigned wait, size_t max, uint64_t stream, int first, unsigned flags,
 	       pb_core_poll_cb cb, void *req)
 {
 	struct pb_session *s = session_find(c, id);
@@ -225,9 +241,17 @@ void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 		cb(req, 0, &b);
 		return;
 	}
+	if ((flags & PB_POLL_EXCLUSIVE) && (!stream || first) && s &&
+	    s->w.state != PB_W_EMPTY) {
+		/* Another request waits here and keeps the slot. (Across
+		 * instances the newest still wins: see session.h.) */
+		cb(req, PB_EBUSY, NULL);
+		return;
+	}
 	if (max > c->cfg->max_batch)
 		max = c->cfg->max_batch;
-	if (from < after)
+	/* PB_AFTER_HANDED is resolved by the store; from stays as given. */
+	if (from < after && after != PB_AFTER_HANDED)
 		from = after;
 	if (c->draining)
 		wait = 0;
@@ -267,17 +291,30 @@ void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 		s->w.stale = 1;
 }
 
+void pb_core_poll_flags(struct pb_core *c, const char *id, uint64_t after, unsigned wait,
+			size_t max, unsigned flags, pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, after, wait > c->cfg->wait_max ? c->cfg->wait_max : wait, max,
+		  0, 0, flags, cb, req);
+}
+
 void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wait, size_t max,
 		  pb_core_poll_cb cb, void *req)
 {
-	core_read(c, id, after, after, wait > c->cfg->wait_max ? c->cfg->wait_max : wait, max,
-		  0, 0, cb, req);
+	pb_core_poll_flags(c, id, after, wait, max, 0, cb, req);
+}
+
+void pb_core_stream_read_flags(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
+			       unsigned wait, uint64_t stream, int first, unsigned flags,
+			       pb_core_poll_cb cb, void *req)
+{
+	core_read(c, id, after, from, wait, c->cfg->max_batch, stream, first, flags, cb, req);
 }
 
 void pb_core_stream_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 			 unsigned wait, uint64_t stream, int first, pb_core_poll_cb cb, void *req)
 {
-	core_read(c, id, after, from, wait, c->cfg->max_batch, stream, first, cb, req);
+	pb_core_stream_read_flags(c, id, after, from, wait, stream, first, 0, cb, req);
 }
 
 /* Something changed on the inbound side of id: a parked request reads. */

@@ -45,7 +45,16 @@ struct pb_store_batch {
 					   and this batch reaches last_seq */
 	int ended;                      /* this read acknowledged the last message
 					   of a closed session: it has now ended */
+	uint64_t acked;                 /* read_in: the `after` this read
+					   acknowledged (STORE_AFTER_HANDED
+					   resolved to the handed mark) */
 };
+
+/* read_in's after: acknowledge up to the session's handed mark, the
+ * highest seq the latest read_in of the session returned (or, if it
+ * returned nothing, what it acknowledged or read past). Every read_in
+ * updates the mark. Same value as PB_AFTER_HANDED (session.h). */
+#define PB_STORE_AFTER_HANDED UINT64_MAX
 
 /* What a send accepted. */
 struct pb_store_send_result {
@@ -103,7 +112,8 @@ struct pb_store_ops {
 	/* Record a new open session. handshake (handshake_len bytes, may be
 	 * NULL) is what the upstream dial sent on the client's behalf, opaque
 	 * to the store: a shared store keeps it for an adopting instance's
-	 * re-dial (pb_store_claim), a single-instance store may drop it. */
+	 * re-dial (pb_store_claim), a single-instance store may drop it.
+	 * PB_EEXIST (atomically) if a live session or a tombstone has id. */
 	int (*create)(struct pb_store *s, const char *id, const char *route,
 		      const char *protocol, const void *handshake, size_t handshake_len,
 		      pb_store_done_cb cb, void *arg);
@@ -122,8 +132,10 @@ struct pb_store_ops {
 	 * one instance keeps the session alive for its owner on another).
 	 * may_end: whether acknowledging the last message of a closed session
 	 * ends it now (a poll woken by the close may have lost its client: its
-	 * answer must not be the only one). PB_EBADREQ if after > last seq;
-	 * PB_ENOSESSION; PB_ECLOSED once ended. */
+	 * answer must not be the only one). after PB_STORE_AFTER_HANDED: the
+	 * handed mark; from PB_STORE_AFTER_HANDED: the same as after.
+	 * PB_EBADREQ if after > last seq; PB_ENOSESSION; PB_ECLOSED once
+	 * ended. */
 	int (*read_in)(struct pb_store *s, const char *id, uint64_t after, uint64_t from,
 		       size_t max, size_t max_bytes, unsigned hold_secs, int may_end,
 		       pb_store_batch_cb cb, void *arg);

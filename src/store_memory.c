@@ -28,6 +28,7 @@ struct mem_session {
 	struct pb_msgq out;    /* holds out-seqs out_last - out.count + 1 .. out_last */
 	uint64_t out_last;
 	uint64_t send_seq;
+	uint64_t handed;        /* the handed mark (PB_STORE_AFTER_HANDED) */
 	uint64_t forget_at;     /* tombstones: loop time (ms) to forget it */
 	struct mem_session *tomb_next;
 };
@@ -112,7 +113,8 @@ static char *mem_strdup(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
-/* The handshake is not kept: with one instance nobody adopts a session. */
+/* The handshake is not kept: with one instance nobody adopts a session.
+ * An id that is live or a tombstone is refused (a fixed id's create). */
 static int mem_create(struct pb_store *s, const char *id, const char *route,
 		      const char *protocol, const void *handshake, size_t handshake_len,
 		      pb_store_done_cb cb, void *arg)
@@ -124,7 +126,7 @@ static int mem_create(struct pb_store *s, const char *id, const char *route,
 	(void)handshake;
 	(void)handshake_len;
 	if (mem_find(st, id)) {
-		cb(arg, PB_EBADREQ);
+		cb(arg, PB_EEXIST);
 		return 0;
 	}
 	ms = calloc(1, sizeof(*ms));
@@ -192,6 +194,10 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint6
 	size_t n = 0, bytes = 0, skip;
 	int r = mem_live(st, id, &ms), ended, acked = 0;
 
+	if (!r && after == PB_STORE_AFTER_HANDED)
+		after = ms->handed;
+	if (from == PB_STORE_AFTER_HANDED || from < after)
+		from = after;
 	if (!r && after > ms->in_last)
 		r = PB_EBADREQ;
 	if (r) {
@@ -227,6 +233,9 @@ static int mem_read_in(struct pb_store *s, const char *id, uint64_t after, uint6
 	b.n = n;
 	b.last_seq = ms->in_last;
 	b.depth = ms->in.count;
+	b.acked = after;
+	/* The handed mark: what this read returned, else where it read from. */
+	ms->handed = n ? b.msgs[n - 1]->seq : (from < ms->in_last ? from : ms->in_last);
 	if (ms->state == MEM_CLOSED && skip + n == ms->in.count) {
 		b.close.closed = 1;
 		b.close.code = ms->close_code;

@@ -39,7 +39,8 @@
  * as Lua locals filled in from error.h by rs_script_build(), so scripts
  * say `return {E_NOSESSION}` and no code is copied by hand. */
 #define RS_CODES_FMT \
-	"local E_BADREQ, E_NOSESSION, E_CLOSED, E_QFULL, E_SEQGAP, E_LOST = %d, %d, %d, %d, %d, %d\n"
+	"local E_BADREQ, E_NOSESSION, E_CLOSED, E_QFULL, E_SEQGAP, E_LOST, E_EXIST =" \
+	" %d, %d, %d, %d, %d, %d, %d\n"
 
 /* Redis' clock, so instances with skewed clocks agree on leases. */
 #define RS_NOW \
@@ -82,9 +83,10 @@ struct rs_script_def {
 };
 
 static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
-	/* -> {0, lease} */
+	/* -> {0, lease}; a live session or a tombstone (the meta key) refuses a
+	 * create with its id (fixed ids: atomic here). */
 	[RS_CREATE] = { "ttl chan route proto owner #lease_ms hs", RS_PRELUDE
-	"if redis.call('EXISTS', KEYS[1]) == 1 then return {E_BADREQ} end\n"
+	"if redis.call('EXISTS', KEYS[1]) == 1 then return {E_EXIST} end\n"
 	"local lease = now + lease_ms\n"
 	"redis.call('HSET', KEYS[1], 'st', 'open', 'route', route, 'proto', proto,\n"
 	"  'owner', owner, 'lease', lease, 'drained', 0, 'in_last', 0, 'in_first', 1,\n"
@@ -105,13 +107,18 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"touch()\n"
 	"redis.call('PUBLISH', chan, 'i')\n"
 	"return {0, seq, depth, bytes}\n" },
-	/* -> {0, last, depth, closed, ended, code, reason, first_seq, msg...} */
+	/* -> {0, last, depth, closed, ended, code, reason, first_seq, acked,
+	 * msg...}; handed '1': after is the handed mark (field 'handed', the
+	 * highest seq the latest read returned, else where it read from) */
 	[RS_READ_IN] = {
-	"ttl chan #after #max #max_bytes tomb_ms #from #hold_ms may_end", RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason')\n"
+	"ttl chan #after #max #max_bytes tomb_ms #from #hold_ms may_end handed", RS_PRELUDE
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason',\n"
+	"  'handed')\n"
 	"if not m[1] then return {E_NOSESSION} end\n"
 	"if m[1] == 'ended' then return {E_CLOSED} end\n"
 	"local last, first = tonumber(m[2]), tonumber(m[3])\n"
+	"if handed == '1' then after = tonumber(m[6] or 0) end\n"
+	"if from < after then from = after end\n"
 	"if after > last then return {E_BADREQ} end\n"
 	"local acked = false\n"
 	"if after >= first then\n"
@@ -138,6 +145,10 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"  bytes = bytes + l\n"
 	"  n = n + 1\n"
 	"end\n"
+	"local mark = from\n"
+	"if n > 0 then mark = first + skip + n - 1 end\n"
+	"if mark > last then mark = last end\n"
+	"redis.call('HSET', KEYS[1], 'handed', mark)\n"
 	"local closed, ended = 0, 0\n"
 	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
 	"if m[1] == 'closed' and depth == 0 and may_end == '1' then ended = 1 end\n"
@@ -151,7 +162,8 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"  touch()\n"
 	"  if acked then redis.call('PUBLISH', chan, 'a') end\n"
 	"end\n"
-	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip}\n"
+	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip,\n"
+	"  after}\n"
 	"for i = 1, n do out[#out + 1] = msgs[i] end\n"
 	"return out\n" },
 	/* -> {0, accepted, send_seq} or {E_SEQGAP, send_seq, expected} or
@@ -283,6 +295,11 @@ struct redis_store {
 	unsigned long long tomb_ms;     /* of a tombstone */
 	char *scripts[RS_NSCRIPTS];     /* the Lua sources handed to r */
 	int argc[RS_NSCRIPTS];          /* how many named arguments each takes */
+	/* An append or close that failed while connected (too few replicas
+	 * answered WAIT) is retried by a resync 1 s later: the core retries
+	 * held upstream messages only on resync or recovery. Its own
+	 * allocation, closed asynchronously after the store is freed. */
+	uv_timer_t *retry;
 };
 
 /* One operation in flight: which callback to call, and for whom. */
@@ -305,7 +322,7 @@ struct rs_op {
 struct rs_args {
 	const char *v[16];
 	size_t len[16];
-	char num[8][24];
+	char num[12][24];
 	int n, nums;
 	char keys[3][PB_ID_LEN + 16];
 	char chan[PB_ID_LEN + 8];
@@ -348,7 +365,7 @@ static char *rs_script_build(const struct rs_script_def *def, int *argc)
 	pb_buf_init(&values, 0);
 	pb_buf_init(&text, 0);
 	r = pb_buf_printf(&text, RS_CODES_FMT, PB_EBADREQ, PB_ENOSESSION, PB_ECLOSED,
-			  PB_EQFULL, PB_ESEQGAP, PB_ELOST);
+			  PB_EQFULL, PB_ESEQGAP, PB_ELOST, PB_EEXIST);
 	while (!r && *p) {
 		size_t len = strcspn(p, " ");
 
@@ -434,6 +451,15 @@ static struct rs_op *rs_begin(struct redis_store *st, const char *id, void *arg,
 	return op;
 }
 
+/* 1 for the scripts whose effect a client or an upstream is told about
+ * and that must survive a failover: with --store-wait-replicas they are
+ * acknowledged only after WAIT (see redis.h). */
+static int rs_durable(enum rs_script script)
+{
+	return script == RS_CREATE || script == RS_PUSH_IN || script == RS_PUSH_OUT ||
+	       script == RS_CLOSE;
+}
+
 /* Run a session script (3 keys) whose named arguments are in a. 0, or an
  * error and op freed. */
 static int rs_eval(struct redis_store *st, enum rs_script script, struct rs_args *a,
@@ -442,7 +468,8 @@ static int rs_eval(struct redis_store *st, enum rs_script script, struct rs_args
 	int r;
 
 	assert(a->n == 3 + st->argc[script]);
-	r = pb_redis_eval(st->r, script, 3, a->n, a->v, a->len, cb, op);
+	r = rs_durable(script) ? pb_redis_eval_durable(st->r, script, 3, a->n, a->v, a->len, cb, op)
+			       : pb_redis_eval(st->r, script, 3, a->n, a->v, a->len, cb, op);
 
 	if (r) {
 		free(op);
@@ -516,6 +543,7 @@ static int rs_status(int err, const redisReply *rep, size_t min_elements)
 	case PB_EQFULL:
 	case PB_ESEQGAP:
 	case PB_ELOST:
+	case PB_EEXIST:
 		return (int)code;
 	default:
 		pb_metrics_add(PB_C_STORE_ERRORS, 1);
@@ -571,6 +599,9 @@ static int rs_decode_msgs(const redisReply *rep, size_t from, long long first_se
 			break;
 		case 'r':
 			type = PB_MSG_REOPEN;
+			break;
+		case 'c':
+			type = PB_MSG_CLOSE;
 			break;
 		default:
 			goto bad;
@@ -660,6 +691,39 @@ static int rs_create(struct pb_store *s, const char *id, const char *route,
 	return r;
 }
 
+/* A close callback that frees the handle. */
+static void rs_free_handle(uv_handle_t *h)
+{
+	free(h);
+}
+
+/* The retry timer: the core re-sends what it holds. */
+static void rs_on_retry(uv_timer_t *t)
+{
+	struct redis_store *st = t->data;
+
+	if (st->up)
+		pb_store_wake_resync(&st->base);
+}
+
+/* A write failed while the connection stayed up (WAIT): resync soon. */
+static void rs_retry_soon(struct redis_store *st, int r)
+{
+	if (r == PB_ESTORE && st->up && !uv_is_active((uv_handle_t *)st->retry))
+		uv_timer_start(st->retry, rs_on_retry, 1000, 0);
+}
+
+/* Reply to CLOSE. */
+static void rs_close_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 1);
+
+	rs_retry_soon(op->st, r);
+	op->cb.done(op->arg, r);
+	free(op);
+}
+
 /* Reply to PUSH_IN. */
 static void rs_push_in_reply(void *arg, int err, struct redisReply *rep)
 {
@@ -672,6 +736,7 @@ static void rs_push_in_reply(void *arg, int err, struct redisReply *rep)
 		r = PB_ESTORE;
 	if (bytes < 0)
 		bytes = 0;      /* keys written before byte counts existed */
+	rs_retry_soon(op->st, r);
 	op->cb.push(op->arg, r, r ? 0 : (uint64_t)seq, r ? 0 : (size_t)depth,
 		    r ? 0 : (size_t)bytes);
 	free(op);
@@ -684,7 +749,8 @@ static char *rs_encode_msg(const struct pb_msg *m, size_t *len)
 
 	if (!p)
 		return NULL;
-	p[0] = m->type == PB_MSG_BINARY ? 'b' : m->type == PB_MSG_REOPEN ? 'r' : 't';
+	p[0] = m->type == PB_MSG_BINARY ? 'b' : m->type == PB_MSG_REOPEN ? 'r' :
+	       m->type == PB_MSG_CLOSE ? 'c' : 't';
 	memcpy(p + 1, m->data, m->len);
 	*len = m->len + 1;
 	return p;
@@ -712,7 +778,8 @@ static int rs_eval_msgs(struct redis_store *st, enum rs_script script, struct rs
 			goto out;
 		v[(size_t)a->n + i] = payloads[i];
 	}
-	r = pb_redis_eval(st->r, script, 3, (int)argc, v, len, reply, op) ? PB_ESTORE : 0;
+	r = (rs_durable(script) ? pb_redis_eval_durable : pb_redis_eval)(
+		st->r, script, 3, (int)argc, v, len, reply, op) ? PB_ESTORE : 0;
 out:
 	if (payloads)
 		for (size_t i = 0; i < n; i++)
@@ -745,8 +812,8 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 	struct rs_op *op = arg;
 	struct pb_store_batch b = { 0 };
 	const redisReply *reason;
-	long long last, depth, closed, ended, code, first;
-	int r = rs_status(err, rep, 8);
+	long long last, depth, closed, ended, code, first, acked;
+	int r = rs_status(err, rep, 9);
 
 	if (!r) {
 		last = rs_int(rep, 1);
@@ -756,11 +823,12 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 		code = rs_int(rep, 5);
 		reason = rs_str(rep, 6);
 		first = rs_int(rep, 7);
+		acked = rs_int(rep, 8);
 		if (last < 0 || depth < 0 || closed < 0 || ended < 0 || code < 0 || !reason ||
-		    first < 1)
+		    first < 1 || acked < 0)
 			r = PB_ESTORE;
 		else
-			r = rs_decode_msgs(rep, 8, first, &b);
+			r = rs_decode_msgs(rep, 9, first, &b);
 		if (!r) {
 			b.last_seq = (uint64_t)last;
 			b.depth = (size_t)depth;
@@ -769,6 +837,7 @@ static void rs_read_in_reply(void *arg, int err, struct redisReply *rep)
 			b.close.reason = reason->str;
 			b.close.reason_len = reason->len;
 			b.ended = ended == 1;
+			b.acked = (uint64_t)acked;
 			if (b.ended)
 				rs_lease_index(op->st, op->id, NULL);
 		}
@@ -789,13 +858,16 @@ static int rs_read_in(struct pb_store *s, const char *id, uint64_t after, uint64
 	if (!op)
 		return st->up ? PB_ENOMEM : PB_ESTORE;
 	op->cb.batch = cb;
-	rs_args_num(&a, after);
+	/* The handed mark is resolved in the script; a `from` of
+	 * PB_STORE_AFTER_HANDED (0 here) reads from after. */
+	rs_args_num(&a, after == PB_STORE_AFTER_HANDED ? 0 : after);
 	rs_args_num(&a, max);
 	rs_args_num(&a, max_bytes);
 	rs_args_num(&a, st->tomb_ms);
-	rs_args_num(&a, from);
+	rs_args_num(&a, from == PB_STORE_AFTER_HANDED ? 0 : from);
 	rs_args_num(&a, (unsigned long long)hold_secs * 1000);
 	rs_args_num(&a, may_end ? 1 : 0);
+	rs_args_num(&a, after == PB_STORE_AFTER_HANDED ? 1 : 0);
 	return rs_eval(st, RS_READ_IN, &a, rs_read_in_reply, op);
 }
 
@@ -916,7 +988,7 @@ static int rs_close(struct pb_store *s, const char *id, int code, const char *re
 	op->cb.done = cb;
 	rs_args_num(&a, (unsigned long long)code);
 	rs_args_bytes(&a, reason, reason_len);
-	return rs_eval(st, RS_CLOSE, &a, rs_done_reply, op);
+	return rs_eval(st, RS_CLOSE, &a, rs_close_reply, op);
 }
 
 /* Reply to END: the session leaves the lease index. */
@@ -1216,6 +1288,7 @@ static void rs_destroy(struct pb_store *s)
 	/* Pending operations still get their callbacks; wakeups stop now. */
 	memset(&st->base.events, 0, sizeof(st->base.events));
 	pb_redis_free(st->r);
+	uv_close((uv_handle_t *)st->retry, rs_free_handle);
 	/* a freed client loads no script any more */
 	for (int i = 0; i < RS_NSCRIPTS; i++)
 		free(st->scripts[i]);
@@ -1275,6 +1348,13 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 	 * after one); they expire by themselves only if every instance died. */
 	st->ttl_ms = (unsigned long long)limits->idle_secs * 2000 + 10000;
 	st->tomb_ms = (unsigned long long)limits->tombstone_secs * 1000;
+	st->retry = malloc(sizeof(*st->retry));
+	if (!st->retry) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	uv_timer_init(loop, st->retry);
+	st->retry->data = st;
 	o.connect_timeout_ms = 1000;
 	o.command_timeout_ms = 1000;
 	o.scripts = (const char *const *)st->scripts;
@@ -1286,14 +1366,22 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 	st->r = pb_redis_new(loop, &o);
 	if (!st->r) {
 		snprintf(err, errlen, "out of memory");
+		uv_close((uv_handle_t *)st->retry, rs_free_handle);
+		st->retry = NULL;
 		goto fail;
 	}
 	return &st->base;
 fail:
+	free(st->retry);
 	for (int i = 0; i < RS_NSCRIPTS; i++)
 		free(st->scripts[i]);
 	free(st);
 	return NULL;
+}
+
+void pb_store_redis_wait_replicas(struct pb_store *s, unsigned replicas)
+{
+	pb_redis_set_wait(((struct redis_store *)s)->r, replicas, 0);
 }
 
 char *pb_store_redis_script(size_t i)

@@ -12,7 +12,8 @@
 
 #include "store.h"
 
-/* A Redis store on loop for url (redis://[:PASSWORD@]HOST:PORT[/DB]).
+/* A Redis store on loop for url (redis://[:PASSWORD@]HOST:PORT[/DB] or
+ * redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER[/DB]).
  * events and limits are copied (limits->instance is borrowed). It starts
  * connecting at once; until connected it answers PB_ESTORE. NULL on a bad
  * URL or allocation failure, with a one-line reason in err. Destroy with
@@ -20,6 +21,12 @@
 struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 				    const struct pb_store_events *events,
 				    const struct pb_store_limits *limits, char *err, size_t errlen);
+
+/* Acknowledge writes that must survive a failover (CREATE, PUSH_IN,
+ * PUSH_OUT, CLOSE) only once `replicas` replicas confirmed them (Redis
+ * WAIT, at most 1 s; fewer answer PB_ESTORE). 0, the default, waits for
+ * none. For --store-wait-replicas; s must be a Redis store. */
+void pb_store_redis_wait_replicas(struct pb_store *s, unsigned replicas);
 
 /* The Lua source of the store's script number i, exactly as the store
  * loads it into Redis (the E_* code names and the named arguments, then

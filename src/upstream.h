@@ -49,7 +49,15 @@ struct pb_upstream_dial {
 	const struct pb_headers *headers;       /* added to the handshake (at most
 						   PB_MAX_HEADERS), or NULL: none */
 	size_t max_message_bytes;
+	int eio;                        /* 0, or dial the route's path with the
+					   query parameter EIO=<eio> (Engine.IO) */
 };
+
+/* The route path (a path with an optional query) with the query parameter
+ * EIO=<eio>: an existing EIO= value is replaced, else "EIO=<eio>" is
+ * appended after '?' (no query yet) or '&'. Malloc'd; NULL on allocation
+ * failure. */
+char *pb_upstream_eio_path(const char *path, int eio);
 
 /* A libwebsockets client context on loop. wss:// upstreams must verify
  * against the PEM bundle ca_file, or the system's CAs if it is NULL. NULL

@@ -238,7 +238,7 @@ const char *h_store(void)
 
 int h_store_shared(void)
 {
-	return strncmp(h.store_url, "redis://", 8) == 0;
+	return strncmp(h.store_url, "redis", 5) == 0;     /* redis://, redis+sentinel:// */
 }
 
 struct h_proc *h_redis_at(int port, const char *dir, char *const *extra)

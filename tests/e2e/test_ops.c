@@ -26,16 +26,16 @@ static void check_metrics(struct h_bridge *b)
 	tap_ok(r.body && strstr(r.body, "# TYPE pollbridge_sessions_created_total counter"),
 	       "HELP/TYPE lines");
 	h_resp_free(&r);
-	tap_is_int(h_metric(b, "pollbridge_sessions_created_total"), 0, "no session yet");
-	tap_is_int(h_metric(b, "pollbridge_sessions"), 0, "gauge 0");
+	tap_is_int(h_metric(b, "pollbridge_sessions_created_total{door=\"v1\"}"), 0, "no session yet");
+	tap_is_int(h_metric(b, "pollbridge_sessions{door=\"v1\"}"), 0, "gauge 0");
 
 	h_create(b, "echo", id, NULL);
 	for (int i = 0; i < 3; i++)
 		h_send_text(b, id, "abcd", NULL);
 	tap_is_int(h_collect(b, id, 0, 3, 5000, got), 3, "three echoes");
 	json_decref(got);
-	tap_is_int(h_metric(b, "pollbridge_sessions_created_total"), 1, "created counts the session");
-	tap_is_int(h_metric(b, "pollbridge_sessions"), 1, "sessions gauge 1");
+	tap_is_int(h_metric(b, "pollbridge_sessions_created_total{door=\"v1\"}"), 1, "created counts the session");
+	tap_is_int(h_metric(b, "pollbridge_sessions{door=\"v1\"}"), 1, "sessions gauge 1");
 	tap_is_int(h_metric(b, "pollbridge_messages_total{direction=\"client_to_upstream\"}"), 3,
 		   "three messages written upstream");
 	tap_is_int(h_metric(b, "pollbridge_messages_total{direction=\"upstream_to_client\"}"), 3,
@@ -55,7 +55,7 @@ static void check_metrics(struct h_bridge *b)
 	tap_is_int(h_delete(b, id), 204, "delete");
 	tap_is_int(h_metric(b, "pollbridge_sessions_ended_total{reason=\"deleted\"}"), 1,
 		   "ended by delete");
-	tap_is_int(h_metric(b, "pollbridge_sessions"), 0, "gauge back to 0");
+	tap_is_int(h_metric(b, "pollbridge_sessions{door=\"v1\"}"), 0, "gauge back to 0");
 	tap_is_int(h_metric(b, "pollbridge_polls_waiting"), 0, "no poll waiting");
 }
 

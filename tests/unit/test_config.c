@@ -1068,9 +1068,72 @@ static void test_free(void)
 	pb_config_free(&r.cfg);
 }
 
+/* The front doors' route options engineio=PATH and sockjs=PREFIX: parsed,
+ * and every refusal with its reason, on the command line and in a config
+ * file (with the file's line number). */
+static void test_doors(void)
+{
+	struct run r;
+	char path[128];
+	FILE *fp;
+
+	if (ACCEPTS(&r, "--route", "chat=ws://127.0.0.1:5000/socket.io/?EIO=4 engineio=/socket.io/",
+		    "--route", "echo=ws://127.0.0.1:8080/echo sockjs=/echo",
+		    "--route", "e2=ws://127.0.0.1:8080/ sockjs=/echo2",
+		    "--route", "deep=ws://127.0.0.1:8080/ sockjs=/a.b/c_d~e-f")) {
+		tap_is_str(r.cfg.routes[0].engineio, "/socket.io/", "engineio= parsed");
+		tap_ok(r.cfg.routes[0].sockjs == NULL, "no sockjs= on the engineio route");
+		tap_is_str(r.cfg.routes[1].sockjs, "/echo", "sockjs= parsed");
+		tap_is_str(r.cfg.routes[2].sockjs, "/echo2", "/echo and /echo2 do not overlap");
+	}
+	pb_config_free(&r.cfg);
+	route_bad("a=ws://h/ engineio=socket.io/", "engineio=socket.io/ must start with '/'");
+	route_bad("a=ws://h/ engineio=", "engineio= must start with '/'");
+	route_bad("a=ws://h/ sockjs=echo", "sockjs=echo must start with '/'");
+	route_bad("a=ws://h/ engineio=/socket.io", "engineio=/socket.io must end with '/'");
+	route_bad("a=ws://h/ sockjs=/echo/", "sockjs=/echo/ must not end with '/'");
+	route_bad("a=ws://h/ sockjs=/v1", "may not be /v1 or under it");
+	route_bad("a=ws://h/ engineio=/v1/", "may not be /v1 or under it");
+	route_bad("a=ws://h/ sockjs=/v1/sessions", "may not be /v1 or under it");
+	route_bad("a=ws://h/ engineio=/v1/x/", "may not be /v1 or under it");
+	route_bad("a=ws://h/ sockjs=/metrics", "may not be an operations path");
+	route_bad("a=ws://h/ engineio=/healthz/", "may not be an operations path");
+	route_bad("a=ws://h/ sockjs=/livez", "may not be an operations path");
+	route_bad("a=ws://h/ sockjs=/readyz", "may not be an operations path");
+	route_bad("a=ws://h/ sockjs=/a%20b", "may hold only letters, digits and . _ ~ / -");
+	route_bad("a=ws://h/ sockjs=/a?b", "may hold only letters");
+	route_bad("a=ws://h/ sockjs=/a//b", "may not hold '//'");
+	route_bad("a=ws://h/ engineio=/a/../v1/", "may not hold a '.' or '..' segment");
+	route_bad("a=ws://h/ engineio=/x/ sockjs=/y", "engineio= and sockjs= on one route");
+	route_bad("a=ws://h/ sockjs=/y engineio=/x/", "engineio= and sockjs= on one route");
+	route_bad("a=ws://h/ sockjs=/y sockjs=/z", "sockjs= given twice");
+	FAILS("sockjs=/echo overlaps sockjs=/echo of route 'a'", "--route", "a=ws://h/ sockjs=/echo",
+	      "--route", "b=ws://h/ sockjs=/echo");
+	FAILS("sockjs=/echo/x overlaps sockjs=/echo of route 'a'", "--route",
+	      "a=ws://h/ sockjs=/echo", "--route", "b=ws://h/ sockjs=/echo/x");
+	FAILS("engineio=/echo/ overlaps sockjs=/echo of route 'a'", "--route",
+	      "a=ws://h/ sockjs=/echo", "--route", "b=ws://h/ engineio=/echo/");
+	FAILS("sockjs=/s overlaps engineio=/s/io/ of route 'a'", "--route",
+	      "a=ws://h/ engineio=/s/io/", "--route", "b=ws://h/ sockjs=/s");
+	/* In a config file: the reason carries FILE:LINE. */
+	snprintf(path, sizeof(path), "/tmp/pb-test-doors-%d.conf", (int)getpid());
+	fp = fopen(path, "w");
+	if (fp) {
+		fputs("# doors\nroute = a=ws://h/ sockjs=/echo\nroute = b=ws://h/ engineio=/echo/x/\n", fp);
+		fclose(fp);
+		run_argv(&r, ARGV("--config", path));
+		tap_is_int(r.rc, PB_EBADREQ, "config file: overlapping doors rejected");
+		tap_ok(strstr(r.err, ":3: --route") && strstr(r.err, "overlaps sockjs=/echo"),
+		       "config file: the reason names line 3 and the overlap: %s", r.err);
+		pb_config_free(&r.cfg);
+		unlink(path);
+	}
+}
+
 int main(void)
 {
 	test_defaults();
+	test_doors();
 	test_numeric_flags();
 	test_listen();
 	test_routes();

@@ -69,6 +69,8 @@ int main(void)
 
 	pb_metrics_reset();
 	pb_metrics_add(PB_C_SESSIONS_CREATED, 3);
+	pb_metrics_add(PB_C_SESSIONS_CREATED_ENGINEIO, 2);
+	pb_metrics_gauge(PB_G_SESSIONS_SOCKJS, 1);
 	pb_metrics_add(PB_C_END_IDLE, 1);
 	pb_metrics_add(PB_C_MSGS_IN, 10);
 	pb_metrics_add(PB_C_BYTES_IN, 1234);
@@ -86,7 +88,17 @@ int main(void)
 	pb_buf_init(&b, 0);
 	tap_is_int(pb_metrics_render(&b), 0, "render succeeds");
 	tap_ok(b.data && families_contiguous(b.data), "families declared once, samples contiguous");
-	tap_is_int(sample(b.data, "pollbridge_sessions_created_total"), 3, "created counter");
+	tap_is_int(sample(b.data, "pollbridge_sessions_created_total{door=\"v1\"}"), 3,
+		   "created counter, door v1");
+	tap_is_int(sample(b.data, "pollbridge_sessions_created_total{door=\"engineio\"}"), 2,
+		   "created counter, door engineio");
+	tap_is_int(sample(b.data, "pollbridge_sessions_created_total{door=\"sockjs\"}"), 0,
+		   "created counter, door sockjs");
+	tap_is_int(sample(b.data, "pollbridge_sessions{door=\"sockjs\"}"), 1,
+		   "sessions gauge, door sockjs");
+	tap_is_int(sample(b.data, "pollbridge_sessions{door=\"v1\"}"), 0, "sessions gauge, door v1");
+	tap_is_int(lines_with(b.data, "# TYPE pollbridge_sessions gauge"), 1,
+		   "one TYPE for the labelled gauge family");
 	tap_is_int(sample(b.data, "pollbridge_sessions_ended_total{reason=\"idle\"}"), 1,
 		   "ended by idle");
 	tap_is_int(sample(b.data, "pollbridge_sessions_ended_total{reason=\"deleted\"}"), 0,
@@ -119,7 +131,7 @@ int main(void)
 	pb_metrics_reset();
 	pb_buf_init(&b, 0);
 	pb_metrics_render(&b);
-	tap_is_int(sample(b.data, "pollbridge_sessions_created_total"), 0, "reset");
+	tap_is_int(sample(b.data, "pollbridge_sessions_created_total{door=\"v1\"}"), 0, "reset");
 	pb_buf_free(&b);
 	return tap_done();
 }

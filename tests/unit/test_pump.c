@@ -18,10 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "e2e/harness.h"
 #include "error.h"
+#include "metrics.h"
 #include "session.h"
 #include "store.h"
 #include "store_memory.h"
+#include "store_redis.h"
 #include "tap.h"
 #include "upstream.h"
 
@@ -38,6 +41,7 @@ struct fake_up {
 
 static struct fake_up links[8];
 static int nlinks;
+static int last_eio;            /* d->eio of the last dial */
 
 /* Fake dial: record the handler; the test completes the handshake. */
 static struct pb_upstream *fake_dial(void *ctx, const struct pb_upstream_dial *d,
@@ -46,7 +50,7 @@ static struct pb_upstream *fake_dial(void *ctx, const struct pb_upstream_dial *d
 	struct fake_up *f;
 
 	(void)ctx;
-	(void)d;
+	last_eio = d->eio;
 	if (nlinks == 8) {
 		*err = PB_EUPSTREAM;
 		return NULL;
@@ -141,6 +145,7 @@ struct answer {
 	char first[64], lastd[64];
 	int closed, code;
 	char reason[64];
+	int released;
 };
 
 static void on_create(void *req, int err, const char *id, const char *protocol)
@@ -171,6 +176,7 @@ static void on_poll(void *req, int err, const struct pb_core_batch *b)
 		a->last = b->msgs[b->n - 1]->seq;
 	}
 	a->closed = b->close.closed;
+	a->released = b->released;
 	a->code = b->close.code;
 	snprintf(a->reason, sizeof(a->reason), "%.*s", (int)b->close.reason_len,
 		 b->close.reason ? b->close.reason : "");
@@ -183,6 +189,14 @@ static void on_send(void *req, int err, const struct pb_core_send_result *r)
 	a->done++;
 	a->err = err;
 	a->accepted = r ? r->accepted : 0;
+}
+
+static void on_done_req(void *req, int err)
+{
+	struct answer *a = req;
+
+	a->done++;
+	a->err = err;
 }
 
 /* Create a session and complete its fake handshake: its link. */
@@ -373,8 +387,262 @@ static void check_total(void)
 	world_stop(&w);
 }
 
+/* ---- front-door additions (memory and Redis) ------------------------------ */
+
+static uv_loop_t *door_loop;    /* the loop the door checks run */
+
+/* Create on w's core with cr (handshake completed); the answer in *a. */
+static void door_create(struct world *w, struct pb_create_req *cr, struct answer *a)
+{
+	int before = nlinks;
+
+	memset(a, 0, sizeof(*a));
+	cr->route = "r";
+	pb_core_create(w->core, cr, "127.0.0.1", NULL, NULL, on_create, a);
+	if (!a->done && nlinks > before)
+		links[nlinks - 1].h->opened(links[nlinks - 1].arg, NULL);
+	for (int i = 0; i < 300 && !a->done; i++)
+		uv_run(door_loop, UV_RUN_ONCE);
+}
+
+/* Poll with flags, running the loop until answered (or ms passed). */
+static void door_poll(struct world *w, const char *id, uint64_t after, unsigned wait,
+		      size_t max, unsigned flags, struct answer *a, int run_ms)
+{
+	int64_t until = h_now_ms() + run_ms;
+
+	memset(a, 0, sizeof(*a));
+	pb_core_poll_flags(w->core, id, after, wait, max, flags, on_poll, a);
+	while (!a->done && h_now_ms() < until)
+		uv_run(door_loop, UV_RUN_NOWAIT), h_sleep_ms(1);
+}
+
+/* Run w's loop for ms. */
+static void door_run(struct world *w, int ms)
+{
+	int64_t until = h_now_ms() + ms;
+
+	while (h_now_ms() < until) {
+		uv_run(door_loop, UV_RUN_NOWAIT);
+		h_sleep_ms(2);
+	}
+}
+
+/* The EIO= dial path: replaced or appended. */
+static void check_eio_path(void)
+{
+	static const char *const cases[][3] = {
+		{ "/socket.io/", "4", "/socket.io/?EIO=4" },
+		{ "/socket.io/?transport=websocket", "4", "/socket.io/?transport=websocket&EIO=4" },
+		{ "/socket.io/?EIO=4&transport=websocket", "3", "/socket.io/?EIO=3&transport=websocket" },
+		{ "/s/?transport=websocket&EIO=4", "3", "/s/?transport=websocket&EIO=3" },
+		{ "/s/?XEIO=1&EIOX=2", "4", "/s/?XEIO=1&EIOX=2&EIO=4" },
+		{ "/s/?EIO", "4", "/s/?EIO=4" },
+		{ "/s/?", "4", "/s/?EIO=4" },
+		{ "/s/?a=1&", "4", "/s/?a=1&EIO=4" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = pb_upstream_eio_path(cases[i][0], atoi(cases[i][1]));
+
+		tap_is_str(got, cases[i][2], "EIO path: %s with EIO=%s", cases[i][0], cases[i][1]);
+		free(got);
+	}
+}
+
+/* Fixed ids, the handed mark, exclusive polls, EIO dials and the door
+ * metrics on w's store. */
+static void check_doors_on(struct world *w, const char *store)
+{
+	struct pb_create_req cr = { 0 };
+	struct answer a, b, p, q;
+	struct fake_up *f;
+	const char *fixed = "fixedidfixedidfixedid.";
+	int64_t g0 = pb_metrics_gauge_value(PB_G_SESSIONS_SOCKJS);
+	uint64_t c0 = pb_metrics_counter(PB_C_SESSIONS_CREATED_SOCKJS);
+
+	/* A fixed id (SockJS shape: ends with '.'), then again. */
+	cr.door = PB_DOOR_SOCKJS;
+	snprintf(cr.fixed_id, sizeof(cr.fixed_id), "%s", fixed);
+	door_create(w, &cr, &a);
+	tap_is_int(a.err, 0, "%s: a fixed-id create succeeds", store);
+	tap_is_str(a.id, fixed, "%s: the session has the fixed id", store);
+	tap_is_int(pb_metrics_gauge_value(PB_G_SESSIONS_SOCKJS) - g0, 1,
+		   "%s: the sockjs sessions gauge counts it", store);
+	tap_is_int((long long)(pb_metrics_counter(PB_C_SESSIONS_CREATED_SOCKJS) - c0), 1,
+		   "%s: created{door=sockjs} counts it", store);
+	f = &links[nlinks - 1];
+	door_create(w, &cr, &b);
+	tap_is_int(b.err, PB_EEXIST, "%s: the same fixed id again is session_exists", store);
+
+	/* The handed mark: read 1..3, then PB_AFTER_HANDED acknowledges 3. */
+	for (int i = 1; i <= 5; i++) {
+		char text[8];
+
+		snprintf(text, sizeof(text), "m%d", i);
+		upstream_says(f, text, 0);
+	}
+	door_run(w, 100);
+	door_poll(w, fixed, 0, 0, 3, 0, &p, 2000);
+	tap_ok(p.done && p.n == 3 && p.last == 3, "%s: a read hands out 1..3", store);
+	door_poll(w, fixed, PB_AFTER_HANDED, 0, 100, 0, &p, 2000);
+	tap_ok(p.done && !p.err && p.n == 2 && !strcmp(p.first, "m4") && p.last == 5,
+	       "%s: PB_AFTER_HANDED acknowledges 3 and answers 4..5 (n %zu, first %s)", store,
+	       p.n, p.first);
+	door_poll(w, fixed, 3, 0, 100, 0, &p, 2000);
+	tap_is_int(p.err, 0, "%s: 3 was acknowledged, 4..5 not yet: after=3 is fine", store);
+	tap_ok(p.n == 2, "%s: 4..5 are still there", store);
+	door_poll(w, fixed, PB_AFTER_HANDED, 0, 100, 0, &p, 2000);
+	tap_ok(p.done && !p.err && p.n == 0, "%s: then PB_AFTER_HANDED acknowledges 5", store);
+
+	/* Exclusive polls: busy while another waits; fine once it is answered. */
+	door_poll(w, fixed, PB_AFTER_HANDED, 10, 100, PB_POLL_EXCLUSIVE, &p, 200);
+	tap_ok(!p.done, "%s: an exclusive poll parks", store);
+	door_poll(w, fixed, PB_AFTER_HANDED, 10, 100, PB_POLL_EXCLUSIVE, &q, 500);
+	tap_ok(q.done && q.err == PB_EBUSY, "%s: a second exclusive poll is busy (err %d)", store,
+	       q.err);
+	tap_ok(!p.done, "%s: the first keeps waiting", store);
+	upstream_says(f, "m6", 0);
+	door_run(w, 300);
+	tap_ok(p.done && p.n == 1 && !strcmp(p.first, "m6"), "%s: the first gets m6", store);
+	door_poll(w, fixed, PB_AFTER_HANDED, 0, 100, PB_POLL_EXCLUSIVE, &q, 2000);
+	tap_ok(q.done && !q.err && q.n == 0, "%s: once it was answered an exclusive poll works",
+	       store);
+	/* A plain poll still releases an older one. */
+	door_poll(w, fixed, PB_AFTER_HANDED, 10, 100, 0, &p, 200);
+	door_poll(w, fixed, PB_AFTER_HANDED, 10, 100, 0, &q, 200);
+	tap_ok(p.done && p.released && !q.done, "%s: without the flag the newer one wins", store);
+	upstream_says(f, "m7", 0);
+	door_run(w, 300);
+	tap_ok(q.done && q.n == 1, "%s: and gets m7", store);
+
+	/* The fixed id after the session ended: the tombstone refuses it. */
+	memset(&b, 0, sizeof(b));
+	pb_core_delete(w->core, fixed, on_done_req, &b);
+	for (int i = 0; i < 300 && !b.done; i++)
+		uv_run(&w->loop, UV_RUN_ONCE);
+	tap_is_int(b.err, 0, "%s: the fixed-id session is deleted", store);
+	door_create(w, &cr, &b);
+	tap_is_int(b.err, PB_EEXIST, "%s: its tombstone refuses the fixed id", store);
+	tap_is_int(pb_metrics_gauge_value(PB_G_SESSIONS_SOCKJS) - g0, 0,
+		   "%s: the sockjs gauge is back", store);
+
+	/* A bad fixed id; an Engine.IO create dials with EIO=. */
+	snprintf(cr.fixed_id, sizeof(cr.fixed_id), "%s", "short");
+	door_create(w, &cr, &b);
+	tap_is_int(b.err, PB_EBADREQ, "%s: a malformed fixed id is bad_request", store);
+	memset(&cr, 0, sizeof(cr));
+	cr.door = PB_DOOR_ENGINEIO;
+	cr.eio = 3;
+	door_create(w, &cr, &b);
+	tap_ok(!b.err && last_eio == 3, "%s: an Engine.IO create dials with EIO=3", store);
+}
+
+static void check_doors_memory(void)
+{
+	struct world w;
+
+	world_start(&w, NULL);
+	door_loop = &w.loop;
+	check_doors_on(&w, "memory");
+	world_stop(&w);
+}
+
+/* A core on the Redis store at port with instance id inst, lease_ms 1000. */
+static void world_start_redis(struct world *w, uv_loop_t *loop, int port, const char *inst)
+{
+	char *argv[] = { "pollbridge", "--route", "r=ws://127.0.0.1:9/ redial", NULL };
+	enum pb_config_action act;
+	struct pb_store_events ev;
+	struct pb_store_limits lim = { 0 };
+	char err[256], url[64];
+
+	pb_config_init(&w->cfg);
+	if (pb_config_parse_args(&w->cfg, 3, argv, &act, err, sizeof(err)))
+		tap_bail("config: %s", err);
+	w->core = pb_core_new(loop, &w->cfg, &fake_ops, NULL);
+	pb_core_store_events(w->core, &ev);
+	lim.queue_max = w->cfg.queue_max;
+	lim.queue_max_bytes = w->cfg.queue_max_bytes;
+	lim.tombstone_secs = w->cfg.idle_timeout;
+	lim.idle_secs = w->cfg.idle_timeout;
+	lim.lease_ms = 1000;
+	lim.instance = inst;
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	w->store = pb_store_redis_new(loop, url, &ev, &lim, err, sizeof(err));
+	if (!w->store)
+		tap_bail("redis store: %s", err);
+	pb_core_attach_store(w->core, w->store);
+	for (int i = 0; i < 500 && !w->store->ops->healthy(w->store); i++) {
+		uv_run(loop, UV_RUN_NOWAIT);
+		h_sleep_ms(5);
+	}
+}
+
+/* The same on Redis, then owner death: an Engine.IO session is closed by
+ * its adopter (1011 "bridge instance lost"), a /v1 one re-dialled. */
+static void check_doors_redis(void)
+{
+	struct world w, w2;
+	struct pb_create_req cr = { 0 };
+	struct answer e, v, p;
+	struct h_proc *srv;
+	int port, dials;
+
+	srv = h_redis_start(&port, NULL);
+	if (!srv) {
+		tap_diag("no redis-server: the Redis part is not run");
+		return;
+	}
+	uv_loop_init(&w.loop);
+	door_loop = &w.loop;
+	nlinks = 0;
+	world_start_redis(&w, &w.loop, port, "inst-a");
+	tap_ok(w.store->ops->healthy(w.store), "redis: the store is up");
+	check_doors_on(&w, "redis");
+
+	/* Owner death. */
+	nlinks = 0;
+	cr.door = PB_DOOR_ENGINEIO;
+	cr.eio = 4;
+	door_create(&w, &cr, &e);
+	tap_is_int(e.err, 0, "redis: an Engine.IO session");
+	upstream_says(&links[nlinks - 1], "40", 0);
+	memset(&cr, 0, sizeof(cr));
+	door_create(&w, &cr, &v);
+	tap_is_int(v.err, 0, "redis: a /v1 session");
+	door_run(&w, 200);
+	/* Instance A dies: it stops renewing its leases (its core and store go
+	 * without releasing anything). */
+	pb_core_free(w.core);
+	pb_store_destroy(w.store);
+	world_start_redis(&w2, &w.loop, port, "inst-b");
+	dials = nlinks;
+	door_run(&w2, 3500);
+	tap_is_int(nlinks - dials, 1, "redis: the adopter re-dials the /v1 session only");
+	door_poll(&w2, e.id, 0, 0, 100, 0, &p, 2000);
+	tap_ok(p.done && !p.err && p.n == 1 && !strcmp(p.first, "40"),
+	       "redis: the Engine.IO session's messages are still there");
+	tap_ok(p.closed && p.code == 1011 && !strcmp(p.reason, "bridge instance lost"),
+	       "redis: then its close, 1011 bridge instance lost (closed %d code %d '%s')",
+	       p.closed, p.code, p.reason);
+	door_poll(&w2, v.id, 0, 0, 100, 0, &p, 2000);
+	tap_ok(p.done && !p.err && !p.closed, "redis: the /v1 session is open (re-dialled)");
+	pb_core_free(w2.core);
+	pb_store_destroy(w2.store);
+	uv_run(&w.loop, UV_RUN_DEFAULT);
+	tap_is_int(uv_loop_close(&w.loop), 0, "redis: no handle left on the loop");
+	pb_config_free(&w.cfg);
+	pb_config_free(&w2.cfg);
+	h_stop(srv, SIGTERM, 3000);
+}
+
 int main(void)
 {
+	h_init();
+	check_eio_path();
+	check_doors_memory();
+	check_doors_redis();
 	check_outbound();
 	check_inbound();
 	check_bytes();

@@ -9,7 +9,13 @@
  * command pending, an unknown type byte, huge bulk and array lengths,
  * malformed pub/sub pushes) drop the connection without a crash, fail the
  * pending commands once each, and are followed by a clean reconnect; the
- * Redis store's Lua scripts (codes and arguments by name, all compile).
+ * Redis store's Lua scripts (codes and arguments by name, all compile);
+ * redis+sentinel:// URLs; durable scripts and their WAIT (refused without
+ * a replica after the WAIT timeout, in order, one WAIT per write, NOSCRIPT
+ * inside a WAIT group; answered with a replica); the primary found through
+ * sentinels (a dead one and one that does not know the master skipped, a
+ * stale answer pointing at a replica refused by ROLE), and followed on a
+ * +switch-master.
  * Every client runs on its own loop, which must close cleanly after
  * pb_redis_free().
  */
@@ -253,6 +259,8 @@ static struct h_proc *redis_start(int port, const char *arg, ...)
 
 /* ---- URL parsing ---------------------------------------------------- */
 
+static void test_url_sentinel(void);
+
 /* One URL that must parse to the given fields. */
 static void url_good(const char *url, const char *host, int port, const char *pw, int db)
 {
@@ -278,6 +286,53 @@ static void url_bad(const char *url, const char *word)
 
 	tap_ok(rc == PB_EBADREQ && err[0] && !strchr(err, '\n') && strstr(err, word),
 	       "url %s refused (%s)", url, err);
+}
+
+/* One sentinel URL that must parse to n sentinels, the first one
+ * host0:port0, the last one hostn:portn, master, password and db. */
+static void sen_good(const char *url, size_t n, const char *host0, int port0, const char *hostn,
+		     int portn, const char *master, const char *pw, int db)
+{
+	struct pb_redis_url u;
+	char err[128] = "";
+	int rc = pb_redis_parse_url(url, &u, err, sizeof(err));
+	int ok = rc == 0 && u.nsentinels == n && !strcmp(u.sentinels[0].host, host0) &&
+		 u.sentinels[0].port == port0 && !strcmp(u.sentinels[n - 1].host, hostn) &&
+		 u.sentinels[n - 1].port == portn && !strcmp(u.master, master) &&
+		 !strcmp(u.password, pw) && u.db == db;
+
+	tap_ok(ok, "sentinel url %s -> %zu sentinels, master %s, db %d", url, n, master, db);
+	if (rc)
+		tap_diag("  error: %s", err);
+}
+
+/* redis+sentinel:// URLs. */
+static void test_url_sentinel(void)
+{
+	struct pb_redis_url u;
+	char many[512];
+
+	sen_good("redis+sentinel://s1:26379,s2:26380,s3/mymaster", 3, "s1", 26379, "s3", 26379,
+		 "mymaster", "", 0);
+	sen_good("redis+sentinel://:pw%40x@10.0.0.1/m-1.a_b/3", 1, "10.0.0.1", 26379, "10.0.0.1",
+		 26379, "m-1.a_b", "pw@x", 3);
+	sen_good("REDIS+SENTINEL://[::1]:5000,[fe80::1]/m", 2, "::1", 5000, "fe80::1", 26379, "m",
+		 "", 0);
+	tap_ok(pb_redis_parse_url("redis://h:1", &u, NULL, 0) == 0 && u.nsentinels == 0,
+	       "a redis:// URL has no sentinels");
+	url_bad("redis+sentinel://s1:26379", "MASTER");
+	url_bad("redis+sentinel://s1:26379/", "MASTER");
+	url_bad("redis+sentinel://s1,,s2/m", "host");
+	url_bad("redis+sentinel://s1,s2:0/m", "port");
+	url_bad("redis+sentinel://s1/m/x", "database");
+	url_bad("redis+sentinel://s1/m!x", "master name");
+	url_bad("redis+sentinel://s1//0", "MASTER");
+	url_bad("redis+sentinel://user:pw@s1/m", "PASSWORD");
+	strcpy(many, "redis+sentinel://");
+	for (int i = 0; i < 17; i++)
+		strcat(many, i ? ",h" : "h");
+	strcat(many, "/m");
+	url_bad(many, "16 sentinels");
 }
 
 /* Good and bad URLs. */
@@ -326,6 +381,7 @@ static void test_url(void)
 	memcpy(longhost, "redis://", 8);
 	longhost[sizeof(longhost) - 1] = '\0';
 	url_bad(longhost, "too long");
+	test_url_sentinel();
 }
 
 /* ---- a working server ------------------------------------------------- */
@@ -1229,6 +1285,261 @@ out:
 	waitpid(pid, NULL, 0);
 }
 
+/* ---- durable scripts (WAIT) ------------------------------------------- */
+
+/* Order in which durable callbacks ran. */
+static int wait_order[64], wait_n;
+
+/* A durable eval's callback: on_reply, and note the order. */
+static void on_durable(void *arg, int err, struct redisReply *reply)
+{
+	struct res *res = arg;
+
+	on_reply(arg, err, reply);
+	if (wait_n < 64)
+		wait_order[wait_n++] = (int)res->el_int[3];
+}
+
+/* Send a durable INCR of key (script 1); res->el_int[3] = tag. */
+static int durable_incr(struct client *c, struct res *res, const char *key, int tag)
+{
+	const char *argv[] = { key };
+
+	memset(res, 0, sizeof(*res));
+	res->el_int[3] = tag;
+	return pb_redis_eval_durable(c->r, 1, 1, 1, argv, NULL, on_durable, res);
+}
+
+/* cmdstat_wait calls= of INFO commandstats (short after CONFIG
+ * RESETSTAT: it must fit struct res), or -1. */
+static long long wait_calls(struct client *c)
+{
+	struct res res;
+	const char *p;
+
+	if (cmd(c, &res, "INFO", "commandstats", NULL) || res.type != REDIS_REPLY_STRING)
+		return -1;
+	p = strstr(res.str, "cmdstat_wait:calls=");
+	return p ? atoll(p + 19) : 0;
+}
+
+/* Durable scripts: WAIT without a replica fails them after the timeout,
+ * in order, while their effect stays on the primary; with a replica they
+ * succeed, one WAIT per write; a NOSCRIPT inside a group is retried. */
+static void test_wait(int port)
+{
+	struct client c;
+	struct res d[50], g;
+	struct h_proc *rep;
+	char url[64], ps[16];
+	int64_t t0;
+	int all, inorder, rport = h_free_port();
+	long long w0, w1;
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	snprintf(ps, sizeof(ps), "%d", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups, 3000);
+	cmd(&c, &g, "DEL", "wk", NULL);
+
+	/* no replica: WAIT 1 answers 0 after 300 ms */
+	pb_redis_set_wait(c.r, 1, 300);
+	wait_n = 0;
+	t0 = h_now_ms();
+	for (int i = 0; i < 5; i++)
+		durable_incr(&c, &d[i], "wk", i);
+	memset(&g, 0, sizeof(g));
+	pb_redis_command(c.r, on_reply, &g, 2, (const char *const[]){ "GET", "wk" }, NULL);
+	RUN_UNTIL(&c, g.calls && d[4].calls, 3000);
+	all = 1;
+	for (int i = 0; i < 5; i++)
+		all = all && d[i].calls == 1 && d[i].err == PB_ESTORE && d[i].type == -1;
+	tap_ok(all, "no replica: every durable script answers PB_ESTORE without a reply");
+	tap_ok(d[0].at_ms - t0 >= 250 && d[0].at_ms - t0 < 1500,
+	       "no replica: after the WAIT timeout (%lld ms)", (long long)(d[0].at_ms - t0));
+	inorder = wait_n == 5;
+	for (int i = 0; i < wait_n; i++)
+		inorder = inorder && wait_order[i] == i;
+	tap_ok(inorder, "no replica: callbacks in the order sent (%d)", wait_n);
+	tap_ok(g.calls == 1 && !strcmp(g.str, "5"),
+	       "the scripts ran on the primary all the same (GET after them: %s)", g.str);
+	tap_is_int(pb_redis_ready(c.r), 1, "a WAIT that times out keeps the connection");
+
+	/* wait_replicas 0: durable is plain */
+	pb_redis_set_wait(c.r, 0, 0);
+	t0 = h_now_ms();
+	durable_incr(&c, &d[0], "wk", 0);
+	RUN_UNTIL(&c, d[0].calls, 3000);
+	tap_ok(d[0].err == 0 && d[0].integer == 6 && h_now_ms() - t0 < 200,
+	       "wait 0: a durable script answers at once (%lld)", d[0].integer);
+
+	/* a replica */
+	rep = redis_start(rport, "--replicaof", "127.0.0.1", ps, NULL);
+	tap_ok(rep != NULL, "replica started");
+	t0 = h_now_ms();
+	do {
+		cmd(&c, &g, "WAIT", "1", "100", NULL);
+	} while (g.integer < 1 && h_now_ms() - t0 < 10000);
+	tap_ok(g.integer >= 1, "the replica is in sync");
+	pb_redis_set_wait(c.r, 1, 1000);
+	cmd(&c, &g, "CONFIG", "RESETSTAT", NULL);
+	w0 = 0;
+	wait_n = 0;
+	for (int i = 0; i < 50; i++)
+		durable_incr(&c, &d[i], "wk", i);
+	RUN_UNTIL(&c, d[49].calls, 5000);
+	w1 = wait_calls(&c);
+	all = 1;
+	inorder = wait_n == 50;
+	for (int i = 0; i < 50; i++) {
+		all = all && d[i].calls == 1 && d[i].err == 0 && d[i].integer == 7 + i;
+		inorder = inorder && wait_order[i] == i;
+	}
+	tap_ok(all, "replica: 50 durable scripts answered with their replies (7..56)");
+	tap_ok(inorder, "replica: in order");
+	tap_ok(w1 - w0 >= 1 && w1 - w0 <= 5, "one WAIT per write, not per script (%lld WAITs)",
+	       w1 - w0);
+
+	/* NOSCRIPT inside a group */
+	cmd(&c, &g, "SCRIPT", "FLUSH", NULL);
+	durable_incr(&c, &d[0], "wk", 0);
+	durable_incr(&c, &d[1], "wk", 1);
+	RUN_UNTIL(&c, d[0].calls && d[1].calls, 5000);
+	tap_ok(d[0].err == 0 && d[0].integer == 57 && d[1].err == 0 && d[1].integer == 58,
+	       "NOSCRIPT in a WAIT group: reloaded, retried, answered (%lld, %lld)",
+	       d[0].integer, d[1].integer);
+
+	/* the replica goes: back to PB_ESTORE */
+	h_stop(rep, SIGKILL, 3000);
+	pb_redis_set_wait(c.r, 1, 200);
+	durable_incr(&c, &d[0], "wk", 0);
+	RUN_UNTIL(&c, d[0].calls, 3000);
+	tap_is_int(d[0].err, PB_ESTORE, "replica gone: PB_ESTORE again");
+	tap_is_int(client_close(&c), 0, "wait client loop closes");
+}
+
+/* ---- sentinel ------------------------------------------------------------ */
+
+/* Start a sentinel on port monitoring name at 127.0.0.1:mport. */
+static struct h_proc *sentinel_start(int port, const char *name, int mport)
+{
+	char path[512], conf[1024];
+	char *argv[] = { "redis-server", path, "--sentinel", NULL };
+
+	snprintf(path, sizeof(path), "%s/sentinel-%d.conf", h_tmpdir(), port);
+	snprintf(conf, sizeof(conf),
+		 "port %d\nbind 127.0.0.1\ndaemonize no\ndir %s\n"
+		 "sentinel monitor %s 127.0.0.1 %d 1\n"
+		 "sentinel down-after-milliseconds %s 1000\n",
+		 port, h_tmpdir(), name, mport, name);
+	h_write_file(path, conf);
+	return h_spawn(argv, "+monitor master", 10000, NULL, 0);
+}
+
+/* The fake sentinel's ports: it names the replica, then (from its second
+ * connection on) announces a switch to the primary. */
+static int fake_rport, fake_pport;
+
+/* The fake sentinel: each connection gets the replica's address and the
+ * subscription confirmed; the second and later ones then a switch. */
+static void fake_sentinel(int lfd, void *arg)
+{
+	char buf[4096], out[512];
+	int k = 0;
+
+	(void)arg;
+	for (;;) {
+		int fd = accept(lfd, NULL, NULL);
+		size_t have = 0;
+		ssize_t n;
+
+		if (fd < 0)
+			continue;
+		k++;
+		while (have < sizeof(buf) - 1 &&
+		       (n = read(fd, buf + have, sizeof(buf) - 1 - have)) > 0) {
+			have += (size_t)n;
+			buf[have] = '\0';
+			if (strstr(buf, "+switch-master"))
+				break;
+		}
+		snprintf(out, sizeof(out),
+			 "*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%d\r\n"
+			 "*3\r\n$9\r\nsubscribe\r\n$14\r\n+switch-master\r\n:1\r\n",
+			 fake_rport >= 10000 ? 5 : 4, fake_rport);
+		put_all(fd, out);
+		if (k >= 3) {
+			char msg[128];
+
+			usleep(800000);
+			snprintf(msg, sizeof(msg), "pbm 127.0.0.1 %d 127.0.0.1 %d", fake_rport,
+				 fake_pport);
+			snprintf(out, sizeof(out),
+				 "*3\r\n$7\r\nmessage\r\n$14\r\n+switch-master\r\n$%zu\r\n%s\r\n",
+				 strlen(msg), msg);
+			put_all(fd, out);
+		}
+		while (read(fd, buf, sizeof(buf)) > 0)
+			;
+		close(fd);
+	}
+}
+
+/* The primary found through sentinels: a dead one and one that does not
+ * know the master are skipped; an answer naming a replica is refused by
+ * ROLE and the sentinels asked again; a +switch-master is followed. */
+static void test_sentinel(int port)
+{
+	struct client c;
+	struct res g;
+	struct h_proc *rep, *s1, *s2;
+	char url[256], ps[16];
+	int rport = h_free_port(), sp1 = h_free_port(), sp2 = h_free_port(), dead = h_free_port();
+	int lfd, fport = 0;
+	pid_t fake;
+	int64_t t0;
+
+	snprintf(ps, sizeof(ps), "%d", port);
+	rep = redis_start(rport, "--replicaof", "127.0.0.1", ps, NULL);
+	s1 = sentinel_start(sp1, "other", port);
+	s2 = sentinel_start(sp2, "pbm", port);
+	tap_ok(rep && s1 && s2, "a replica and two sentinels started");
+
+	snprintf(url, sizeof(url), "redis+sentinel://127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/pbm",
+		 dead, sp1, sp2);
+	t0 = h_now_ms();
+	client_open(&c, url, 500, 1000);
+	RUN_UNTIL(&c, c.ups && c.resubs, 5000);
+	tap_ok(c.ups == 1 && c.resubs == 1, "up through the third sentinel in %lld ms",
+	       (long long)(h_now_ms() - t0));
+	cmd(&c, &g, "ROLE", NULL);
+	tap_ok(g.elements >= 1 && pb_redis_ready(c.r), "connected to the primary");
+	cmd(&c, &g, "CONFIG", "GET", "port", NULL);
+	eval(&c, &g, 0, 1, "k", "v", NULL);
+	tap_ok(g.err == 0 && !strcmp(g.str, "vk"), "scripts loaded on the primary");
+	tap_is_int(client_close(&c), 0, "sentinel client loop closes");
+
+	/* a sentinel that names the replica, then switches to the primary */
+	fake_rport = rport;
+	fake_pport = port;
+	lfd = h_listen(&fport);
+	fake = h_fork_server(lfd, fake_sentinel, NULL);
+	snprintf(url, sizeof(url), "redis+sentinel://127.0.0.1:%d/pbm", fport);
+	client_open(&c, url, 500, 1000);
+	RUN_UNTIL(&c, 0, 400);
+	tap_is_int(c.ups, 0, "a sentinel naming a replica: not up (ROLE says slave)");
+	RUN_UNTIL(&c, c.ups, 6000);
+	tap_is_int(c.ups, 1, "+switch-master to the primary: up");
+	cmd(&c, &g, "ROLE", NULL);
+	tap_ok(g.elements >= 3 && pb_redis_ready(c.r), "and on the primary");
+	tap_is_int(client_close(&c), 0, "fake sentinel client loop closes");
+	kill(fake, SIGKILL);
+	waitpid(fake, NULL, 0);
+	h_stop(s1, SIGTERM, 3000);
+	h_stop(s2, SIGTERM, 3000);
+	h_stop(rep, SIGTERM, 3000);
+}
+
 int main(void)
 {
 	struct h_proc *srv;
@@ -1247,6 +1558,8 @@ int main(void)
 	test_free_inflight(port);
 	test_sub_timeout(port);
 	test_hostname(port);
+	test_wait(port);
+	test_sentinel(port);
 	test_restart(&srv, port);
 	h_stop(srv, SIGTERM, 3000);
 

@@ -352,7 +352,27 @@ int main(void)
 	tap_is_int(got.err, 0, "session created");
 	s->ops->create(s, ID2, "echo", "chat", NULL, 0, on_done, NULL);
 	s->ops->create(s, ID2, "echo", "chat", NULL, 0, on_done, NULL);
-	tap_is_int(got.err, PB_EBADREQ, "an id cannot be created twice");
+	tap_is_int(got.err, PB_EEXIST, "an id cannot be created twice (session_exists)");
+	s->ops->create(s, "DDDDDDDDDDDDDDDDDDDDD.", "echo", NULL, NULL, 0, on_done, NULL);
+	s->ops->end(s, "DDDDDDDDDDDDDDDDDDDDD.", on_done, NULL);
+	s->ops->create(s, "DDDDDDDDDDDDDDDDDDDDD.", "echo", NULL, NULL, 0, on_done, NULL);
+	tap_is_int(got.err, PB_EEXIST, "nor while its tombstone lasts");
+	s->ops->create(s, "HHHHHHHHHHHHHHHHHHHHHH", "echo", NULL, NULL, 0, on_done, NULL);
+	for (int i = 1; i <= 5; i++)
+		push_text(s, "HHHHHHHHHHHHHHHHHHHHHH", "h");
+	read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", 0, 3, 1 << 20);
+	tap_ok(got.n == 3 && got.seqs[2] == 3, "handed: a read hands out 1..3");
+	got.calls = 0;
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, PB_STORE_AFTER_HANDED,
+			100, 1 << 20, 0, 1, on_batch, NULL);
+	tap_ok(got.n == 2 && got.seqs[0] == 4 && got.depth == 2,
+	       "handed: PB_STORE_AFTER_HANDED acknowledges 3 and answers 4..5");
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", 0, 4, 100, 1 << 20, 0, 1, on_batch, NULL);
+	tap_ok(got.n == 1 && got.seqs[0] == 5, "handed: a stream read past 4 answers 5");
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, 5, 100, 1 << 20, 0, 1,
+			on_batch, NULL);
+	tap_ok(got.n == 0 && got.depth == 0, "handed: the stream's read counts: 5 acknowledged");
+	s->ops->end(s, "HHHHHHHHHHHHHHHHHHHHHH", on_done, NULL);
 	tap_ok(s->ops->healthy(s), "memory store is healthy");
 
 	test_cursor(s);

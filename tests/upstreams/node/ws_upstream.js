@@ -17,10 +17,28 @@
 //   slow-echo MS         echo, but read nothing for the first MS milliseconds
 //                        of each connection (its socket is paused: TCP
 //                        backpressure on the bridge)
+//
+// Options, anywhere after the mode:
+//   --deflate            accept permessage-deflate (every message compressed,
+//                        however small: threshold 0)
+//   --wire FILE          append JSON lines to FILE: {"offer","accepted"} (the
+//                        Sec-WebSocket-Extensions asked and answered) per
+//                        connection, {"len","read","written"} per message
+//                        received (socket bytes so far), and {"closed","read",
+//                        "written"} at the end
 const WebSocket = require('ws');
 const fs = require('fs');
 
-const [mode, ...args] = process.argv.slice(2);
+const [mode, ...rest] = process.argv.slice(2);
+const args = [];
+let deflate = false;
+let wire = null;
+for (let i = 0; i < rest.length; i++) {
+  if (rest[i] === '--deflate') deflate = true;
+  else if (rest[i] === '--wire') wire = rest[++i];
+  else args.push(rest[i]);
+}
+const wireLine = (o) => wire && fs.appendFileSync(wire, JSON.stringify(o) + '\n');
 const modes = new Set(['echo', 'burst-close', 'push', 'record', 'close-after-echo', 'slow-echo']);
 if (!modes.has(mode)) {
   console.error(`usage: ws_upstream.js ${[...modes].join('|')} [ARG...]`);
@@ -31,9 +49,23 @@ const wss = new WebSocket.Server({
   host: '127.0.0.1',
   port: 0,
   handleProtocols: (protocols) => (protocols.size ? protocols.values().next().value : false),
+  perMessageDeflate: deflate ? { threshold: 0 } : false,
+});
+
+wss.on('headers', (headers, req) => {
+  const ext = headers.find((h) => /^sec-websocket-extensions:/i.test(h));
+  wireLine({ offer: req.headers['sec-websocket-extensions'] || null,
+    accepted: ext ? ext.replace(/^[^:]*:\s*/, '') : null });
 });
 
 wss.on('connection', (ws, req) => {
+  if (wire) {
+    const sock = ws._socket;
+    ws.on('message', (data) => wireLine({ len: data.length, read: sock.bytesRead,
+      written: sock.bytesWritten }));
+    ws.on('close', () => wireLine({ closed: true, read: sock.bytesRead,
+      written: sock.bytesWritten }));
+  }
   switch (mode) {
     case 'echo':
       ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));

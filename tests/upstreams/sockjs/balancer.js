@@ -1,0 +1,372 @@
+'use strict';
+/*
+ * balancer.js: two pollbridge instances on one Redis behind HAProxy
+ * (round-robin, no stickiness), a sockjs-client 1.6.1 session through it,
+ * and a SIGKILL of the instance that owns the session's upstream
+ * connection. Prints TAP. Started by balancer.sh:
+ *
+ *   node balancer.js --pb-bin PATH --upstreams DIR --tmp DIR
+ *                    [--deps DIR --chromium PATH]
+ *
+ * The client: sockjs-client's node build for xhr-polling; headless Chromium
+ * (playwright-core from --deps, window.WebSocket deleted) for xhr-streaming,
+ * eventsource and jsonp-polling. (The node build cannot do the streaming
+ * case: its http driver listens for 'end' only, so a response cut by the
+ * owner's death leaves it waiting forever; a browser's XHR and EventSource
+ * see the error and reconnect.) The Chromium cases are skipped (with the
+ * reason) when Chromium cannot start, unless PB_BROWSER_REQUIRED=1.
+ * It starts everything itself on loopback: redis-server, an npm `ws` echo
+ * upstream that logs what it receives (watch_upstream.js --messages), bridges A and B (--store redis,
+ * route `echo=ws://.../ sockjs=/echo redial`), and haproxy with a generated
+ * config (per-request round-robin; health checks every 200 ms; a request
+ * whose server died before answering is retried on the other one:
+ * `retry-on conn-failure empty-response`, `option redispatch`).
+ *
+ * Per transport: the client sends numbered messages every 10 ms; once 100
+ * echoes are back, the owner (the bridge holding a TCP connection to the
+ * upstream, found with `ss -tnp`) is killed with SIGKILL; sending goes on to
+ * $N. Checked: requests reached both instances before the kill; the session
+ * survives (no close) and every message is echoed exactly once, in order;
+ * the upstream was re-dialled by the survivor. Observed timings are printed
+ * as comments. The killed instance is restarted (same port) for the next
+ * transport.
+ */
+const fs = require('fs');
+const path = require('path');
+const net = require('net');
+const http = require('http');
+const { spawn, execFileSync } = require('child_process');
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
+const MODULES = path.join(args.upstreams, 'node', 'node_modules');
+const SockJS = require(path.join(MODULES, 'sockjs-client'));
+const N = Number(process.env.PB_SOCKJS_LB_N || 400);
+const KILL_AT = 100;
+const TRANSPORTS = (process.env.PB_SOCKJS_LB_NODE ?? 'xhr-polling').split(/\s+/).filter(Boolean);
+const BROWSER_TRANSPORTS = (process.env.PB_SOCKJS_LB_CHROMIUM ?? 'xhr-streaming eventsource jsonp-polling').split(/\s+/).filter(Boolean);
+
+/* ---- TAP ---- */
+let count = 0, failed = 0;
+function ok(cond, desc, diag) {
+	count++;
+	if (!cond) failed++;
+	console.log((cond ? 'ok ' : 'not ok ') + count + ' - ' + desc);
+	if (!cond && diag !== undefined) {
+		const text = typeof diag === 'string' ? diag : JSON.stringify(diag, null, 1);
+		for (const line of text.split('\n').slice(0, 30)) console.log('# ' + line);
+	}
+	return cond;
+}
+function note(s) { console.log('# ' + s); }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/* ---- processes ---- */
+const procs = [];
+function freePort() {
+	return new Promise((resolve) => {
+		const s = net.createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
+	});
+}
+/* Start a process logging to tmp/NAME.log; resolve once `ready` matches
+ * its output (or reject after ms). */
+function start(name, cmd, argv, ready, ms) {
+	const log = path.join(args.tmp, name + '.log');
+	const fd = fs.openSync(log, 'a');
+	const p = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
+	fs.closeSync(fd);
+	procs.push(p);
+	p.logFile = log;
+	return new Promise((resolve, reject) => {
+		const t0 = Date.now();
+		const tick = () => {
+			const text = fs.readFileSync(log, 'utf8');
+			const m = ready.exec(text);
+			if (m) return resolve({ proc: p, match: m });
+			if (p.exitCode !== null || Date.now() - t0 > (ms || 10000)) return reject(new Error(name + ' did not start: ' + text.slice(-500)));
+			setTimeout(tick, 50);
+		};
+		tick();
+	});
+}
+function tcpUp(port) {
+	return new Promise((resolve) => {
+		const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
+		s.on('error', () => resolve(false));
+	});
+}
+function lastLines(file, n) {
+	try { return fs.readFileSync(file, 'utf8').trim().split('\n').slice(-n).join('\n'); } catch (e) { return ''; }
+}
+
+const world = { restarts: 0, upLog: path.join(args.tmp, 'upstream.jsonl') };
+
+/* What the upstream received: message text -> times seen. */
+function upstreamCounts() {
+	const counts = new Map();
+	let text = '';
+	try { text = fs.readFileSync(world.upLog, 'utf8'); } catch (e) { return counts; }
+	for (const l of text.split('\n')) {
+		if (!l) continue;
+		const o = JSON.parse(l);
+		if (o.msg !== undefined) counts.set(o.msg, (counts.get(o.msg) || 0) + 1);
+	}
+	return counts;
+}
+async function startBridge(which, instance) {
+	const port = world['port' + which];
+	const r = await start('bridge-' + instance, args['pb-bin'], ['--listen', '127.0.0.1:' + port,
+		'--store', 'redis://127.0.0.1:' + world.redisPort, '--instance-id', instance,
+		'--route', 'echo=ws://127.0.0.1:' + world.echoPort + '/ sockjs=/echo redial',
+		'--wait-max', '20', '--idle-timeout', '30', '--log-level', 'info',
+		'--access-log', path.join(args.tmp, 'access-' + which + '.log'),
+		'--cors-origin', 'http://127.0.0.1:' + world.pagePort], /listening on/);
+	world[which] = r.proc;
+	world[which].instance = instance;
+}
+
+async function setUp() {
+	world.redisPort = await freePort();
+	fs.mkdirSync(path.join(args.tmp, 'redis'), { recursive: true });
+	await start('redis', 'redis-server', ['--port', String(world.redisPort), '--bind', '127.0.0.1', '--save', '',
+		'--appendonly', 'no', '--dir', path.join(args.tmp, 'redis')], /Ready to accept connections/);
+	const up = await start('upstream', 'node', [path.join(__dirname, 'watch_upstream.js'), world.upLog, '--messages'], /listening on (\d+)/);
+	world.echoPort = Number(up.match[1]);
+	world.pagePort = await freePort();
+	world.portA = await freePort();
+	world.portB = await freePort();
+	await startBridge('A', 'lb-a');
+	await startBridge('B', 'lb-b');
+	world.lbPort = await freePort();
+	const cfg = path.join(args.tmp, 'haproxy.cfg');
+	fs.writeFileSync(cfg, [
+		'global', '  maxconn 512',
+		'defaults', '  mode http', '  timeout connect 1s', '  timeout client 60s', '  timeout server 60s',
+		'  retries 3', '  option redispatch 1', '  retry-on conn-failure empty-response',
+		'frontend fe', '  bind 127.0.0.1:' + world.lbPort, '  default_backend be',
+		'backend be', '  balance roundrobin',
+		'  server a 127.0.0.1:' + world.portA + ' check inter 200ms fall 1 rise 1',
+		'  server b 127.0.0.1:' + world.portB + ' check inter 200ms fall 1 rise 1',
+		''].join('\n'));
+	const h = spawn('haproxy', ['-f', cfg, '-db'], { stdio: ['ignore', fs.openSync(path.join(args.tmp, 'haproxy.log'), 'a'), fs.openSync(path.join(args.tmp, 'haproxy.log'), 'a')] });
+	procs.push(h);
+	for (let i = 0; i < 100 && !(await tcpUp(world.lbPort)); i++) await sleep(50);
+	await sleep(500); /* first health checks */
+	note('redis :' + world.redisPort + ', ws echo :' + world.echoPort + ', bridges A :' + world.portA +
+		' B :' + world.portB + ', haproxy :' + world.lbPort);
+}
+
+/* The bridge pid holding a TCP connection to the upstream port, if any. */
+function upstreamHolders() {
+	let out = '';
+	try { out = execFileSync('ss', ['-Htnp', 'state', 'established', 'dst', '127.0.0.1:' + world.echoPort], { encoding: 'utf8' }); } catch (e) { return []; }
+	const pids = new Set();
+	for (const m of out.matchAll(/pid=(\d+)/g)) pids.add(Number(m[1]));
+	return [...pids];
+}
+/* How many SockJS requests bridge A or B logged (its --access-log lines of door sockjs). */
+function requestsSeen(which) {
+	try { return fs.readFileSync(path.join(args.tmp, 'access-' + which + '.log'), 'utf8').split('\n').filter((l) => / sockjs /.test(l)).length; } catch (e) { return 0; }
+}
+
+/* A sockjs-client session in node: open, pace N sends, report its state. */
+function nodeClient(url, transport) {
+	const st = { opened: false, transport: null, closed: null, got: [], sent: 0 };
+	/* timeout: see tests/browser/sockjs.js (sockjs-client's own rule gives
+	 * 300-800 ms to open, too tight on a loaded machine). */
+	const sock = new SockJS(url, null, { transports: [transport], timeout: 5000 });
+	sock.onopen = () => { st.opened = true; st.transport = sock.transport; };
+	sock.onclose = (e) => { st.closed = { code: e.code, reason: e.reason, at: Date.now() }; };
+	sock.onmessage = (e) => { st.got.push(e.data); };
+	let timer = null;
+	return {
+		where: 'node',
+		state: async () => st,
+		start: async (n) => {
+			timer = setInterval(() => {
+				if (st.closed || st.sent >= n) return clearInterval(timer);
+				sock.send('m' + st.sent);
+				st.sent++;
+			}, 10);
+		},
+		close: async () => { clearInterval(timer); sock.close(); },
+	};
+}
+
+/* The same in a Chromium page (window.WebSocket deleted) served from the
+ * page server: the browser's XHR/EventSource see a cut stream and reconnect. */
+async function pageClient(url, transport) {
+	const page = await world.browser.newPage();
+	await page.goto(world.pageUrl + '/');
+	await page.evaluate(([u, t]) => {
+		const st = window.ST = { opened: false, transport: null, closed: null, got: [], sent: 0 };
+		const sock = window.SOCK = new SockJS(u, null, { transports: [t], timeout: 5000 });
+		sock.onopen = () => { st.opened = true; st.transport = sock.transport; };
+		sock.onclose = (e) => { st.closed = { code: e.code, reason: e.reason, at: Date.now() }; };
+		sock.onmessage = (e) => { st.got.push(e.data); };
+	}, [url, transport]);
+	return {
+		where: 'chromium',
+		state: () => page.evaluate(() => window.ST),
+		start: (n) => page.evaluate((m) => {
+			window.TIMER = setInterval(() => {
+				if (ST.closed || ST.sent >= m) return clearInterval(window.TIMER);
+				SOCK.send('m' + ST.sent);
+				ST.sent++;
+			}, 10);
+		}, n),
+		close: async () => {
+			await page.evaluate(() => { clearInterval(window.TIMER); SOCK.close(); }).catch(() => {});
+			await page.close().catch(() => {});
+		},
+	};
+}
+
+async function run(transport, where) {
+	const label = 'balancer ' + transport + ' (' + where + ')';
+	const baseA = requestsSeen('A'), baseB = requestsSeen('B');
+	const url = 'http://127.0.0.1:' + world.lbPort + '/echo';
+	const c = where === 'node' ? nodeClient(url, transport) : await pageClient(url, transport);
+	let st = await c.state();
+	for (let i = 0; i < 200 && !st.opened && !st.closed; i++) { await sleep(50); st = await c.state(); }
+	if (!ok(st.opened && st.transport === transport, label + ': a sockjs-client session opens through haproxy', st)) {
+		await c.close();
+		return;
+	}
+	await c.start(N);
+	for (let i = 0; i < 600 && st.got.length < KILL_AT && !st.closed; i++) { await sleep(20); st = await c.state(); }
+	const holders = upstreamHolders();
+	const owner = [world.A, world.B].find((p) => holders.includes(p.pid));
+	const seenA = requestsSeen('A') - baseA, seenB = requestsSeen('B') - baseB;
+	note(label + ': before the kill ' + st.got.length + ' echoes; SockJS requests logged by A ' + seenA + ', B ' + seenB);
+	ok(seenA > 0 && seenB > 0, label + ': requests reached both instances (no stickiness)', { seenA, seenB });
+	if (!ok(owner !== undefined, label + ': the owner (holding the upstream connection) is found', { holders, A: world.A.pid, B: world.B.pid })) {
+		await c.close();
+		return;
+	}
+	const which = owner === world.A ? 'A' : 'B';
+	owner.kill('SIGKILL');
+	const killedAt = Date.now();
+	const gotAtKill = st.got.length;
+	note(label + ': SIGKILL ' + owner.instance + ' (' + which + ') after ' + gotAtKill + ' echoes, ' + st.sent + ' sent');
+
+	let firstAfterKill = 0;
+	const deadline = Date.now() + 30000;
+	while (Date.now() < deadline && !st.closed && !(st.sent >= N && st.got.length >= N)) {
+		await sleep(50);
+		st = await c.state();
+		if (!firstAfterKill && st.got.length > gotAtKill) firstAfterKill = Date.now();
+	}
+	await sleep(300);
+	st = await c.state();
+	const holdersAfter = upstreamHolders();
+	const survivor = which === 'A' ? world.B : world.A;
+
+	const idx = st.got.map((m) => Number(m.slice(1)));
+	const inOrder = idx.every((v, k) => k === 0 || v > idx[k - 1]);
+	const dups = idx.length - new Set(idx).size;
+	let gap = null;
+	for (let k = 0; k < idx.length && !gap; k++) if (idx[k] !== k) gap = { at: k, got: idx[k] };
+	note(label + ': after the kill: ' + (firstAfterKill ? 'first echo ' + (firstAfterKill - killedAt) + ' ms later' : 'no echo') +
+		'; ' + st.got.length + ' echoes of ' + st.sent + ' sent' + (st.closed ? '; client closed ' + JSON.stringify(st.closed) + ' ' +
+		(st.closed.at - killedAt) + ' ms after the kill' : '; session still open'));
+	ok(!st.closed, label + ': the session survives the owner\'s death (no close at the client)', st.closed);
+	ok(inOrder && dups === 0, label + ': echoes in order, none twice', { dups, inOrder, gap });
+	const up = upstreamCounts();
+	const missing = [];
+	for (let k = 0; k < st.sent; k++) if (!st.got.includes('m' + k)) missing.push('m' + k + ' (upstream got it ' + (up.get('m' + k) || 0) + 'x)');
+	ok(!st.closed && st.got.length === N && !gap,
+		label + ': every message (all acknowledged: no send error) echoed exactly once, m0..m' + (N - 1),
+		{ got: st.got.length, sent: st.sent, gap, missing: missing.slice(0, 10), killedAfter: gotAtKill });
+	const twice = [...up.entries()].filter(([m, n]) => n > 1 && m.startsWith('m')).map(([m, n]) => m + ' ' + n + 'x');
+	note(label + ': the upstream received ' + [...up.keys()].filter((m) => /^m\d+$/.test(m)).length + ' distinct of ' + st.sent +
+		(twice.length ? '; more than once (at least once across the kill): ' + twice.slice(0, 8).join(', ') : '; none twice'));
+	fs.appendFileSync(world.upLog, '');
+	fs.renameSync(world.upLog, world.upLog + '.' + transport + '-' + where);
+	ok(holdersAfter.includes(survivor.pid), label + ': the survivor re-dialled the upstream', { holdersAfter, survivor: survivor.pid });
+	await c.close();
+	await sleep(200);
+	/* Restart the killed instance on its port for the next transport. */
+	await startBridge(which, 'lb-' + which.toLowerCase() + '-' + (++world.restarts));
+	await sleep(600);
+}
+
+/* Chromium through playwright-core (from --deps), serving a page with
+ * sockjs-client on its own port; null (with why) when it cannot start. */
+async function startBrowser() {
+	let chromium;
+	try {
+		({ chromium } = require(path.resolve(args.deps, 'node_modules', 'playwright-core')));
+	} catch (e) {
+		return 'playwright-core not installed in ' + args.deps;
+	}
+	const client = fs.readFileSync(path.join(MODULES, 'sockjs-client', 'dist', 'sockjs.js'));
+	const srv = http.createServer((req, res) => {
+		if (req.url === '/') {
+			res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+			return res.end('<!doctype html><meta charset="utf-8"><script src="/sockjs-client.js"></script>');
+		}
+		if (req.url === '/sockjs-client.js') {
+			res.writeHead(200, { 'content-type': 'application/javascript; charset=utf-8' });
+			return res.end(client);
+		}
+		res.writeHead(404);
+		res.end();
+	});
+	await new Promise((r) => srv.listen(world.pagePort, '127.0.0.1', r));
+	world.pageServer = srv;
+	world.pageUrl = 'http://127.0.0.1:' + world.pagePort;
+	fs.mkdirSync(path.join(args.tmp, 'profile'), { recursive: true });
+	try {
+		world.browser = await chromium.launchPersistentContext(path.join(args.tmp, 'profile'), {
+			executablePath: args.chromium,
+			headless: true,
+			args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+				'--disable-background-networking', '--disable-component-update', '--disable-sync'],
+		});
+	} catch (e) {
+		return 'Chromium cannot start: ' + String(e && e.message || e).split('\n')[0];
+	}
+	await world.browser.addInitScript(() => { delete window.WebSocket; });
+	note('chromium ' + world.browser.browser().version());
+	return null;
+}
+
+async function main() {
+	const t0 = Date.now();
+	try {
+		await setUp();
+		note('sockjs-client ' + require(path.join(MODULES, 'sockjs-client', 'package.json')).version + ' (node ' +
+			process.version + '), ' + execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0]);
+		for (const t of TRANSPORTS) await run(t, 'node');
+		const why = await startBrowser();
+		if (why) {
+			if (process.env.PB_BROWSER_REQUIRED === '1') throw new Error(why);
+			for (const t of BROWSER_TRANSPORTS) { count++; console.log('ok ' + count + ' # SKIP ' + t + ' in Chromium: ' + why); }
+		} else {
+			for (const t of BROWSER_TRANSPORTS) await run(t, 'chromium');
+		}
+	} catch (e) {
+		console.log('Bail out! ' + (e && e.message || e));
+		failed++;
+	} finally {
+		if (world.browser) await world.browser.close().catch(() => {});
+		if (world.pageServer) world.pageServer.close();
+		for (const p of procs) { try { p.kill('SIGKILL'); } catch (e) { /* gone */ } }
+	}
+	if (failed) for (const f of ['bridge-lb-a', 'bridge-lb-b', 'haproxy']) {
+		note(f + ' (last lines):');
+		for (const l of lastLines(path.join(args.tmp, f + '.log'), 15).split('\n')) note('  ' + l);
+	}
+	note('took ' + ((Date.now() - t0) / 1000).toFixed(1) + ' s');
+	console.log('1..' + count);
+	process.exit(failed ? 1 : 0);
+}
+/* Stopped from outside (timeout): take the children along. */
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
+	process.on(sig, () => {
+		for (const p of procs) { try { p.kill('SIGKILL'); } catch (e) { /* gone */ } }
+		process.exit(1);
+	});
+}
+main();
