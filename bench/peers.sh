@@ -1,0 +1,314 @@
+#!/bin/sh
+# bench/peers.sh: the peer benchmark. pollbridge (memory store and Redis
+# store) against Engine.IO polling and a bare libmicrohttpd server, and
+# pollbridge's own Engine.IO door against its /v1 API, all in one run,
+# printed as two tables with ratios. See bench/README.md.
+#
+# Usage: sh bench/peers.sh [-B BUILD_DIR] [--no-make]
+#
+#   -B BUILD_DIR  the configured build tree whose pollbridge is measured
+#                 (default: build-plain next to this script's parent dir);
+#                 the bench tools are built into BUILD_DIR/bench-peers
+#   --no-make     do not run `make` for src/pollbridge first
+# Environment:
+#   BENCH_QUICK=1   smoke run (under 2 minutes): 1 repetition, 1 s windows,
+#                   held polls at 200/500/1000 sessions instead of
+#                   1000/5000/9500
+#   BENCH_REPS=N    repetitions (default 3; the table shows medians)
+#   BENCH_CC=clang  compiler for the bench tools (default cc)
+#   BENCH_SCEN="..." servers, in this order per repetition (default
+#                   "memory redis eio door doorred bare": pollbridge /v1 on
+#                   each store, npm engine.io, pollbridge's Engine.IO door on
+#                   each store, bare libmicrohttpd)
+#   BENCH_PARTS="..." measurements (default "thru lat held short")
+#
+# Needs: redis-server, node, wrk, taskset, and engine.io installed in
+# tests/upstreams/node (contrib/deps.sh bench). Not part of `make check`.
+# Raw figures: BUILD_DIR/bench-peers/results.txt.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+build="$top/build-plain"
+do_make=1
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-B) build=$2; shift 2 ;;
+	-B*) build=${1#-B}; shift ;;
+	--no-make) do_make=0; shift ;;
+	-h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) echo "peers.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+done
+build=$(cd "$build" && pwd)
+
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	reps=${BENCH_REPS:-1}; dur=1; warm=0.3; latdur=2; wrkdur=1
+	steps=200,500,1000
+else
+	reps=${BENCH_REPS:-3}; dur=3; warm=1; latdur=10; wrkdur=5
+	steps=1000,5000,9500
+fi
+last_step=${steps##*,}
+scen=${BENCH_SCEN:-memory redis eio door doorred bare}
+parts=${BENCH_PARTS:-thru lat held short}
+
+for t in redis-server node wrk; do
+	command -v $t >/dev/null 2>&1 || { echo "peers.sh: $t is missing (sh contrib/deps.sh bench)" >&2; exit 2; }
+done
+[ -d "$top/tests/upstreams/node/node_modules/engine.io" ] ||
+	{ echo "peers.sh: npm engine.io missing: cd tests/upstreams/node && npm ci" >&2; exit 2; }
+# One descriptor per session for its client and one for its upstream.
+ulimit -n 20000 2>/dev/null || echo "peers.sh: warning: ulimit -n 20000 refused (have $(ulimit -n))" >&2
+
+if [ "$do_make" = 1 ]; then
+	make -C "$build" -j2 src/pollbridge >/dev/null
+fi
+[ -x "$build/src/pollbridge" ] || { echo "peers.sh: $build/src/pollbridge is missing" >&2; exit 2; }
+out="$build/bench-peers"
+rm -rf "$out/logs"
+mkdir -p "$out/logs"
+make -s -C "$here" -f peers.mk O="$out" CC="${BENCH_CC:-cc}" >/dev/null
+
+# Server side on CPU 0, load generator and upstream on CPU 1.
+if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
+	srv="taskset -c 0"; cli="taskset -c 1"
+else
+	srv=""; cli=""
+	echo "peers.sh: warning: no taskset or a single CPU: nothing is pinned" >&2
+fi
+
+results="$out/results.txt"
+: >"$results"
+pids=""
+
+# Stop every process this script started (by pid).
+stop_all() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	for p in $pids; do wait "$p" 2>/dev/null || true; done
+	pids=""
+}
+trap 'stop_all' EXIT INT TERM
+
+# Wait until FILE holds a line matching RE; print the port after it.
+wait_port() {
+	i=0
+	while ! grep -q "$2" "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || { echo "peers.sh: no ready line in $1:" >&2; cat "$1" >&2; exit 1; }
+		sleep 0.05
+	done
+	grep "$2" "$1" | head -1 | sed 's/.*[: ]\([0-9][0-9]*\)[^0-9]*$/\1/'
+}
+
+# A free loopback TCP port (for redis-server).
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_upstream RATE [-e]: the C upstream on the load CPU (-e: Engine.IO).
+start_upstream() {
+	# shellcheck disable=SC2086
+	$cli "$out/upstream" -r "$1" ${2:-} >"$out/upstream.out" 2>"$out/upstream.err" &
+	up_pid=$!; pids="$pids $up_pid"
+	up_port=$(wait_port "$out/upstream.out" '^listening')
+}
+
+# start_bridge memory|redis [ROUTE_OPTS]: pollbridge (and its redis-server) on
+# the server CPU; ROUTE_OPTS follow the route's URL (the door: its query and
+# engineio=).
+start_bridge() {
+	store_arg=""; spids=""
+	if [ "$1" = redis ]; then
+		rport=$(free_port)
+		$srv redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
+			>"$out/logs/redis-$tag.log" 2>&1 &
+		redis_pid=$!; pids="$pids $redis_pid"
+		wait_port "$out/logs/redis-$tag.log" 'Ready to accept' >/dev/null
+		store_arg="--store redis://127.0.0.1:$rport"
+		spids=",$redis_pid"
+	fi
+	# shellcheck disable=SC2086
+	$srv "$build/src/pollbridge" --listen 127.0.0.1:0 --route "up=ws://127.0.0.1:$up_port/${2:-}" \
+		--connect-timeout 30 --log-level warn $store_arg >/dev/null 2>"$out/logs/bridge-$tag.err" &
+	pb_pid=$!; pids="$pids $pb_pid"
+	srv_port=$(wait_port "$out/logs/bridge-$tag.err" 'listening on')
+	spids="$pb_pid$spids"
+}
+
+# start_eio RATE: the Engine.IO peer on the server CPU.
+start_eio() {
+	$srv node "$here/eio_server.js" 0 "$1" >"$out/eio.out" 2>"$out/logs/eio-$tag.err" &
+	eio_pid=$!; pids="$pids $eio_pid"
+	srv_port=$(wait_port "$out/eio.out" '^listening')
+	spids=$eio_pid
+}
+
+# record NAME REP PREFIX: turn loadgen's key=value line(s) on stdin into rows.
+record() {
+	awk -v n="$1" -v r="$2" -v p="$3" '{
+		pre = p
+		for (i = 1; i <= NF; i++) if ($i ~ /^sessions=/) { split($i, a, "="); pre = p a[2] }
+		for (i = 1; i <= NF; i++) { split($i, a, "="); if (a[2] != "") print n, r, (pre == "" ? a[1] : pre "." a[1]), a[2] }
+	}' >>"$results"
+}
+
+# start_server NAME RATE: the upstream (bridges only) and the server.
+# Logs go to BUILD/bench-peers/logs/*-NAME-REP-SCENARIO*.
+start_server() {
+	tag=$1-$rep-$3
+	case "$1" in
+	memory|redis) start_upstream "$2"; start_bridge "$1"; kind=pb; upids=$up_pid ;;
+	door|doorred)
+		start_upstream "$2" -e
+		if [ "$1" = door ]; then st=memory; else st=redis; fi
+		start_bridge $st '?transport=websocket engineio=/engine.io/'
+		kind=eio; upids=$up_pid ;;
+	eio) start_eio "$2"; kind=eio; upids="" ;;
+	esac
+}
+
+# loadgen ARGS: the load generator on the load CPU against the running server.
+loadgen() {
+	# shellcheck disable=SC2086
+	$cli "$out/loadgen" -p "$srv_port" -k "$kind" -P "$spids" ${upids:+-U $upids} "$@"
+}
+
+# wrk_rps URL: requests per second of wrk -c64 on the load CPU.
+wrk_rps() {
+	$cli wrk -t1 -c64 -d"${wrkdur}s" "$1" 2>&1 | awk '/^Requests\/sec:/ { print $2 }'
+}
+
+# has WORD LIST: whether the space-separated LIST holds WORD.
+has() {
+	case " $2 " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+echo "peers.sh: $reps repetition(s), servers: $scen; parts: $parts; held steps $steps"
+echo "peers.sh: load before: $(cat /proc/loadavg)"
+rep=1
+while [ "$rep" -le "$reps" ]; do
+	for name in $scen; do
+		echo "  rep $rep: $name" >&2
+		if [ $name = bare ]; then
+			has short "$parts" || continue
+			$srv "$out/baremhd" >"$out/baremhd.out" 2>&1 &
+			bm_pid=$!; pids="$pids $bm_pid"
+			srv_port=$(wait_port "$out/baremhd.out" '^listening')
+			echo "short.rps=$(wrk_rps "http://127.0.0.1:$srv_port/v1/sessions/x/messages")" |
+				record bare $rep ""
+			stop_all
+			continue
+		fi
+		if has thru "$parts"; then
+			start_server $name 0 thru1
+			loadgen -m thru -c 1 -d "$dur" -w "$warm" | record $name $rep thru1
+			stop_all
+			start_server $name 0 thru100
+			loadgen -m thru -c 100 -d "$dur" -w "$warm" | record $name $rep thru100
+			stop_all
+		fi
+		if has lat "$parts"; then
+			start_server $name 1000 lat
+			loadgen -m lat -c 100 -d "$latdur" -w "$warm" | record $name $rep lat
+			stop_all
+		fi
+		if has held "$parts"; then
+			start_server $name 0 held
+			loadgen -m held -s "$steps" | record $name $rep held
+			stop_all
+		fi
+		if has short "$parts" && { [ $name = memory ] || [ $name = redis ]; }; then
+			start_server $name 0 short
+			sid=$(curl -sf -X POST "http://127.0.0.1:$srv_port/v1/sessions?route=up" |
+				sed 's/.*"session":"\([^"]*\)".*/\1/')
+			echo "short.rps=$(wrk_rps "http://127.0.0.1:$srv_port/v1/sessions/$sid/messages")" |
+				record $name $rep ""
+			stop_all
+		fi
+	done
+	rep=$((rep + 1))
+done
+echo "peers.sh: load after: $(cat /proc/loadavg) ($(nproc) CPUs)"
+
+# The table: medians over the repetitions, [min-max] when there are several,
+# and pollbridge / Engine.IO (and / bare libmicrohttpd) ratios of the medians.
+awk -v steps="$steps" -v last="$last_step" '
+function med(n, k,   c, i, j, t, v) {
+	c = cnt[n, k]; if (!c) return ""
+	for (i = 1; i <= c; i++) v[i] = val[n, k, i]
+	for (i = 2; i <= c; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	lo[n, k] = v[1]; hi[n, k] = v[c]
+	return (c % 2) ? v[(c + 1) / 2] : (v[c / 2] + v[c / 2 + 1]) / 2
+}
+function fmt(x) { return x >= 100 ? sprintf("%.0f", x) : x >= 1 ? sprintf("%.2f", x) : sprintf("%.3f", x) }
+function cell(n, k,   m) {
+	m = med(n, k); if (m == "") return "n/a"
+	M[n] = m
+	return cnt[n, k] > 1 ? fmt(m) " [" fmt(lo[n, k]) "-" fmt(hi[n, k]) "]" : fmt(m)
+}
+function drow(label, k,   a, b, c, d) {
+	delete M
+	a = cell("door", k); b = cell("memory", k); c = cell("doorred", k); d = cell("redis", k)
+	if (a b c d == "n/an/an/an/a") return
+	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
+		ratio(M["door"], M["memory"]), ratio(M["doorred"], M["redis"])
+}
+function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b) }
+function row(label, k, keo,   a, b, c) {
+	delete M
+	a = cell("memory", k); b = cell("redis", k); c = cell("eio", keo == "" ? k : keo)
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", label, a, b, c,
+		ratio(M["memory"], M["eio"]), ratio(M["redis"], M["eio"])
+}
+{ n = $1; k = $3; have[n] = 1; cnt[n, k]++; val[n, k, cnt[n, k]] = $4 + 0 }
+END {
+	split(steps, S, ",")
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "", "pollbridge memory", "pollbridge Redis",
+		"Engine.IO polling", "mem/EIO", "red/EIO"
+	printf "|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
+		"--------------------------:", "--------------------------:", "--------------------------:", "--------:", "--------:"
+	row("msgs/s delivered, 1 client", "thru1.msgs_per_s")
+	row("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
+	row("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
+	row("server CPU (cores), 100 clients", "thru100.server_cpu")
+	row("upstream CPU (cores), 100 clients", "thru100.upstream_cpu")
+	row("load generator CPU (cores), 100 clients", "thru100.load_cpu")
+	row("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
+	row("p99 ms, same", "lat.p99_ms")
+	row("p99.9 ms, same", "lat.p999_ms")
+	for (i = 1; i in S; i++)
+		row("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
+	row("fds per session, " last " held polls", "held" last ".fds_per_session")
+	row("server threads, " last " held polls", "held" last ".threads")
+	row("empty short polls/s (wrk -c64)", "short.rps", "none")
+	delete M
+	b = cell("bare", "short.rps")
+	m = med("memory", "short.rps"); r = med("redis", "short.rps")
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd req/s (same wrk)", b, b, "n/a", "", ""
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "short polls / bare libmicrohttpd",
+		ratio(m, M["bare"]), ratio(r, M["bare"]), "n/a", "", ""
+	if (!have["door"] && !have["doorred"])
+		exit
+	# The Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
+	# the msgs/s of /v1, issue 10), same store, same run.
+	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", "Engine.IO door, memory",
+		"/v1, memory", "Engine.IO door, Redis", "/v1, Redis", "door/v1 m", "door/v1 r"
+	printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
+		"--------------------------:", "--------------------------:", "--------------------------:",
+		"--------------------------:", "----------:", "----------:"
+	drow("msgs/s delivered, 1 client", "thru1.msgs_per_s")
+	drow("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
+	drow("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
+	drow("msgs per poll, 100 clients", "thru100.msgs_per_poll")
+	drow("server CPU (cores), 100 clients", "thru100.server_cpu")
+	drow("upstream CPU (cores), 100 clients", "thru100.upstream_cpu")
+	drow("load generator CPU (cores), 100 clients", "thru100.load_cpu")
+	drow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
+	drow("p99 ms, same", "lat.p99_ms")
+	drow("p99.9 ms, same", "lat.p999_ms")
+	for (i = 1; i in S; i++)
+		drow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
+	drow("fds per session, " last " held polls", "held" last ".fds_per_session")
+}' "$results"
