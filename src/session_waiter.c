@@ -111,6 +111,25 @@ static void waiter_resolve_handed(struct pb_session *s, const struct pb_store_ba
 		s->w.from = s->w.after;
 }
 
+/* Nobody waits for the answer of an unhand. */
+static void waiter_unhanded(void *arg, int err)
+{
+	(void)arg;
+	(void)err;
+}
+
+/* A read whose request was let go meanwhile (a newer request elsewhere,
+ * a drain, an adoption) returned messages nobody will get: it moved the
+ * handed mark past them, so put the mark back, or a front door's next
+ * request would acknowledge them unseen. */
+static void waiter_unhand(struct pb_session *s, const struct pb_store_batch *b)
+{
+	struct pb_store *st = s->core->store;
+	uint64_t last = b->msgs[b->n - 1]->seq, first = b->msgs[0]->seq;
+
+	st->ops->unhand(st, s->id, last, first - 1, waiter_unhanded, NULL);
+}
+
 /* Store answer to a read for the slot. */
 static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 {
@@ -125,6 +144,8 @@ static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 		waiter_resolve_handed(s, b);
 	if (s->w.state == PB_W_EMPTY) {
 		/* Answered meanwhile (replaced by a newer request, deleted). */
+		if (!err && b->n)
+			waiter_unhand(s, b);
 	} else if (!final && (s->w.stale || (s->w.reread && !b->n && !b->close.closed))) {
 		/* A newer request came during the read (its cursor may differ),
 		 * or a wakeup came while this read found nothing: read again. */

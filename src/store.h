@@ -163,6 +163,11 @@ struct pb_store_ops {
 	 * reached it (on any instance) within idle_secs; else report how long
 	 * until it would be idle. */
 	int (*end_if_idle)(struct pb_store *s, const char *id, pb_store_idle_cb cb, void *arg);
+	/* A read whose answer nobody got (its request was let go meanwhile)
+	 * had moved the handed mark to `was`: put it back to `to` (what that
+	 * read acknowledged), unless another read has moved it since. */
+	int (*unhand)(struct pb_store *s, const char *id, uint64_t was, uint64_t to,
+		      pb_store_done_cb cb, void *arg);
 };
 
 /* What only a store shared by several instances offers: wakeups across

@@ -364,6 +364,19 @@ static int mem_ack_out(struct pb_store *s, const char *id, uint64_t upto,
 	return 0;
 }
 
+static int mem_unhand(struct pb_store *s, const char *id, uint64_t was, uint64_t to,
+		      pb_store_done_cb cb, void *arg)
+{
+	struct mem_store *st = (struct mem_store *)s;
+	struct mem_session *ms;
+	int r = mem_live(st, id, &ms);
+
+	if (!r && ms->handed == was && to < was)
+		ms->handed = to;
+	cb(arg, r);
+	return 0;
+}
+
 static int mem_close(struct pb_store *s, const char *id, int code, const char *reason,
 		     size_t reason_len, pb_store_done_cb cb, void *arg)
 {
@@ -466,6 +479,7 @@ static const struct pb_store_ops mem_ops = {
 	.close = mem_close,
 	.end = mem_end,
 	.end_if_idle = mem_end_if_idle,
+	.unhand = mem_unhand,
 };
 
 struct pb_store *pb_store_memory_new(uv_loop_t *loop, const struct pb_store_events *events,

@@ -56,7 +56,7 @@
 enum rs_script {
 	RS_CREATE, RS_PUSH_IN, RS_READ_IN, RS_PUSH_OUT, RS_READ_OUT, RS_ACK_OUT,
 	RS_CLOSE, RS_END, RS_END_IF_IDLE, RS_RENEW, RS_CLAIM, RS_RELEASE, RS_ORPHANS,
-	RS_NSCRIPTS
+	RS_UNHAND, RS_NSCRIPTS
 };
 
 /*
@@ -282,6 +282,12 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	/* KEYS = pb:leases -> ids whose lease has run out */
 	[RS_ORPHANS] = { "#limit", RS_NOW
 	"return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)\n" },
+	/* -> {0}: put the handed mark back from was to to, unless moved since */
+	[RS_UNHAND] = { "ttl chan #was #to", RS_PRELUDE
+	"local h = redis.call('HGET', KEYS[1], 'handed')\n"
+	"if not h then return {0} end\n"
+	"if tonumber(h) == was and to < was then redis.call('HSET', KEYS[1], 'handed', to) end\n"
+	"return {0}\n" },
 };
 
 #define RS_LEASES_KEY "pb:leases"
@@ -976,6 +982,14 @@ static int rs_ack_out(struct pb_store *s, const char *id, uint64_t upto,
 	return rs_simple(s, RS_ACK_OUT, id, &n, 1, cb, arg, NULL);
 }
 
+static int rs_unhand(struct pb_store *s, const char *id, uint64_t was, uint64_t to,
+		     pb_store_done_cb cb, void *arg)
+{
+	unsigned long long n[2] = { was, to };
+
+	return rs_simple(s, RS_UNHAND, id, n, 2, cb, arg, NULL);
+}
+
 static int rs_close(struct pb_store *s, const char *id, int code, const char *reason,
 		    size_t reason_len, pb_store_done_cb cb, void *arg)
 {
@@ -1308,6 +1322,7 @@ static const struct pb_store_ops rs_ops = {
 	.close = rs_close,
 	.end = rs_end,
 	.end_if_idle = rs_end_if_idle,
+	.unhand = rs_unhand,
 };
 
 static const struct pb_store_shared_ops rs_shared_ops = {

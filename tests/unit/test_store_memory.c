@@ -372,6 +372,25 @@ int main(void)
 	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, 5, 100, 1 << 20, 0, 1,
 			on_batch, NULL);
 	tap_ok(got.n == 0 && got.depth == 0, "handed: the stream's read counts: 5 acknowledged");
+	for (int i = 6; i <= 8; i++)
+		push_text(s, "HHHHHHHHHHHHHHHHHHHHHH", "h");
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, PB_STORE_AFTER_HANDED,
+			100, 1 << 20, 0, 1, on_batch, NULL);
+	tap_ok(got.n == 3 && got.seqs[0] == 6, "handed: a read hands out 6..8 (nobody gets them)");
+	s->ops->unhand(s, "HHHHHHHHHHHHHHHHHHHHHH", 7, 5, on_done, NULL);
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, PB_STORE_AFTER_HANDED,
+			100, 1 << 20, 0, 1, on_batch, NULL);
+	tap_ok(got.n == 0, "unhand: a mark moved since (8, not 7) stays");
+	for (int i = 9; i <= 10; i++)
+		push_text(s, "HHHHHHHHHHHHHHHHHHHHHH", "h");
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, PB_STORE_AFTER_HANDED,
+			100, 1 << 20, 0, 1, on_batch, NULL);
+	s->ops->unhand(s, "HHHHHHHHHHHHHHHHHHHHHH", 10, 8, on_done, NULL);
+	tap_is_int(got.err, 0, "unhand answers");
+	s->ops->read_in(s, "HHHHHHHHHHHHHHHHHHHHHH", PB_STORE_AFTER_HANDED, PB_STORE_AFTER_HANDED,
+			100, 1 << 20, 0, 1, on_batch, NULL);
+	tap_ok(got.n == 2 && got.seqs[0] == 9,
+	       "unhand: the next read hands out 9..10 again instead of acknowledging them");
 	s->ops->end(s, "HHHHHHHHHHHHHHHHHHHHHH", on_done, NULL);
 	tap_ok(s->ops->healthy(s), "memory store is healthy");
 
