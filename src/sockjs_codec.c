@@ -91,9 +91,21 @@ static int sockjs_escapable(unsigned cp)
 	       (cp >= 0x2060 && cp <= 0x206f) || (cp >= 0xfff0 && cp <= 0xffff);
 }
 
-int pb_sockjs_quote(struct pb_buf *out, const void *str, size_t len)
+/* 1 if cp must be a \uXXXX escape in a string of the outer, HTML-safe
+ * kind (js_string). */
+static int html_escapable(unsigned cp)
 {
-	const unsigned char *s = str;
+	return cp < 0x20 || cp == 0x7f || cp == '<' || cp == '>' || cp == '&' || cp == '\'' ||
+	       cp == 0x2028 || cp == 0x2029;
+}
+
+/* Append s[0..len) as a double-quoted string: quote and backslash escaped,
+ * the named control escapes, \uXXXX for every code point escapable()
+ * picks, invalid UTF-8 as U+FFFD, the rest copied. On error out is left
+ * as it was. */
+static int quote_with(struct pb_buf *out, const unsigned char *s, size_t len,
+		      int (*escapable)(unsigned))
+{
 	size_t start = out->len, i = 0, n;
 	unsigned cp;
 	int r;
@@ -114,7 +126,7 @@ int pb_sockjs_quote(struct pb_buf *out, const void *str, size_t len)
 			r = pb_buf_append(out, "\\\\", 2);
 		} else if (named_escape(cp)) {
 			r = pb_buf_append(out, named_escape(cp), 2);
-		} else if (sockjs_escapable(cp)) {
+		} else if (escapable(cp)) {
 			r = put_u(out, cp);
 		} else {
 			r = pb_buf_append(out, s + i, n);
@@ -128,40 +140,16 @@ int pb_sockjs_quote(struct pb_buf *out, const void *str, size_t len)
 	return r;
 }
 
+int pb_sockjs_quote(struct pb_buf *out, const void *str, size_t len)
+{
+	return quote_with(out, str, len, sockjs_escapable);
+}
+
 /* Append s[0..len) as a double-quoted JavaScript string that is also safe
  * inside an HTML <script> element (see the top of the file). */
 static int js_string(struct pb_buf *out, const char *str, size_t len)
 {
-	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0, n;
-	unsigned cp;
-	int r;
-
-	r = pb_buf_append(out, "\"", 1);
-	while (!r && i < len) {
-		n = utf8_next(s + i, len - i, &cp);
-		if (!n) {
-			r = put_u(out, 0xfffd);
-			i++;
-			continue;
-		}
-		if (cp == '"') {
-			r = pb_buf_append(out, "\\\"", 2);
-		} else if (cp == '\\') {
-			r = pb_buf_append(out, "\\\\", 2);
-		} else if (named_escape(cp)) {
-			r = pb_buf_append(out, named_escape(cp), 2);
-		} else if (cp < 0x20 || cp == 0x7f || cp == '<' || cp == '>' || cp == '&' ||
-			   cp == '\'' || cp == 0x2028 || cp == 0x2029) {
-			r = put_u(out, cp);
-		} else {
-			r = pb_buf_append(out, s + i, n);
-		}
-		i += n;
-	}
-	if (!r)
-		r = pb_buf_append(out, "\"", 1);
-	return r;
+	return quote_with(out, (const unsigned char *)str, len, html_escapable);
 }
 
 /* 1 if seg[0..len) names a session or server: non-empty, no '/' or '.'. */
