@@ -26,7 +26,10 @@
  * echoes are back, the owner (the bridge holding a TCP connection to the
  * upstream, found with `ss -tnp`) is killed with SIGKILL; sending goes on to
  * $N. Checked: requests reached both instances before the kill; the session
- * survives (no close) and every message is echoed exactly once, in order;
+ * survives (no close) and every message is echoed once, in order, except
+ * possibly echoes that were on their way at the kill (of messages sent
+ * before it and not yet echoed back): SockJS has no acknowledgements, so an
+ * answer the killed instance was writing loses what it carried (docs/API.md);
  * the upstream was re-dialled by the survivor. Observed timings are printed
  * as comments. The killed instance is restarted (same port) for the next
  * transport.
@@ -247,7 +250,7 @@ async function run(transport, where) {
 	const which = owner === world.A ? 'A' : 'B';
 	owner.kill('SIGKILL');
 	const killedAt = Date.now();
-	const gotAtKill = st.got.length;
+	const gotAtKill = st.got.length, sentAtKill = st.sent;
 	note(label + ': SIGKILL ' + owner.instance + ' (' + which + ') after ' + gotAtKill + ' echoes, ' + st.sent + ' sent');
 
 	let firstAfterKill = 0;
@@ -273,11 +276,21 @@ async function run(transport, where) {
 	ok(!st.closed, label + ': the session survives the owner\'s death (no close at the client)', st.closed);
 	ok(inOrder && dups === 0, label + ': echoes in order, none twice', { dups, inOrder, gap });
 	const up = upstreamCounts();
-	const missing = [];
-	for (let k = 0; k < st.sent; k++) if (!st.got.includes('m' + k)) missing.push('m' + k + ' (upstream got it ' + (up.get('m' + k) || 0) + 'x)');
-	ok(!st.closed && st.got.length === N && !gap,
-		label + ': every message (all acknowledged: no send error) echoed exactly once, m0..m' + (N - 1),
-		{ got: st.got.length, sent: st.sent, gap, missing: missing.slice(0, 10), killedAfter: gotAtKill });
+	const missing = [], outside = [];
+	for (let k = 0; k < st.sent; k++) {
+		if (st.got.includes('m' + k))
+			continue;
+		missing.push('m' + k + ' (upstream got it ' + (up.get('m' + k) || 0) + 'x)');
+		if (k < gotAtKill || k >= sentAtKill)
+			outside.push('m' + k);
+	}
+	if (missing.length)
+		note(label + ': ' + missing.length + ' echoes in flight at the kill lost: ' + missing.slice(0, 10).join(', '));
+	ok(!st.closed && st.sent === N && st.got.length + missing.length === N && outside.length === 0,
+		label + ': every message (all acknowledged: no send error) echoed once, m0..m' + (N - 1) +
+		', but for echoes in flight at the kill (m' + gotAtKill + '..m' + (sentAtKill - 1) + ')',
+		{ got: st.got.length, sent: st.sent, gap, missing: missing.slice(0, 10), outside: outside.slice(0, 10),
+		  killedAfter: gotAtKill, sentAtKill });
 	const twice = [...up.entries()].filter(([m, n]) => n > 1 && m.startsWith('m')).map(([m, n]) => m + ' ' + n + 'x');
 	note(label + ': the upstream received ' + [...up.keys()].filter((m) => /^m\d+$/.test(m)).length + ' distinct of ' + st.sent +
 		(twice.length ? '; more than once (at least once across the kill): ' + twice.slice(0, 8).join(', ') : '; none twice'));
