@@ -48,7 +48,7 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	fi
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		make -s -j"$jobs" check $peers >check.out 2>&1)
-	grep -E '^(PASS|FAIL|ERROR|XPASS|SKIP|XFAIL):' "$dir/check.out" | grep -v '^PASS' || true
+	grep -aE '^(PASS|FAIL|ERROR|XPASS|SKIP|XFAIL):' "$dir/check.out" | grep -v '^PASS' || true
 	p=$(sed -n 's/^# PASS: *//p' "$dir/check.out" | tail -n 1)
 	f=$(sed -n 's/^# FAIL: *//p' "$dir/check.out" | tail -n 1)
 	e=$(sed -n 's/^# ERROR: *//p' "$dir/check.out" | tail -n 1)
@@ -63,9 +63,9 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	echo "$build: $p passed, $bad failed"
 	if [ "$bad" -gt 0 ]; then
 		for log in $(find "$dir/tests" -name '*.log' ! -name 'test-suite.log'); do
-			if grep -qE '^(not ok|Bail out!)' "$log" || grep -q '^ERROR' "${log%.log}.trs" 2>/dev/null; then
+			if grep -aqE '^(not ok|Bail out!)' "$log" || grep -q '^ERROR' "${log%.log}.trs" 2>/dev/null; then
 				echo "--- $log"
-				grep -E '^(not ok|Bail out!|#)' "$log" | head -n 40
+				grep -aE '^(not ok|Bail out!|#)' "$log" | head -n 40
 			fi
 		done
 	fi
