@@ -17,6 +17,11 @@ chromium=${PB_CHROMIUM:-/usr/bin/chromium}
 # transports run in Chromium: see balancer.js); without it those are skipped.
 deps=${PB_BROWSER_DEPS:-$top/tests/browser/node_modules/.deps}
 [ -d "$deps" ] || deps=${TMPDIR:-/tmp}/pollbridge-browser-deps
+# Wait for an install another browser script is making into that cache.
+if [ -d "$deps" ] && command -v flock >/dev/null 2>&1 && exec 9>"$deps/.install.lock"; then
+	flock 9
+	exec 9>&-
+fi
 
 missing() {
 	if [ "${PB_BALANCER_REQUIRED:-0}" = 1 ]; then echo "Bail out! $*"; exit 1; fi
