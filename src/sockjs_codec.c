@@ -62,7 +62,7 @@ static size_t utf8_next(const unsigned char *s, size_t len, unsigned *cp)
 	return n;
 }
 
-/* Append "\uXXXX" (lower-case hex) for cp <= 0xffff. */
+/* Append "\uhhhh" (lower-case hex) for cp <= 0xffff. */
 static int put_u(struct pb_buf *out, unsigned cp)
 {
 	char b[8];
@@ -91,7 +91,7 @@ static int sockjs_escapable(unsigned cp)
 	       (cp >= 0x2060 && cp <= 0x206f) || (cp >= 0xfff0 && cp <= 0xffff);
 }
 
-/* 1 if cp must be a \uXXXX escape in a string of the outer, HTML-safe
+/* 1 if cp must be a \uhhhh escape in a string of the outer, HTML-safe
  * kind (js_string). */
 static int html_escapable(unsigned cp)
 {
@@ -100,7 +100,7 @@ static int html_escapable(unsigned cp)
 }
 
 /* Append s[0..len) as a double-quoted string: quote and backslash escaped,
- * the named control escapes, \uXXXX for every code point escapable()
+ * the named control escapes, \uhhhh for every code point escapable()
  * picks, invalid UTF-8 as U+FFFD, the rest copied. On error out is left
  * as it was. */
 static int quote_with(struct pb_buf *out, const unsigned char *s, size_t len,

@@ -90,7 +90,7 @@ int pb_sockjs_session_id(const char *route, const char *session, size_t session_
 int pb_sockjs_callback_valid(const char *s, size_t len);
 
 /* Append s[0..len) as a JSON string quoted the SockJS way: '"' and '\\'
- * escaped, \b \f \n \r \t by name, and \uXXXX (lower-case hex) for the
+ * escaped, \b \f \n \r \t by name, and \uhhhh (lower-case hex) for the
  * other characters below U+0020 and for U+200C-U+200F, U+2028-U+202F,
  * U+2060-U+206F and U+FFF0-U+FFFF, which browsers mangle; invalid UTF-8
  * becomes U+FFFD (escaped). Everything else is copied. */

@@ -65,19 +65,8 @@ if [ ! -x "$chromium" ]; then
 	fi
 	[ -x "$chromium" ] || { show "$tmp/apt.log" 5; missing "no $chromium (apt-get install chromium, as root)"; }
 fi
-# One install at a time: make check runs the browser scripts in parallel and
-# they share this cache (npm would clobber a concurrent install, and an
-# install of fewer packages would prune the others).
-mkdir -p "$deps" 2>/dev/null
-if command -v flock >/dev/null 2>&1 && exec 9>"$deps/.install.lock"; then
-	flock 9
-fi
-if [ ! -f "$deps/node_modules/playwright-core/package.json" ] || [ ! -f "$deps/node_modules/acorn/package.json" ]; then
-	command -v npm >/dev/null 2>&1 || missing "npm is not installed (needed for playwright-core)"
-	npm install --no-save --no-package-lock --no-audit --no-fund --prefix "$deps" playwright-core acorn \
-		>"$tmp/npm.log" 2>&1 || { show "$tmp/npm.log" 5; missing "npm install playwright-core acorn failed"; }
-fi
-exec 9>&-
+. "$here/deps.sh"
+browser_deps_install
 
 # ---- the echo upstream and the bridge, on free loopback ports --------------
 # Wait for "listening on ADDR:PORT" in a stderr log; print ADDR:PORT.
