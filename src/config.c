@@ -110,14 +110,19 @@ static const char pb_usage[] =
 "                            be /healthz, /livez, /readyz or /metrics\n"
 "  --store memory|redis://[:PASSWORD@]HOST:PORT[/DB]\n"
 "        |redis+sentinel://[:PASSWORD@]HOST[:PORT],HOST[:PORT].../MASTER[/DB]\n"
+"        |redis+cluster://[:PASSWORD@]HOST[:PORT],HOST[:PORT].../\n"
 "                            where sessions are buffered (default memory); with\n"
 "                            Redis, instances share sessions and adopt each\n"
 "                            other's when one drains or dies; with Sentinel, the\n"
 "                            sentinels (port default 26379) name the primary of\n"
-"                            MASTER and its failovers are followed\n"
+"                            MASTER and its failovers are followed; with Cluster,\n"
+"                            the seed nodes (port default 6379) give the slot\n"
+"                            map, each session lives on its slot's primary, and\n"
+"                            failovers and resharding are followed\n"
 "  --store-wait-replicas N   with Redis, acknowledge a create, a send, an upstream\n"
 "                            message or close only once N replicas confirmed it\n"
-"                            (WAIT, at most 1 s, else 503); default 0\n"
+"                            (WAIT, at most 1 s, else 503; in a cluster, replicas\n"
+"                            of the session's primary); default 0\n"
 "  --instance-id ID          this instance's name in logs and in Redis; unique\n"
 "                            per running instance (default: hostname-pid)\n"
 "  --wait-max S              longest long poll, seconds (default 30)\n"
@@ -155,7 +160,8 @@ static const char pb_usage[] =
 "                            polls and streams are complete requests, never cut\n"
 "                            (default 1024)\n"
 "  --max-header-bytes N      request line and headers (431 headers_too_large\n"
-"                            beyond; default 16384)\n"
+"                            beyond; default 16384); each open client\n"
+"                            connection keeps N plus 4 KiB in memory\n"
 "  --max-body-bytes N        request body (413 beyond; default 0: twice\n"
 "                            --max-message-bytes plus 64 KiB)\n"
 "  --queue-max N             messages buffered per session and direction (default 1000)\n"
@@ -712,7 +718,8 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 	case OPT_STORE:
 		if (strcmp(v, "memory") == 0)
 			return cfg_set_str(&cfg->store, v, strlen(v));
-		if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "redis+sentinel://", 17) == 0) {
+		if (strncmp(v, "redis://", 8) == 0 || strncmp(v, "redis+sentinel://", 17) == 0 ||
+		    strncmp(v, "redis+cluster://", 16) == 0) {
 			struct pb_redis_url u;
 			char why[256];
 
@@ -720,8 +727,9 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 				return cfg_fail(err, errlen, "--store: %s", why);
 			return cfg_set_str(&cfg->store, v, strlen(v));
 		}
-		return cfg_fail(err, errlen, "--store %s: expected memory, redis://HOST:PORT or "
-				"redis+sentinel://HOST:PORT,.../MASTER", v);
+		return cfg_fail(err, errlen, "--store %s: expected memory, redis://HOST:PORT, "
+				"redis+sentinel://HOST:PORT,.../MASTER or "
+				"redis+cluster://HOST:PORT,.../", v);
 	case OPT_STRING:
 		if (strlen(v) < o->min || strlen(v) > o->max)
 			return cfg_fail(err, errlen, "--%s: expected %llu to %llu characters",

@@ -43,6 +43,16 @@
  * sentinels), and re-ask the sentinels whenever an attempt fails, so a
  * switch announced while no sentinel was listened to is still found.
  *
+ * Cluster (redis+cluster://): the client owns no connection; every call
+ * is handed to redis_cluster.c, which keeps one client of this file per
+ * primary (opts.cluster_node). Such a node client subscribes with
+ * SSUBSCRIBE, one channel per command, and keeps the channels of its
+ * SSUBSCRIBEs and SUNSUBSCRIBEs in send order (rconn.pend_*), so that an
+ * error answer (MOVED for a slot that moved) is matched to its channel; a
+ * sunsubscribe that is not the answer to ours was pushed by the server
+ * (the slot moved away). Both drop the channel and tell the cluster
+ * client, which subscribes it at the slot's new owner.
+ *
  * Durable scripts (pb_redis_eval_durable with wait_replicas): every such
  * EVALSHA joins the connection's open WAIT group; just before the output
  * buffer is written, one WAIT for the group goes behind it. A member's
@@ -81,6 +91,7 @@
 #include "map.h"
 #include "metrics.h"
 #include "redis.h"
+#include "redis_cluster.h"
 
 #define RD_TICK_MS 100
 #define RD_BACKOFF_MIN_MS 100
@@ -154,6 +165,9 @@ struct rconn {
 	size_t owed;            /* SUBSCRIBE/UNSUBSCRIBE confirmations */
 	uint64_t owed_deadline;
 	size_t resub_left;      /* confirmations of the re-SUBSCRIBE still due */
+	/* cluster node: the SSUBSCRIBEs and SUNSUBSCRIBEs sent, oldest first
+	 * (an error reply names no channel; this says whose it is) */
+	struct rpend *pend_head, *pend_tail;
 };
 
 /* A command awaiting its reply; freed once answered or failed. */
@@ -176,6 +190,14 @@ struct rcmd {
 	struct rcmd *held_last; /* in FIFO order */
 };
 
+/* A sharded (un)subscription awaiting its answer. */
+struct rpend {
+	struct rpend *next;
+	int unsub;
+	size_t len;
+	char name[];
+};
+
 /* A subscribed channel; the map's key points into name. */
 struct rchan {
 	unsigned refs;
@@ -195,6 +217,8 @@ struct pb_redis {
 	char addr_host[256];    /* the primary (sentinel) or the server */
 	int addr_port;
 	uint64_t wait_warned;   /* when too few replicas were last logged */
+	uint64_t cluster_warned;        /* when a redirection was last logged */
+	struct pb_rcl *cl;      /* redis+cluster://: everything goes there */
 	uv_timer_t tick;
 	int tick_closing;
 	int freeing;
@@ -319,23 +343,58 @@ static int url_sentinels(const char *p, const char *end, struct pb_redis_url *u,
 	return *me ? url_db(me + 1, &u->db, err, errlen) : 0;
 }
 
+/* Parse the seed nodes of a redis+cluster:// URL in [p, end), then an
+ * optional "/" or "/0" at end (a cluster has only database 0). 0 or
+ * PB_EBADREQ. */
+static int url_seeds(const char *p, const char *end, struct pb_redis_url *u, char *err,
+		     size_t errlen)
+{
+	int r;
+
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+
+		if (u->nseeds == PB_REDIS_MAX_SEEDS)
+			return url_fail(err, errlen, "Redis URL: more than 16 cluster seed nodes");
+		r = url_hostport(p, e, 6379, &u->seeds[u->nseeds], err, errlen);
+		if (r)
+			return r;
+		u->nseeds++;
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	if (*end == '/' && url_db(end + 1, &u->db, err, errlen))
+		return PB_EBADREQ;
+	if (u->db)
+		return url_fail(err, errlen,
+				"Redis URL: a Redis Cluster has only database 0 (redis+cluster://"
+				"HOST:PORT,.../)");
+	return 0;
+}
+
 int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen)
 {
 	struct pb_redis_url u;
 	struct pb_redis_node nd;
 	const char *p, *at, *end;
-	int sentinel = 0, r;
+	int sentinel = 0, cluster = 0, r;
 
 	memset(&u, 0, sizeof(u));
 	u.port = 6379;
 	if (url && !strncasecmp(url, "redis+sentinel://", 17)) {
 		p = url + 17;
 		sentinel = 1;
+	} else if (url && !strncasecmp(url, "redis+cluster://", 16)) {
+		p = url + 16;
+		cluster = 1;
 	} else if (url && !strncasecmp(url, "redis://", 8)) {
 		p = url + 8;
 	} else {
 		return url_fail(err, errlen,
-				"the Redis URL must start with redis:// or redis+sentinel://");
+				"the Redis URL must start with redis://, redis+sentinel:// or "
+				"redis+cluster://");
 	}
 	at = strrchr(p, '@');
 	if (at) {
@@ -354,6 +413,10 @@ int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, siz
 		br = *end == '[' ? 1 : *end == ']' ? 0 : br;
 	if (sentinel) {
 		r = url_sentinels(p, end, &u, err, errlen);
+		if (r)
+			return r;
+	} else if (cluster) {
+		r = url_seeds(p, end, &u, err, errlen);
 		if (r)
 			return r;
 	} else {
@@ -626,6 +689,7 @@ static void client_release(struct pb_redis *r)
 		}
 	}
 	pb_map_free(r->chans);
+	pb_rcl_release(r->cl);
 	free(r->sha);
 	free(r);
 }
@@ -689,6 +753,37 @@ static void conn_retry_later(struct rconn *c)
 							    : c->backoff_ms * 2;
 }
 
+/* Forget c's pending sharded (un)subscriptions. */
+static void pend_clear(struct rconn *c)
+{
+	struct rpend *p;
+
+	while ((p = c->pend_head) != NULL) {
+		c->pend_head = p->next;
+		free(p);
+	}
+	c->pend_tail = NULL;
+}
+
+/* Remember a sharded (un)subscription just sent. 0 or PB_ENOMEM. */
+static int pend_push(struct rconn *c, int unsub, const char *name, size_t len)
+{
+	struct rpend *p = malloc(sizeof(*p) + len);
+
+	if (!p)
+		return PB_ENOMEM;
+	p->next = NULL;
+	p->unsub = unsub;
+	p->len = len;
+	memcpy(p->name, name, len);
+	if (c->pend_tail)
+		c->pend_tail->next = p;
+	else
+		c->pend_head = p;
+	c->pend_tail = p;
+	return 0;
+}
+
 /* The poll handle of a dropped connection is closed: close the socket,
  * forget the connection's buffers and schedule the next attempt. */
 static void conn_on_closed(uv_handle_t *h)
@@ -710,6 +805,7 @@ static void conn_on_closed(uv_handle_t *h)
 	c->events = 0;
 	c->owed = 0;
 	c->resub_left = 0;
+	pend_clear(c);
 	conn_retry_later(c);
 	client_maybe_finish(r);
 }
@@ -1075,6 +1171,42 @@ static int eval_retry(struct rcmd *rc)
 	return 0;
 }
 
+/* sub_resubscribe() for a cluster node: one SSUBSCRIBE per channel of the
+ * n in the set (the channels of one SSUBSCRIBE must share a slot). */
+static void sub_resubscribe_sharded(struct rconn *c, size_t n)
+{
+	struct pb_redis *r = c->r;
+	void **vals = calloc(n, sizeof(*vals));
+	size_t got;
+	int err = 0;
+
+	if (!vals) {
+		conn_fail(c, 1, "cannot subscribe: %s", pb_err_code(PB_ENOMEM));
+		return;
+	}
+	got = pb_map_values(r->chans, vals, n);
+	for (size_t i = 0; i < got && !err; i++) {
+		const struct rchan *ch = vals[i];
+		const char *argv[] = { "SSUBSCRIBE", ch->name };
+		size_t lens[] = { 10, ch->len };
+
+		err = conn_send(c, 2, argv, lens);
+		if (!err)
+			err = pend_push(c, 0, ch->name, ch->len);
+		if (!err)
+			c->owed++;
+	}
+	free(vals);
+	if (err) {
+		conn_fail(c, 1, "cannot subscribe: %s", pb_err_code(err));
+		return;
+	}
+	c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
+	c->resub_left = got;
+	if (!got)
+		conn_set_state(c, RS_UP);
+}
+
 /* The subscriber connection answered its PING: subscribe to every channel
  * of the set in one command; up at once if there is none. */
 static void sub_resubscribe(struct rconn *c)
@@ -1089,6 +1221,10 @@ static void sub_resubscribe(struct rconn *c)
 	conn_set_state(c, RS_SUBSCRIBING);
 	if (!n) {
 		conn_set_state(c, RS_UP);
+		return;
+	}
+	if (r->opts.cluster_node) {
+		sub_resubscribe_sharded(c, n);
 		return;
 	}
 	argv = calloc(n + 1, sizeof(*argv));
@@ -1166,6 +1302,23 @@ static void handshake_reply(struct rcmd *rc, const redisReply *reply)
 		conn_set_state(c, RS_UP);
 }
 
+/* On a single server (not a node of a cluster client): log, now and then,
+ * that a redirection means the server is a Redis Cluster node. */
+static void redirect_warn(struct rconn *c, const redisReply *reply)
+{
+	struct pb_redis *r = c->r;
+
+	if (r->opts.cluster_node || reply->type != REDIS_REPLY_ERROR || !reply->str ||
+	    (strncmp(reply->str, "MOVED ", 6) && strncmp(reply->str, "ASK ", 4) &&
+	     strncmp(reply->str, "CLUSTERDOWN", 11)) ||
+	    (r->cluster_warned && now_ms(r) < r->cluster_warned + 10000))
+		return;
+	r->cluster_warned = now_ms(r);
+	pb_log_error("redis: %s:%d is a Redis Cluster node (it answered %.40s): use a "
+		     "redis+cluster://%s:%d/ store URL", c->host, c->port, reply->str, c->host,
+		     c->port);
+}
+
 /* The reply to rc, the head of its connection's FIFO. 1 if the reply was
  * kept (a durable script's, held until its WAIT answers), else 0: the
  * caller frees it. */
@@ -1190,6 +1343,7 @@ static int cmd_reply(struct rcmd *rc, redisReply *reply)
 		}
 		/* fall through */
 	case RC_USER:
+		redirect_warn(c, reply);
 		pb_metrics_observe(PB_H_STORE_SECONDS, (double)(uv_hrtime() - rc->sent_ns) / 1e9);
 		rc->cb(rc->arg, 0, reply);
 		break;
@@ -1215,6 +1369,102 @@ static int el_is_string(const redisReply *reply, size_t i)
 	       reply->element[i]->str;
 }
 
+/* One confirmation owed by the subscriber connection has arrived (subscribe
+ * counts towards the re-subscription). */
+static void sub_confirmed(struct rconn *c, int subscribe)
+{
+	if (c->owed)
+		c->owed--;
+	c->owed_deadline = now_ms(c->r) + c->r->opts.command_timeout_ms;
+	if (subscribe && c->resub_left && --c->resub_left == 0)
+		conn_set_state(c, RS_UP);
+}
+
+/* A cluster node no longer has channel [name, name + len) for us: forget
+ * it (a later subscribe starts afresh) and tell the cluster client. */
+static void sub_lost(struct rconn *c, const char *name, size_t len)
+{
+	struct pb_redis *r = c->r;
+	struct rchan *ch = pb_map_get(r->chans, name, len);
+
+	if (ch) {
+		pb_map_del(r->chans, ch->name, ch->len);
+		free(ch);
+	}
+	pb_log_debug("redis: %s:%d: no subscription to %.*s any more", c->host, c->port,
+		     (int)(len < 80 ? len : 80), name);
+	if (!r->freeing && r->opts.on_dropped)
+		r->opts.on_dropped(r->opts.arg, name, len);
+}
+
+/* sub_push() on a cluster node (sharded pub/sub, RESP2 frames): smessage;
+ * the answers to our SSUBSCRIBEs and SUNSUBSCRIBEs, in order (c->pend_*),
+ * an error being a refusal (MOVED while the map is stale: the channel is
+ * dropped and the cluster client told); and a sunsubscribe pushed by the
+ * server when a channel's slot moved away (the same). 1 if handled here,
+ * 0 for sub_push()'s common checks. */
+static int sub_push_sharded(struct rconn *c, const redisReply *reply)
+{
+	struct pb_redis *r = c->r;
+	struct rpend *p = c->pend_head;
+	redisReply **el;
+	struct rchan *ch;
+	int ours;
+
+	if (reply->type == REDIS_REPLY_ERROR) {
+		if (!p) {
+			conn_fail(c, 1, "an error nobody asked for: %.*s",
+				  (int)(reply->len < 120 ? reply->len : 120), reply->str);
+			return 1;
+		}
+		c->pend_head = p->next;
+		if (!c->pend_head)
+			c->pend_tail = NULL;
+		sub_confirmed(c, !p->unsub);
+		if (!p->unsub)
+			sub_lost(c, p->name, p->len);
+		free(p);
+		return 1;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 || !el_is_string(reply, 0) ||
+	    !el_is_string(reply, 1))
+		return 0;
+	el = reply->element;
+	if (!strcasecmp(el[0]->str, "smessage")) {
+		if (!el_is_string(reply, 2)) {
+			conn_fail(c, 1, "a pub/sub message whose payload is not a string");
+			return 1;
+		}
+		ch = pb_map_get(r->chans, el[1]->str, el[1]->len);
+		if (ch && !r->freeing && r->opts.on_message)
+			r->opts.on_message(r->opts.arg, el[1]->str, el[1]->len, el[2]->str,
+					   el[2]->len);
+		return 1;
+	}
+	if ((strcasecmp(el[0]->str, "ssubscribe") && strcasecmp(el[0]->str, "sunsubscribe")) ||
+	    !el[2] || el[2]->type != REDIS_REPLY_INTEGER)
+		return 0;
+	ours = p && p->len == el[1]->len && !memcmp(p->name, el[1]->str, p->len) &&
+	       p->unsub == !strcasecmp(el[0]->str, "sunsubscribe");
+	if (!strcasecmp(el[0]->str, "ssubscribe") && !ours) {
+		conn_fail(c, 1, "an ssubscribe confirmation nobody asked for");
+		return 1;
+	}
+	if (ours) {
+		c->pend_head = p->next;
+		if (!c->pend_head)
+			c->pend_tail = NULL;
+		sub_confirmed(c, !p->unsub);
+		free(p);
+		if (!strcasecmp(el[0]->str, "ssubscribe") && !r->freeing && r->opts.on_subscribed)
+			r->opts.on_subscribed(r->opts.arg, el[1]->str, el[1]->len);
+		return 1;
+	}
+	/* pushed by the server: this node no longer serves the channel */
+	sub_lost(c, el[1]->str, el[1]->len);
+	return 1;
+}
+
 /* A push on the subscriber connection: a message, or the confirmation of
  * a SUBSCRIBE or UNSUBSCRIBE. Anything else drops the connection. */
 static void sub_push(struct rconn *c, const redisReply *reply)
@@ -1224,6 +1474,8 @@ static void sub_push(struct rconn *c, const redisReply *reply)
 	const char *kind;
 	struct rchan *ch;
 
+	if (r->opts.cluster_node && sub_push_sharded(c, reply))
+		return;
 	if (reply->type != REDIS_REPLY_ARRAY) {
 		conn_fail(c, 1, "a reply of type %d where a pub/sub array was expected",
 			  reply->type);
@@ -1546,6 +1798,11 @@ static void sub_send(struct pb_redis *r, const char *verb, const struct rchan *c
 		return;
 	if (conn_send(c, 2, argv, lens))
 		return;
+	if (r->opts.cluster_node &&
+	    pend_push(c, !strcmp(verb, "SUNSUBSCRIBE"), ch->name, ch->len)) {
+		conn_fail(c, 1, "out of memory");
+		return;
+	}
 	if (!c->owed)
 		c->owed_deadline = now_ms(r) + r->opts.command_timeout_ms;
 	c->owed++;
@@ -1576,6 +1833,8 @@ static void on_tick(uv_timer_t *t)
 	conn_check(&r->cmd, now);
 	conn_check(&r->sub, now);
 	conn_check(&r->sen, now);
+	if (r->cl)
+		pb_rcl_tick(r->cl);
 }
 /* ---- API ---------------------------------------------------------------- */
 
@@ -1632,6 +1891,15 @@ struct pb_redis *pb_redis_new(uv_loop_t *loop, const struct pb_redis_opts *opts)
 	conn_init(r, &r->sub, CR_SUB);
 	conn_init(r, &r->sen, CR_SEN);
 	uv_timer_start(&r->tick, on_tick, RD_TICK_MS, RD_TICK_MS);
+	if (r->opts.url.nseeds) {
+		/* a cluster client: its own connections stay unused */
+		r->cl = pb_rcl_new(loop, &r->opts);
+		if (!r->cl) {
+			pb_redis_free(r);
+			return NULL;
+		}
+		return r;
+	}
 	if (r->sentinel)
 		conn_start(&r->sen);    /* its answer starts the other two */
 	conn_start(&r->cmd);
@@ -1644,6 +1912,7 @@ void pb_redis_free(struct pb_redis *r)
 	if (!r || r->freeing)
 		return;
 	r->freeing = 1;
+	pb_rcl_shutdown(r->cl);
 	uv_close((uv_handle_t *)&r->cmd.retry, on_retry_closed);
 	uv_close((uv_handle_t *)&r->sub.retry, on_retry_closed);
 	uv_close((uv_handle_t *)&r->sen.retry, on_retry_closed);
@@ -1661,7 +1930,14 @@ void pb_redis_free(struct pb_redis *r)
 
 int pb_redis_ready(const struct pb_redis *r)
 {
+	if (r->cl)
+		return !r->freeing && pb_rcl_ready(r->cl);
 	return !r->freeing && r->cmd.state == RS_UP;
+}
+
+int pb_redis_is_cluster(const struct pb_redis *r)
+{
+	return r->cl != NULL;
 }
 
 /* 1 if argv[0] would break the one-reply-per-command bookkeeping on
@@ -1698,10 +1974,21 @@ static int command_admissible(const struct pb_redis *r)
 int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
 		     const char *const *argv, const size_t *argvlen)
 {
+	return pb_redis_command_key(r, argc > 1 ? 1 : -1, cb, arg, argc, argv, argvlen);
+}
+
+int pb_redis_command_key(struct pb_redis *r, int key, pb_redis_cb cb, void *arg, int argc,
+			 const char *const *argv, const size_t *argvlen)
+{
 	struct rcmd *rc;
 	int err;
 
 	assert(r && cb);
+	if (r->cl && argc >= 1 && argv && command_refused(argc, argv, argvlen))
+		return PB_EBADREQ;
+	if (r->cl)
+		return r->freeing ? PB_ESTORE
+				  : pb_rcl_command(r->cl, key, cb, arg, argc, argv, argvlen);
 	err = command_admissible(r);
 	if (err)
 		return err;
@@ -1734,6 +2021,10 @@ static int eval_send(struct pb_redis *r, size_t script, int nkeys, int argc,
 	int err, len;
 
 	assert(r && cb);
+	if (r->cl)
+		return r->freeing ? PB_ESTORE
+				  : pb_rcl_eval(r->cl, script, nkeys, argc, argv, argvlen, cb, arg,
+						durable);
 	err = command_admissible(r);
 	if (err)
 		return err;
@@ -1799,12 +2090,18 @@ void pb_redis_set_wait(struct pb_redis *r, unsigned replicas, unsigned timeout_m
 {
 	r->opts.wait_replicas = replicas;
 	r->opts.wait_timeout_ms = timeout_ms ? timeout_ms : RD_DEFAULT_TIMEOUT_MS;
+	if (r->cl)
+		pb_rcl_set_wait(r->cl, replicas, r->opts.wait_timeout_ms);
 }
 
 int pb_redis_subscribe(struct pb_redis *r, const char *channel)
 {
 	size_t len = strlen(channel);
-	struct rchan *ch = pb_map_get(r->chans, channel, len);
+	struct rchan *ch;
+
+	if (r->cl)
+		return r->freeing ? 0 : pb_rcl_subscribe(r->cl, channel);
+	ch = pb_map_get(r->chans, channel, len);
 
 	if (ch) {
 		ch->refs++;
@@ -1820,18 +2117,25 @@ int pb_redis_subscribe(struct pb_redis *r, const char *channel)
 		free(ch);
 		return PB_ENOMEM;
 	}
-	sub_send(r, "SUBSCRIBE", ch);
+	sub_send(r, r->opts.cluster_node ? "SSUBSCRIBE" : "SUBSCRIBE", ch);
 	return 0;
 }
 
 void pb_redis_unsubscribe(struct pb_redis *r, const char *channel)
 {
 	size_t len = strlen(channel);
-	struct rchan *ch = pb_map_get(r->chans, channel, len);
+	struct rchan *ch;
+
+	if (r->cl) {
+		if (!r->freeing)
+			pb_rcl_unsubscribe(r->cl, channel);
+		return;
+	}
+	ch = pb_map_get(r->chans, channel, len);
 
 	if (!ch || --ch->refs)
 		return;
 	pb_map_del(r->chans, ch->name, ch->len);
-	sub_send(r, "UNSUBSCRIBE", ch);
+	sub_send(r, r->opts.cluster_node ? "SUNSUBSCRIBE" : "UNSUBSCRIBE", ch);
 	free(ch);
 }

@@ -10,6 +10,9 @@
  * it asks for the primary's address (SENTINEL get-master-addr-by-name),
  * stays subscribed to +switch-master, and points the two data connections
  * at the primary (each checks ROLE is master before it comes up).
+ * With a redis+cluster:// URL it owns no connection itself: redis_cluster.c
+ * keeps the slot map and one such client per primary (see redis_cluster.h),
+ * and every command goes to the primary owning its routing key's slot.
  * Together with store_redis.c this is the only code that includes hiredis.
  *
  * Callback contract (as hiredis): a command that was accepted (return 0)
@@ -28,6 +31,8 @@ struct redisReply;
 struct pb_redis;
 
 #define PB_REDIS_MAX_SENTINELS 16
+#define PB_REDIS_MAX_SEEDS 16
+#define PB_REDIS_SLOTS 16384    /* Redis Cluster hash slots */
 
 /* One host and port. */
 struct pb_redis_node {
@@ -35,8 +40,9 @@ struct pb_redis_node {
 	int port;
 };
 
-/* A parsed redis://[:PASSWORD@]HOST:PORT[/DB] or
- * redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER[/DB] URL. */
+/* A parsed redis://[:PASSWORD@]HOST:PORT[/DB],
+ * redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../MASTER[/DB] or
+ * redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,.../ URL. */
 struct pb_redis_url {
 	char host[256];         /* redis://: the server */
 	int port;               /* default 6379 */
@@ -47,9 +53,13 @@ struct pb_redis_url {
 	struct pb_redis_node sentinels[PB_REDIS_MAX_SENTINELS];
 	size_t nsentinels;
 	char master[128];
+	/* redis+cluster:// only (nseeds 0 otherwise): the seed nodes (port
+	 * default 6379); db is always 0 */
+	struct pb_redis_node seeds[PB_REDIS_MAX_SEEDS];
+	size_t nseeds;
 };
 
-/* Parse url (either form). 0, or PB_EBADREQ with a one-line reason in err. */
+/* Parse url (any form). 0, or PB_EBADREQ with a one-line reason in err. */
 int pb_redis_parse_url(const char *url, struct pb_redis_url *out, char *err, size_t errlen);
 
 struct pb_redis_opts {
@@ -74,6 +84,16 @@ struct pb_redis_opts {
 	 * at most wait_timeout_ms (default 1000) */
 	unsigned wait_replicas;
 	unsigned wait_timeout_ms;
+	/* Set by redis_cluster.c for the client of one cluster node: pub/sub
+	 * is sharded (SSUBSCRIBE, one channel per command), redirections are
+	 * the caller's business, and the two callbacks below are used. */
+	int cluster_node;
+	/* cluster_node: a subscription to channel was confirmed. May be NULL. */
+	void (*on_subscribed)(void *arg, const char *channel, size_t chlen);
+	/* cluster_node: the server ended or refused the subscription to
+	 * channel (its slot moved away, or is not the node's); the channel is
+	 * forgotten here. May be NULL. */
+	void (*on_dropped)(void *arg, const char *channel, size_t chlen);
 };
 
 typedef void (*pb_redis_cb)(void *arg, int err, struct redisReply *reply);
@@ -89,17 +109,27 @@ struct pb_redis *pb_redis_new(uv_loop_t *loop, const struct pb_redis_opts *opts)
 void pb_redis_free(struct pb_redis *r);
 
 /* 1 if the command connection is up (connected, authenticated, db
- * selected, scripts loaded). */
+ * selected, scripts loaded). Cluster: every slot has a known primary, and
+ * every primary's command connection is up; once ready, the client stays
+ * ready while at least one primary is up (see redis_cluster.h). */
 int pb_redis_ready(const struct pb_redis *r);
 
 /* Send a command (argv borrowed during the call; argvlen may be NULL for
- * C strings). PB_ESTORE at once if the command connection is not up. */
+ * C strings). PB_ESTORE at once if the command connection is not up.
+ * key is the index in argv of the key that routes the command to its
+ * node in a cluster (-1: any primary); a single server ignores it. */
+int pb_redis_command_key(struct pb_redis *r, int key, pb_redis_cb cb, void *arg, int argc,
+			 const char *const *argv, const size_t *argvlen);
+
+/* pb_redis_command_key() routed by argv[1] (the first key of most
+ * commands), or by no key if argc is 1. */
 int pb_redis_command(struct pb_redis *r, pb_redis_cb cb, void *arg, int argc,
 		     const char *const *argv, const size_t *argvlen);
 
 /* EVALSHA script number `script` with nkeys keys followed by the other
  * arguments in argv. A NOSCRIPT answer reloads the script and retries
- * once, transparently. Same contract as pb_redis_command(). */
+ * once, transparently. Same contract as pb_redis_command(); in a cluster
+ * it is routed by its first key (argv[0]), by none if nkeys is 0. */
 int pb_redis_eval(struct pb_redis *r, size_t script, int nkeys, int argc,
 		  const char *const *argv, const size_t *argvlen, pb_redis_cb cb, void *arg);
 
@@ -123,5 +153,14 @@ void pb_redis_set_wait(struct pb_redis *r, unsigned replicas, unsigned timeout_m
  * n unsubscribes. 0 or PB_ENOMEM. */
 int pb_redis_subscribe(struct pb_redis *r, const char *channel);
 void pb_redis_unsubscribe(struct pb_redis *r, const char *channel);
+
+/* 1 if the client is a cluster client (redis+cluster:// URL): scripts
+ * must then SPUBLISH, and keys of one script share a slot. */
+int pb_redis_is_cluster(const struct pb_redis *r);
+
+/* The Redis Cluster hash slot of a key (CRC16-XMODEM of the key, or of
+ * its hash tag: the bytes between the first '{' and the next '}', if
+ * there is at least one), 0..16383. */
+unsigned pb_redis_key_slot(const char *key, size_t len);
 
 #endif

@@ -13,6 +13,12 @@
  * pb:leases, a sorted set of session ids by lease deadline that instances
  * scan for orphans.
  *
+ * On a Redis Cluster (redis+cluster://) the scripts SPUBLISH (sharded
+ * pub/sub: pb:{id} hashes to the session's slot), and the lease index is
+ * split into RS_BUCKETS sorted sets pb:leases:{tag}, whose tags spread
+ * them over the slot space; a session's entry goes to the bucket of its
+ * slot, and the orphan scan asks every bucket.
+ *
  * Stored messages are one type byte ('t' text, 'b' binary, 'r' reopen)
  * followed by the data. Replies are checked before use: anything of an
  * unexpected shape is PB_ESTORE, never a crash.
@@ -292,6 +298,18 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 
 #define RS_LEASES_KEY "pb:leases"
 
+/* Cluster: the lease index buckets. Bucket i's tag hashes into slots
+ * [1024 i, 1024 i + 1023] (checked by test_redis), so the buckets spread
+ * over the primaries as the slots do; a session (slot s) uses bucket
+ * s / 1024. */
+#define RS_BUCKETS 16
+static const char *const rs_bucket_keys[RS_BUCKETS] = {
+	"pb:leases:{18}", "pb:leases:{249}", "pb:leases:{72}", "pb:leases:{223}",
+	"pb:leases:{105}", "pb:leases:{2}", "pb:leases:{95}", "pb:leases:{235}",
+	"pb:leases:{265}", "pb:leases:{34}", "pb:leases:{413}", "pb:leases:{155}",
+	"pb:leases:{273}", "pb:leases:{363}", "pb:leases:{405}", "pb:leases:{48}",
+};
+
 struct redis_store {
 	struct pb_store base;   /* first: the pb_store we hand out */
 	struct pb_redis *r;
@@ -301,6 +319,7 @@ struct redis_store {
 	unsigned long long tomb_ms;     /* of a tombstone */
 	char *scripts[RS_NSCRIPTS];     /* the Lua sources handed to r */
 	int argc[RS_NSCRIPTS];          /* how many named arguments each takes */
+	int cluster;                    /* redis+cluster://: SPUBLISH, buckets */
 	/* An append or close that failed while connected (too few replicas
 	 * answered WAIT) is retried by a resync 1 s later: the core retries
 	 * held upstream messages only on resync or recovery. Its own
@@ -391,6 +410,32 @@ static char *rs_script_build(const struct rs_script_def *def, int *argc)
 	pb_buf_free(&values);
 	pb_buf_free(&text);
 	return out;
+}
+
+/* For a cluster: src (malloc'd, freed here) with every PUBLISH of the
+ * scripts turned into SPUBLISH. NULL on allocation failure. */
+static char *rs_script_sharded(char *src)
+{
+	static const char from[] = "redis.call('PUBLISH'", to[] = "redis.call('SPUBLISH'";
+	struct pb_buf out;
+	const char *p = src, *q;
+	char *res = NULL;
+	int r = 0;
+
+	if (!src)
+		return NULL;
+	pb_buf_init(&out, 0);
+	while (!r && (q = strstr(p, from)) != NULL) {
+		r = pb_buf_printf(&out, "%.*s%s", (int)(q - p), p, to);
+		p = q + sizeof(from) - 1;
+	}
+	if (!r)
+		r = pb_buf_printf(&out, "%s", p);
+	if (!r)
+		res = pb_buf_steal(&out, NULL);
+	pb_buf_free(&out);
+	free(src);
+	return res;
 }
 
 /* Start the arguments of a session script: three keys, TTL, channel. */
@@ -493,6 +538,15 @@ static void rs_ignore(void *arg, int err, struct redisReply *reply)
 	(void)reply;
 }
 
+/* The lease index key of session id: pb:leases, or on a cluster the
+ * bucket of the session's slot. */
+static const char *rs_lease_key(const struct redis_store *st, const char *id)
+{
+	if (!st->cluster)
+		return RS_LEASES_KEY;
+	return rs_bucket_keys[pb_redis_key_slot(id, strlen(id)) * RS_BUCKETS / PB_REDIS_SLOTS];
+}
+
 /* Record (ZADD) or forget (ZREM, score NULL) a lease deadline. */
 static void rs_lease_index(struct redis_store *st, const char *id, const long long *score)
 {
@@ -504,7 +558,7 @@ static void rs_lease_index(struct redis_store *st, const char *id, const long lo
 	if (score) {
 		snprintf(num, sizeof(num), "%lld", *score);
 		v[0] = "ZADD";
-		v[1] = RS_LEASES_KEY;
+		v[1] = rs_lease_key(st, key);
 		v[2] = num;
 		v[3] = key;
 		for (int i = 0; i < 4; i++)
@@ -512,7 +566,7 @@ static void rs_lease_index(struct redis_store *st, const char *id, const long lo
 		pb_redis_command(st->r, rs_ignore, NULL, 4, v, len);
 	} else {
 		v[0] = "ZREM";
-		v[1] = RS_LEASES_KEY;
+		v[1] = rs_lease_key(st, key);
 		v[2] = key;
 		for (int i = 0; i < 3; i++)
 			len[i] = strlen(v[i]);
@@ -1143,49 +1197,92 @@ static int rs_claim(struct pb_store *s, const char *id, pb_store_claim_cb cb, vo
 	return rs_eval(st, RS_CLAIM, &a, rs_claim_reply, op);
 }
 
-/* Reply to ORPHANS: an array of ids. */
-static void rs_orphans_reply(void *arg, int err, struct redisReply *rep)
-{
-	struct rs_op *op = arg;
+/* One orphan scan: the ids found so far over the buckets still asked. */
+struct rs_scan {
+	struct rs_op *op;
+	unsigned pending;       /* buckets not yet answered */
+	unsigned failed;        /* buckets that failed */
+	unsigned asked;
+	size_t n;
 	const char *ids[RS_ORPHANS_PER_SCAN];
 	char buf[RS_ORPHANS_PER_SCAN][PB_ID_LEN + 1];
-	size_t n = 0;
-	int r = err || !rep || rep->type != REDIS_REPLY_ARRAY ? PB_ESTORE : 0;
+};
 
-	for (size_t i = 0; !r && i < rep->elements && n < RS_ORPHANS_PER_SCAN; i++) {
+/* One bucket less to wait for: the scan answers once every bucket has;
+ * with an error only if every bucket failed. */
+static void rs_scan_unref(struct rs_scan *sc)
+{
+	struct rs_op *op = sc->op;
+
+	if (--sc->pending)
+		return;
+	op->cb.ids(op->arg, sc->failed == sc->asked ? PB_ESTORE : 0, sc->ids, sc->n);
+	free(op);
+	free(sc);
+}
+
+/* Reply to ORPHANS (one bucket): an array of ids. */
+static void rs_orphans_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_scan *sc = arg;
+
+	if (err || !rep || rep->type != REDIS_REPLY_ARRAY)
+		sc->failed++;
+	for (size_t i = 0; !err && rep && rep->type == REDIS_REPLY_ARRAY && i < rep->elements &&
+			   sc->n < RS_ORPHANS_PER_SCAN; i++) {
 		const redisReply *e = rs_str(rep, i);
 
 		if (!e || e->len != PB_ID_LEN)
 			continue;
-		memcpy(buf[n], e->str, PB_ID_LEN);
-		buf[n][PB_ID_LEN] = '\0';
-		ids[n] = buf[n];
-		n++;
+		memcpy(sc->buf[sc->n], e->str, PB_ID_LEN);
+		sc->buf[sc->n][PB_ID_LEN] = '\0';
+		sc->ids[sc->n] = sc->buf[sc->n];
+		sc->n++;
 	}
-	op->cb.ids(op->arg, r, ids, n);
-	free(op);
+	rs_scan_unref(sc);
 }
 
 static int rs_orphans(struct pb_store *s, pb_store_ids_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
+	unsigned nkeys = st->cluster ? RS_BUCKETS : 1;
+	struct rs_scan *sc;
 	struct rs_op *op;
 	char limit[24];
 	const char *v[2] = { RS_LEASES_KEY, limit };      /* KEYS[1], then limit */
 	size_t len[2];
 
-	len[0] = strlen(RS_LEASES_KEY);
 	len[1] = (size_t)snprintf(limit, sizeof(limit), "%d", RS_ORPHANS_PER_SCAN);
 	if (!st->up)
 		return PB_ESTORE;
 	op = rs_op_new(st, NULL, arg);
-	if (!op)
-		return PB_ENOMEM;
-	op->cb.ids = cb;
-	if (pb_redis_eval(st->r, RS_ORPHANS, 1, 2, v, len, rs_orphans_reply, op)) {
+	sc = calloc(1, sizeof(*sc));
+	if (!op || !sc) {
 		free(op);
+		free(sc);
+		return PB_ENOMEM;
+	}
+	op->cb.ids = cb;
+	sc->op = op;
+	/* one reference held here, so that no answer ends the scan early */
+	sc->pending = 1;
+	for (unsigned b = 0; b < nkeys; b++) {
+		if (st->cluster)
+			v[0] = rs_bucket_keys[b];
+		len[0] = strlen(v[0]);
+		sc->asked++;
+		sc->pending++;
+		if (pb_redis_eval(st->r, RS_ORPHANS, 1, 2, v, len, rs_orphans_reply, sc)) {
+			sc->pending--;
+			sc->failed++;
+		}
+	}
+	if (sc->failed == sc->asked) {
+		free(op);
+		free(sc);
 		return PB_ESTORE;
 	}
+	rs_scan_unref(sc);      /* drops the reference held here */
 	return 0;
 }
 
@@ -1213,12 +1310,12 @@ static int rs_announce_waiter(struct pb_store *s, const char *id, uint64_t token
 {
 	struct redis_store *st = (struct redis_store *)s;
 	char chan[PB_ID_LEN + 8], msg[160];
-	const char *v[3] = { "PUBLISH", chan, msg };
+	const char *v[3] = { st->cluster ? "SPUBLISH" : "PUBLISH", chan, msg };
 	size_t len[3];
 
 	snprintf(chan, sizeof(chan), "pb:{%.*s}", PB_ID_LEN, id);
 	snprintf(msg, sizeof(msg), "w%llu %s", (unsigned long long)token, s->limits.instance);
-	len[0] = 7;
+	len[0] = strlen(v[0]);
 	len[1] = strlen(chan);
 	len[2] = strlen(msg);
 	return pb_redis_command(st->r, rs_ignore, NULL, 3, v, len);
@@ -1348,8 +1445,11 @@ struct pb_store *pb_store_redis_new(uv_loop_t *loop, const char *url,
 	}
 	if (pb_redis_parse_url(url, &o.url, err, errlen))
 		goto fail;
+	st->cluster = o.url.nseeds > 0;
 	for (int i = 0; i < RS_NSCRIPTS; i++) {
 		st->scripts[i] = rs_script_build(&rs_defs[i], &st->argc[i]);
+		if (st->cluster)
+			st->scripts[i] = rs_script_sharded(st->scripts[i]);
 		if (!st->scripts[i]) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
@@ -1404,4 +1504,9 @@ char *pb_store_redis_script(size_t i)
 	int argc;
 
 	return i < RS_NSCRIPTS ? rs_script_build(&rs_defs[i], &argc) : NULL;
+}
+
+const char *pb_store_redis_bucket(size_t i)
+{
+	return i < RS_BUCKETS ? rs_bucket_keys[i] : NULL;
 }

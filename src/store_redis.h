@@ -12,8 +12,9 @@
 
 #include "store.h"
 
-/* A Redis store on loop for url (redis://[:PASSWORD@]HOST:PORT[/DB] or
- * redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER[/DB]).
+/* A Redis store on loop for url (redis://[:PASSWORD@]HOST:PORT[/DB],
+ * redis+sentinel://[:PASSWORD@]HOST:PORT,.../MASTER[/DB] or
+ * redis+cluster://[:PASSWORD@]HOST:PORT,.../).
  * events and limits are copied (limits->instance is borrowed). It starts
  * connecting at once; until connected it answers PB_ESTORE. NULL on a bad
  * URL or allocation failure, with a one-line reason in err. Destroy with
@@ -33,5 +34,10 @@ void pb_store_redis_wait_replicas(struct pb_store *s, unsigned replicas);
  * the body), for tests. Malloc'd: the caller frees it. NULL when i is past
  * the last script (or memory is short). */
 char *pb_store_redis_script(size_t i);
+
+/* The key of lease index bucket i on a Redis Cluster (pb:leases:{tag},
+ * bucket i's tag hashing into slots [1024 i, 1024 i + 1023]), for tests.
+ * NULL when i is past the last bucket. */
+const char *pb_store_redis_bucket(size_t i);
 
 #endif

@@ -4,7 +4,10 @@
 # plain (gcc), with ASan+UBSan (gcc), and with clang. Every build uses
 # -Wall -Wextra -Werror. Then every libFuzzer target runs for a few
 # seconds (PB_FUZZ_SECONDS, default 5; 0 skips), and the Debian package is
-# built, installed, smoke-tested and purged (PB_PACKAGE=0 skips it).
+# built, installed, smoke-tested and purged (PB_PACKAGE=0 skips it). The
+# e2e suite on a Redis Cluster (CLUSTER_E2E_TESTS) runs in the builds named
+# in PB_CLUSTER_BUILDS (default "sanitizers"; "" for none); the
+# cluster failover cases (CLUSTER_TESTS) run in every build.
 # Ends with "N passed, N failed" and exits non-zero if anything failed. Set
 # PB_SKIP_DEPS=1 to skip the apt-get step, and PB_BUILDS="plain" (or any of
 # "plain sanitizers clang") to run some builds only.
@@ -39,6 +42,13 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 	       peers="BROWSER_TESTS= SOCKJS_TESTS= SOCKETIO_TESTS=" ;;
 	*) flags="" ;;
 	esac
+	# the whole e2e suite on a Redis Cluster (a few minutes): under the
+	# sanitizers, where the cluster client is checked the most
+	cluster=""
+	case " ${PB_CLUSTER_BUILDS-sanitizers} " in
+	*" $build "*) ;;
+	*) cluster="CLUSTER_E2E_TESTS=" ;;
+	esac
 	echo "=== $build build"
 	if ! (cd "$dir" && "$top/configure" -q $flags CFLAGS="$cflags" >configure.out 2>&1 && make -s -j"$jobs" >make.out 2>&1); then
 		echo "$build: build failed:"
@@ -47,7 +57,7 @@ for build in ${PB_BUILDS:-plain sanitizers clang}; do
 		continue
 	fi
 	(cd "$dir" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-		make -s -j"$jobs" check $peers >check.out 2>&1)
+		make -s -j"$jobs" check $peers $cluster >check.out 2>&1)
 	grep -aE '^(PASS|FAIL|ERROR|XPASS|SKIP|XFAIL):' "$dir/check.out" | grep -v '^PASS' || true
 	p=$(sed -n 's/^# PASS: *//p' "$dir/check.out" | tail -n 1)
 	f=$(sed -n 's/^# FAIL: *//p' "$dir/check.out" | tail -n 1)

@@ -15,7 +15,12 @@
  * inside a WAIT group; answered with a replica); the primary found through
  * sentinels (a dead one and one that does not know the master skipped, a
  * stale answer pointing at a replica refused by ROLE), and followed on a
- * +switch-master.
+ * +switch-master. Redis Cluster: the key slot (CRC16, hash tags, the lease
+ * buckets), redis+cluster:// URLs, CLUSTER SLOTS replies and MOVED / ASK
+ * errors parsed from raw bytes (malformed ones refused), and a live
+ * 3-primary cluster: routing to every primary, a sharded subscription, a
+ * slot migrated under the client (ASK, MOVED, the subscription following
+ * its slot), NOSCRIPT on one node, a killed primary.
  * Every client runs on its own loop, which must close cleanly after
  * pb_redis_free().
  */
@@ -37,6 +42,7 @@
 #include "e2e/harness.h"
 #include "error.h"
 #include "redis.h"
+#include "redis_cluster.h"
 #include "store_redis.h"
 #include "tap.h"
 
@@ -382,6 +388,235 @@ static void test_url(void)
 	longhost[sizeof(longhost) - 1] = '\0';
 	url_bad(longhost, "too long");
 	test_url_sentinel();
+}
+
+/* ---- Redis Cluster: the pure parts -------------------------------------- */
+
+/* The key slot: CRC16-XMODEM's check value, and slots as Redis computes
+ * them (CLUSTER KEYSLOT), hash tags included. */
+static void test_cluster_slot(void)
+{
+	static const struct {
+		const char *key;
+		unsigned slot;
+	} v[] = {
+		{ "foo", 12182 }, { "123456789", 12739 }, { "{user1000}.following", 3443 },
+		{ "user1000", 3443 }, { "foo{}{bar}", 8363 }, { "foo{{bar}}zap", 4015 },
+		{ "foo{bar}{zap}", 5061 }, { "{", 4092 }, { "}{a}", 15495 },
+		{ "pb:{abc}", 7638 }, { "a{b", 13340 },
+	};
+
+	tap_ok(pb_rcl_crc16("123456789", 9) == 0x31C3, "CRC16(\"123456789\") = 0x31C3 (%#x)",
+	       pb_rcl_crc16("123456789", 9));
+	tap_ok(pb_rcl_crc16("", 0) == 0, "CRC16 of nothing is 0");
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+		tap_ok(pb_redis_key_slot(v[i].key, strlen(v[i].key)) == v[i].slot,
+		       "slot of %s is %u (%u)", v[i].key, v[i].slot,
+		       pb_redis_key_slot(v[i].key, strlen(v[i].key)));
+	tap_ok(pb_redis_key_slot("pb:{abc}:m", 10) == pb_redis_key_slot("pb:{abc}", 8),
+	       "a session's keys and channel share a slot");
+	for (size_t i = 0; i < 16; i++) {
+		const char *k = pb_store_redis_bucket(i);
+		unsigned s = k ? pb_redis_key_slot(k, strlen(k)) : 99999;
+
+		tap_ok(k && s >= i * 1024 && s < (i + 1) * 1024,
+		       "lease bucket %zu (%s) hashes into its slot range (%u)", i, k ? k : "-", s);
+	}
+	tap_ok(pb_store_redis_bucket(16) == NULL, "16 lease buckets");
+}
+
+/* One redis+cluster:// URL that must parse. */
+static void cluster_good(const char *url, size_t n, const char *host0, int port0,
+			 const char *hostn, int portn, const char *pw)
+{
+	struct pb_redis_url u;
+	char err[128] = "";
+	int rc = pb_redis_parse_url(url, &u, err, sizeof(err));
+
+	tap_ok(rc == 0 && u.nseeds == n && !strcmp(u.seeds[0].host, host0) &&
+	       u.seeds[0].port == port0 && !strcmp(u.seeds[n - 1].host, hostn) &&
+	       u.seeds[n - 1].port == portn && !strcmp(u.password, pw) && u.db == 0 &&
+	       u.nsentinels == 0, "cluster url %s -> %zu seeds", url, n);
+	if (rc)
+		tap_diag("  error: %s", err);
+}
+
+/* redis+cluster:// URLs. */
+static void test_url_cluster(void)
+{
+	struct pb_redis_url u;
+	char many[512];
+
+	cluster_good("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002/", 3,
+		     "127.0.0.1", 7000, "127.0.0.1", 7002, "");
+	cluster_good("redis+cluster://h1", 1, "h1", 6379, "h1", 6379, "");
+	cluster_good("redis+cluster://:p%40w@h1:7000,[::1]/0", 2, "h1", 7000, "::1", 6379,
+		     "p@w");
+	cluster_good("REDIS+CLUSTER://a,b:2/", 2, "a", 6379, "b", 2, "");
+	tap_ok(pb_redis_parse_url("redis://h:1", &u, NULL, 0) == 0 && u.nseeds == 0,
+	       "a redis:// URL has no seeds");
+	url_bad("redis+cluster://h:7000/1", "only database 0");
+	url_bad("redis+cluster://h:7000/x", "database");
+	url_bad("redis+cluster://", "host");
+	url_bad("redis+cluster://a,,b", "host");
+	url_bad("redis+cluster://a:0", "port");
+	url_bad("redis+cluster://a:1:2", "port");
+	url_bad("redis+cluster://u:pw@a", "PASSWORD");
+	url_bad("redis+clusters://a", "redis+cluster://");
+	strcpy(many, "redis+cluster://");
+	for (int i = 0; i < 17; i++)
+		strcat(many, i ? ",h" : "h");
+	url_bad(many, "16 cluster seed");
+}
+
+/* Parse raw RESP bytes into a reply (NULL if incomplete or invalid). */
+static redisReply *resp_parse(const char *raw, size_t len)
+{
+	redisReader *rd = redisReaderCreate();
+	void *reply = NULL;
+
+	if (!rd)
+		tap_bail("redisReaderCreate failed");
+	if (redisReaderFeed(rd, raw, len) != REDIS_OK || redisReaderGetReply(rd, &reply) != REDIS_OK)
+		reply = NULL;
+	redisReaderFree(rd);
+	return reply;
+}
+
+/* Parse a CLUSTER SLOTS reply given as RESP; the parser's answer. */
+static int slots_parse(const char *raw, struct pb_rcl_map *m, char *err, size_t errlen)
+{
+	redisReply *rep = resp_parse(raw, strlen(raw));
+	int rc;
+
+	if (!rep)
+		tap_bail("test RESP does not parse: %s", raw);
+	rc = pb_rcl_parse_slots(rep, "10.9.8.7", m, err, errlen);
+	freeReplyObject(rep);
+	return rc;
+}
+
+/* A malformed CLUSTER SLOTS reply: refused with a reason. */
+static void slots_bad(const char *raw, const char *what, const char *word)
+{
+	struct pb_rcl_map *m = malloc(sizeof(*m));
+	char err[160] = "";
+	int rc;
+
+	if (!m)
+		tap_bail("out of memory");
+	rc = slots_parse(raw, m, err, sizeof(err));
+	tap_ok(rc == -1 && strstr(err, word), "CLUSTER SLOTS %s: refused (%s)", what, err);
+	free(m);
+}
+
+/* The map from CLUSTER SLOTS, good and bad. */
+static void test_cluster_map(void)
+{
+	/* three primaries, one with two ranges, one announced with an empty
+	 * host (the node asked), replicas and Redis 7 metadata ignored */
+	static const char good[] =
+		"*4\r\n"
+		"*4\r\n:0\r\n:5460\r\n"
+		"*4\r\n$9\r\n127.0.0.1\r\n:7001\r\n$4\r\nid-a\r\n*0\r\n"
+		"*4\r\n$9\r\n127.0.0.1\r\n:7004\r\n$4\r\nid-d\r\n*0\r\n"
+		"*3\r\n:5461\r\n:10922\r\n"
+		"*3\r\n$0\r\n\r\n:7002\r\n$4\r\nid-b\r\n"
+		"*3\r\n:10923\r\n:16000\r\n"
+		"*3\r\n$9\r\nredis-3.x\r\n:7003\r\n$4\r\nid-c\r\n"
+		"*3\r\n:16001\r\n:16383\r\n"
+		"*2\r\n$9\r\n127.0.0.1\r\n:7001\r\n";
+	struct pb_rcl_map *m = malloc(sizeof(*m));
+	char err[160] = "", raw[16384], *p;
+	int rc;
+
+	if (!m)
+		tap_bail("out of memory");
+	rc = slots_parse(good, m, err, sizeof(err));
+	tap_ok(rc == 0 && m->nnodes == 3, "CLUSTER SLOTS: 3 primaries (%d, %zu, %s)", rc,
+	       m->nnodes, err);
+	tap_ok(rc == 0 && m->slot[0] == 0 && m->slot[5460] == 0 && m->slot[16383] == 0 &&
+	       m->slot[5461] == 1 && m->slot[10923] == 2 && m->slot[16000] == 2,
+	       "CLUSTER SLOTS: every slot to its primary, two ranges to one");
+	tap_ok(rc == 0 && !strcmp(m->nodes[1].host, "10.9.8.7") && m->nodes[1].port == 7002,
+	       "CLUSTER SLOTS: an empty host is the node asked (%s)", m->nodes[1].host);
+	tap_ok(rc == 0 && !strcmp(m->nodes[2].host, "redis-3.x"), "CLUSTER SLOTS: a host name");
+	tap_ok(rc == 0 && pb_rcl_map_missing(m) == 0, "CLUSTER SLOTS: complete");
+	rc = slots_parse("*1\r\n*3\r\n:0\r\n:99\r\n*2\r\n$1\r\nh\r\n:1\r\n", m, err, sizeof(err));
+	tap_ok(rc == 0 && pb_rcl_map_missing(m) == PB_REDIS_SLOTS - 100,
+	       "CLUSTER SLOTS: an incomplete map counts its missing slots");
+	rc = slots_parse("*0\r\n", m, err, sizeof(err));
+	tap_ok(rc == 0 && m->nnodes == 0 && pb_rcl_map_missing(m) == PB_REDIS_SLOTS,
+	       "CLUSTER SLOTS: an empty map");
+	free(m);
+
+	slots_bad("+OK\r\n", "a status", "not an array");
+	slots_bad("*1\r\n:1\r\n", "an integer entry", "malformed slot range");
+	slots_bad("*1\r\n*2\r\n:0\r\n:1\r\n", "two elements", "malformed slot range");
+	slots_bad("*1\r\n*3\r\n$1\r\n0\r\n:1\r\n*2\r\n$1\r\nh\r\n:1\r\n", "a string slot",
+		  "malformed slot range");
+	slots_bad("*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n", "slot 16384",
+		  "out of range");
+	slots_bad("*1\r\n*3\r\n:-1\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n", "slot -1", "out of range");
+	slots_bad("*1\r\n*3\r\n:9\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n", "start after end",
+		  "out of range");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n:7\r\n", "an integer primary", "malformed primary");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*1\r\n$1\r\nh\r\n", "a primary without port",
+		  "malformed primary");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n$4\r\n7000\r\n", "a string port",
+		  "malformed primary");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:0\r\n", "port 0", "host or port");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:65536\r\n", "port 65536",
+		  "host or port");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\nh/x\r\n:1\r\n", "a bad host",
+		  "host or port");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$3\r\nh\001x\r\n:1\r\n",
+		  "a control byte in the host", "host or port");
+	slots_bad("*1\r\n*3\r\n:0\r\n:5\r\n*1\r\n*0\r\n", "a nested array as host",
+		  "malformed primary");
+	/* 129 distinct primaries, one slot each */
+	p = raw + sprintf(raw, "*129\r\n");
+	for (int i = 0; i < 129; i++)
+		p += sprintf(p, "*3\r\n:%d\r\n:%d\r\n*2\r\n$1\r\nh\r\n:%d\r\n", i, i, i + 1);
+	slots_bad(raw, "129 primaries", "too many primaries");
+}
+
+/* One redirection to parse. */
+static void redirect_case(const char *text, int want, int ask, unsigned slot, const char *host,
+			  int port)
+{
+	struct pb_rcl_redirect rd;
+	int rc = pb_rcl_parse_redirect(text, strlen(text), "10.0.0.9", &rd);
+
+	tap_ok(rc == want && (want != 1 || (rd.ask == ask && rd.slot == slot &&
+					    !strcmp(rd.node.host, host) && rd.node.port == port)),
+	       "redirection \"%s\": %d (%d)", text, want, rc);
+}
+
+/* MOVED and ASK errors, good and bad. */
+static void test_cluster_redirect(void)
+{
+	redirect_case("MOVED 3999 127.0.0.1:6381", 1, 0, 3999, "127.0.0.1", 6381);
+	redirect_case("ASK 16383 redis-2.local:7000", 1, 1, 16383, "redis-2.local", 7000);
+	redirect_case("MOVED 0 :6380", 1, 0, 0, "10.0.0.9", 6380);
+	redirect_case("MOVED 12 ::1:7000", 1, 0, 12, "::1", 7000);
+	redirect_case("ERR unknown command", 0, 0, 0, NULL, 0);
+	redirect_case("NOSCRIPT No matching script", 0, 0, 0, NULL, 0);
+	redirect_case("MOVEDX 1 h:1", 0, 0, 0, NULL, 0);
+	redirect_case("MOVED 16384 h:1", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 99999999999999 h:1", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED -1 h:1", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED x h:1", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED ", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h:", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h:0", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h:65536", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h:1x", -1, 0, 0, NULL, 0);
+	redirect_case("MOVED 1 h:1234567", -1, 0, 0, NULL, 0);
+	redirect_case("ASK 1 h h:1", -1, 0, 0, NULL, 0);
+	redirect_case("ASK 1 h/x:1", -1, 0, 0, NULL, 0);
 }
 
 /* ---- a working server ------------------------------------------------- */
@@ -1540,6 +1775,271 @@ static void test_sentinel(int port)
 	h_stop(rep, SIGTERM, 3000);
 }
 
+/* ---- Redis Cluster: a live one ------------------------------------------ */
+
+/* Run a shell command (printf-style); the first line of its output (no
+ * newline) in out. 0 if it exited with 0. */
+static int sh(char *out, size_t outlen, const char *fmt, ...)
+{
+	char cmdline[1024], line[512] = "";
+	va_list ap;
+	FILE *f;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmdline, sizeof(cmdline), fmt, ap);
+	va_end(ap);
+	f = popen(cmdline, "r");
+	if (!f)
+		return -1;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	while (fgetc(f) != EOF)
+		;
+	rc = pclose(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	if (out)
+		snprintf(out, outlen, "%s", line);
+	return rc;
+}
+
+/* 1 if a TCP socket can bind to 127.0.0.1:port now. */
+static int port_free(int port)
+{
+	struct sockaddr_in sa;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ok = fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* A free port for a cluster node: at most 55535, and its cluster bus
+ * port (10000 above) free too. */
+static int cluster_port(void)
+{
+	for (int i = 0; i < 500; i++) {
+		int p = h_free_port();
+
+		if (p <= 55535 && port_free(p + 10000))
+			return p;
+	}
+	tap_bail("no free port pair for a cluster node");
+	return 0;
+}
+
+/* Send SPUBLISH channel msg until c has received more than `before`
+ * messages (a subscription may take a moment); 1 on success. */
+static int publish_until(struct client *c, const char *channel, const char *msg, int before)
+{
+	int64_t end = h_now_ms() + 8000;
+	struct res res;
+
+	while (c->msgs <= before && h_now_ms() < end) {
+		cmd(c, &res, "SPUBLISH", channel, msg, NULL);
+		RUN_UNTIL(c, c->msgs > before, 100);
+	}
+	return c->msgs > before;
+}
+
+/* Three primaries (no replicas) made a cluster by redis-cli: commands and
+ * scripts routed by slot to every primary; a sharded subscription; a slot
+ * migrated under the client (ASK while migrating, MOVED after, the
+ * subscription moved to the new owner with on_resubscribed); NOSCRIPT on
+ * one node; a primary killed (its slots fail with PB_ESTORE, once each,
+ * within the command timeout; the others still answer); a clean free. */
+static void test_cluster_live(void)
+{
+	struct h_proc *node[3];
+	int port[3], a = -1, b, resubs, msgs;
+	char url[128], out[256], ids[3][64], key[32], val[32], cfg[64], rdb[64];
+	struct client c;
+	struct res res;
+	int64_t t0;
+
+	for (int i = 0; i < 3; i++) {
+		port[i] = cluster_port();
+		/* own files: an earlier test's dump.rdb would make it non-empty */
+		snprintf(cfg, sizeof(cfg), "nodes-%d.conf", port[i]);
+		snprintf(rdb, sizeof(rdb), "node-%d.rdb", port[i]);
+		node[i] = redis_start(port[i], "--cluster-enabled", "yes", "--cluster-config-file",
+				      cfg, "--dbfilename", rdb, "--cluster-node-timeout", "10000",
+				      NULL);
+		if (!node[i])
+			tap_bail("cannot start a cluster node");
+	}
+	if (sh(out, sizeof(out), "redis-cli --cluster create 127.0.0.1:%d 127.0.0.1:%d "
+	       "127.0.0.1:%d --cluster-replicas 0 --cluster-yes 2>&1 | grep -c 'All 16384 slots covered'",
+	       port[0], port[1], port[2]) || strcmp(out, "1"))
+		tap_bail("redis-cli --cluster create failed: %s", out);
+	t0 = h_now_ms();
+	for (int i = 0; i < 3; i++)
+		while (h_now_ms() < t0 + 15000 &&
+		       (sh(out, sizeof(out), "redis-cli -p %d cluster info", port[i]) ||
+			strcmp(out, "cluster_state:ok")))
+			h_sleep_ms(100);
+	for (int i = 0; i < 3; i++)
+		sh(ids[i], sizeof(ids[i]), "redis-cli -p %d cluster myid", port[i]);
+
+	/* one seed is enough: the map names the other primaries */
+	snprintf(url, sizeof(url), "redis+cluster://127.0.0.1:%d/", port[0]);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups, 10000);
+	tap_ok(c.ups == 1 && pb_redis_ready(c.r) && pb_redis_is_cluster(c.r),
+	       "cluster: ready once every primary is up");
+	for (int i = 0; i < 30; i++) {
+		snprintf(key, sizeof(key), "k%d", i);
+		snprintf(val, sizeof(val), "v%d", i);
+		if (cmd(&c, &res, "SET", key, val, NULL) || res.type != REDIS_REPLY_STATUS)
+			break;
+		if (cmd(&c, &res, "GET", key, NULL) || strcmp(res.str, val))
+			break;
+		if (i == 29)
+			tap_ok(1, "cluster: 30 keys set and read back");
+	}
+	if (strcmp(res.str, "v29"))
+		tap_ok(0, "cluster: 30 keys set and read back (%s)", res.str);
+	for (int i = 0; i < 3; i++) {
+		sh(out, sizeof(out), "redis-cli -p %d dbsize", port[i]);
+		tap_ok(atoi(out) > 0, "cluster: node %d holds keys (%s)", i, out);
+	}
+	tap_ok(eval(&c, &res, 1, 1, "ctr{x}", NULL) == 0 && res.integer == 1 &&
+	       eval(&c, &res, 1, 1, "ctr{x}", NULL) == 0 && res.integer == 2,
+	       "cluster: a script runs on its key's primary");
+	tap_ok(eval(&c, &res, 0, 1, "{x}k", "a", NULL) == 0 && !strcmp(res.str, "a{x}k"),
+	       "cluster: a script with arguments");
+
+	/* a sharded subscription on slot 7638 ({abc}) */
+	tap_ok(pb_redis_subscribe(c.r, "pb:{abc}") == 0, "cluster: subscribe");
+	tap_ok(publish_until(&c, "pb:{abc}", "one", 0) && !strcmp(c.msg_ch, "pb:{abc}") &&
+	       c.msg_len == 3 && !memcmp(c.msg, "one", 3), "cluster: a sharded message arrives");
+
+	/* migrate slot 7638 from its owner a to b */
+	cmd(&c, &res, "SET", "k{abc}", "moved", NULL);
+	for (int i = 0; i < 3; i++)
+		if (!sh(out, sizeof(out), "redis-cli -p %d get 'k{abc}'", port[i]) &&
+		    !strcmp(out, "moved"))
+			a = i;
+	if (a < 0)
+		tap_bail("cannot find the owner of slot 7638");
+	b = (a + 1) % 3;
+	sh(NULL, 0, "redis-cli -p %d cluster setslot 7638 importing %s", port[b], ids[a]);
+	sh(NULL, 0, "redis-cli -p %d cluster setslot 7638 migrating %s", port[a], ids[b]);
+	sh(NULL, 0, "redis-cli -p %d migrate 127.0.0.1 %d '' 0 5000 keys 'k{abc}'", port[a],
+	   port[b]);
+	tap_ok(cmd(&c, &res, "GET", "k{abc}", NULL) == 0 && res.calls == 1 && !res.err &&
+	       !strcmp(res.str, "moved"), "cluster: ASK followed while the slot migrates (%s)",
+	       res.str);
+	resubs = c.resubs;
+	msgs = c.msgs;
+	for (int i = 0; i < 3; i++)
+		sh(NULL, 0, "redis-cli -p %d cluster setslot 7638 node %s", port[(b + i) % 3],
+		   ids[b]);
+	tap_ok(cmd(&c, &res, "GET", "k{abc}", NULL) == 0 && res.calls == 1 && !res.err &&
+	       !strcmp(res.str, "moved"), "cluster: MOVED followed after the migration (%s)",
+	       res.str);
+	RUN_UNTIL(&c, c.resubs > resubs, 8000);
+	tap_ok(c.resubs > resubs, "cluster: the subscription moved with its slot "
+	       "(on_resubscribed)");
+	tap_ok(publish_until(&c, "pb:{abc}", "two", msgs) && c.msg_len == 3 &&
+	       !memcmp(c.msg, "two", 3), "cluster: messages arrive from the new owner");
+	sh(out, sizeof(out), "redis-cli -p %d pubsub shardnumsub 'pb:{abc}' | tail -1", port[b]);
+	tap_ok(!strcmp(out, "1"), "cluster: subscribed on the new owner (%s)", out);
+
+	/* slot of {def} moved behind the client's back (no command, so no
+	 * MOVED): a new subscription goes to the old owner, which refuses it
+	 * (MOVED), and is made at the new owner */
+	{
+		unsigned slot = pb_redis_key_slot("{def}", 5);
+		int oa = -1, ob;
+
+		for (int i = 0; i < 3; i++)
+			if (!sh(out, sizeof(out), "redis-cli -p %d set 'k{def}' x", port[i]) &&
+			    !strcmp(out, "OK"))
+				oa = i;
+		if (oa < 0)
+			tap_bail("cannot find the owner of slot %u", slot);
+		ob = (oa + 1) % 3;
+		sh(NULL, 0, "redis-cli -p %d cluster setslot %u importing %s", port[ob], slot,
+		   ids[oa]);
+		sh(NULL, 0, "redis-cli -p %d cluster setslot %u migrating %s", port[oa], slot,
+		   ids[ob]);
+		sh(NULL, 0, "redis-cli -p %d migrate 127.0.0.1 %d '' 0 5000 keys 'k{def}'",
+		   port[oa], port[ob]);
+		for (int i = 0; i < 3; i++)
+			sh(NULL, 0, "redis-cli -p %d cluster setslot %u node %s", port[(ob + i) % 3],
+			   slot, ids[ob]);
+		msgs = c.msgs;
+		tap_ok(pb_redis_subscribe(c.r, "pb:{def}") == 0, "cluster: subscribe on a stale map");
+		tap_ok(publish_until(&c, "pb:{def}", "three", msgs) && c.msg_len == 5 &&
+		       !memcmp(c.msg, "three", 5) && !strcmp(c.msg_ch, "pb:{def}"),
+		       "cluster: the refused subscription is made at the new owner");
+		sh(out, sizeof(out), "redis-cli -p %d pubsub shardnumsub 'pb:{def}' | tail -1",
+		   port[ob]);
+		tap_ok(!strcmp(out, "1"), "cluster: subscribed once on the new owner (%s)", out);
+		pb_redis_unsubscribe(c.r, "pb:{def}");
+	}
+
+	/* NOSCRIPT on the new owner: reloaded there */
+	sh(NULL, 0, "redis-cli -p %d script flush", port[b]);
+	tap_ok(eval(&c, &res, 1, 1, "ctr{abc}", NULL) == 0 && res.calls == 1 && !res.err &&
+	       res.integer == 1, "cluster: NOSCRIPT on one node reloads the script there");
+
+	/* kill the third node: its slots fail, the others work */
+	{
+		int k = 3 - a - b;
+		char kk[32] = "", ok[32] = "";
+		struct res r1, r2;
+		const char *argv[2] = { "GET", kk };
+		int64_t t;
+
+		for (int i = 0; i < 200 && (!kk[0] || !ok[0]); i++) {
+			char tmp[32];
+			int owner = -1;
+
+			snprintf(tmp, sizeof(tmp), "z%d", i);
+			/* the owner answers SET, the others MOVED */
+			for (int j = 0; j < 3; j++)
+				if (!sh(out, sizeof(out), "redis-cli -p %d set %s 1", port[j], tmp) &&
+				    !strcmp(out, "OK"))
+					owner = j;
+			if (owner == k && !kk[0])
+				snprintf(kk, sizeof(kk), "%s", tmp);
+			else if (owner != k && owner >= 0 && !ok[0])
+				snprintf(ok, sizeof(ok), "%s", tmp);
+		}
+		h_stop(node[k], SIGKILL, 3000);
+		node[k] = NULL;
+		memset(&r1, 0, sizeof(r1));
+		t = h_now_ms();
+		if (pb_redis_command(c.r, on_reply, &r1, 2, argv, NULL) == 0)
+			RUN_UNTIL(&c, r1.calls, 5000);
+		else
+			r1.calls = 1, r1.err = PB_ESTORE;
+		tap_ok(r1.calls == 1 && r1.err == PB_ESTORE && h_now_ms() - t < 3000,
+		       "cluster: a key of a dead primary fails with PB_ESTORE (%d, %d, %lld ms)",
+		       r1.calls, r1.err, (long long)(h_now_ms() - t));
+		argv[1] = ok;
+		memset(&r2, 0, sizeof(r2));
+		if (pb_redis_command(c.r, on_reply, &r2, 2, argv, NULL) == 0)
+			RUN_UNTIL(&c, r2.calls, 5000);
+		tap_ok(r2.calls == 1 && !r2.err && !strcmp(r2.str, "1"),
+		       "cluster: a key of a live primary still answers (%d, %d)", r2.calls, r2.err);
+		RUN_UNTIL(&c, 0, 300);
+		tap_ok(r1.calls == 1 && r2.calls == 1, "cluster: each callback ran once");
+	}
+	pb_redis_unsubscribe(c.r, "pb:{abc}");
+	tap_ok(client_close(&c) == 0, "cluster: the loop closes after pb_redis_free");
+	for (int i = 0; i < 3; i++)
+		if (node[i])
+			h_stop(node[i], SIGTERM, 3000);
+}
+
 int main(void)
 {
 	struct h_proc *srv;
@@ -1547,6 +2047,10 @@ int main(void)
 
 	h_init();
 	test_url();
+	test_url_cluster();
+	test_cluster_slot();
+	test_cluster_map();
+	test_cluster_redirect();
 
 	port = h_free_port();
 	srv = redis_start(port, NULL);
@@ -1574,5 +2078,6 @@ int main(void)
 	test_poison(P_HUGE_ARRAY, "huge array length");
 	test_poison(P_SUB_FRAME, "two-element pub/sub message");
 	test_poison(P_SUB_TYPE, "integer pub/sub push");
+	test_cluster_live();
 	return tap_done();
 }
