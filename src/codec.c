@@ -129,6 +129,57 @@ static size_t utf8_seq(const unsigned char *p, size_t n, size_t *bad)
 	return need;
 }
 
+/* Word-at-a-time byte tests (each is exact for "some byte of w"): the
+ * delivery path scans every message's text, mostly ASCII, 8 bytes a step. */
+#define ONES ((uint64_t)0x0101010101010101ULL)
+#define HIGHS (ONES * 0x80)
+/* some byte of w is zero */
+#define HAS_ZERO(w) (((w) - ONES) & ~(w) & HIGHS)
+/* some byte of w is below n (n <= 128) */
+#define HAS_LESS(w, n) (((w) - ONES * (n)) & ~(w) & HIGHS)
+/* some byte of w is above n (n <= 127) */
+#define HAS_MORE(w, n) ((((w) + ONES * (127 - (n))) | (w)) & HIGHS)
+
+/* Load 8 bytes from p, any alignment. */
+static uint64_t load8(const unsigned char *p)
+{
+	uint64_t w;
+
+	memcpy(&w, p, sizeof(w));
+	return w;
+}
+
+/* Length of the ASCII prefix of s[0..len), found 8 bytes at a time (at
+ * most 7 ASCII bytes before the first non-ASCII one are left to the
+ * caller's byte loop). */
+static size_t ascii_words(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	while (len - i >= 8 && !(load8(s + i) & HIGHS))
+		i += 8;
+	return i;
+}
+
+/* Length of the prefix of s[0..len) that goes into a JSON string as it
+ * is: printable ASCII other than '"' and '\\' (json_esc 0). At least 1 if
+ * s[0] is such a byte. */
+static size_t json_plain_span(const unsigned char *s, size_t len)
+{
+	size_t i = 0;
+
+	for (; len - i >= 8; i += 8) {
+		uint64_t w = load8(s + i);
+
+		if (HAS_LESS(w, 0x20) || HAS_MORE(w, 0x7e) || HAS_ZERO(w ^ (ONES * '"')) ||
+		    HAS_ZERO(w ^ (ONES * '\\')))
+			break;
+	}
+	while (i < len && s[i] < 0x80 && !json_esc[s[i]])
+		i++;
+	return i;
+}
+
 int pb_utf8_valid(const void *p, size_t len)
 {
 	const unsigned char *s = p;
@@ -136,7 +187,7 @@ int pb_utf8_valid(const void *p, size_t len)
 
 	while (i < len) {
 		if (s[i] < 0x80) {
-			i++;
+			i += 1 + ascii_words(s + i + 1, len - i - 1);
 			continue;
 		}
 		n = utf8_seq(s + i, len - i, &bad);
@@ -334,7 +385,7 @@ int pb_json_put_string(struct pb_buf *out, const void *p, size_t len)
 	while (i < len) {
 		if (s[i] < 0x80) {
 			if (!json_esc[s[i]]) {
-				i++;
+				i += json_plain_span(s + i, len - i);
 				continue;
 			}
 			r = put_span(out, s, run, i);
@@ -376,43 +427,79 @@ out:
 	return r;
 }
 
-int pb_codec_put_message(struct pb_buf *out, const struct pb_msg *m)
+/* The fixed start of a message object up to its data: sep (a ',' or
+ * nothing), {"seq":N,"type":"..." and, for data, ,"data": (and the opening
+ * quote of base64). One append instead of one per piece. */
+static int put_message_head(struct pb_buf *out, const struct pb_msg *m, const char *sep)
+{
+	static const char *const types[] = {
+		[PB_MSG_TEXT] = ",\"type\":\"text\",\"data\":",
+		[PB_MSG_BINARY] = ",\"type\":\"binary\",\"data\":\"",
+		[PB_MSG_REOPEN] = ",\"type\":\"reopen\"",
+	};
+	char head[80], digits[24];
+	size_t n, d = sizeof(digits), tlen;
+	uint64_t v = m->seq;
+
+	if (m->type > PB_MSG_REOPEN)
+		return PB_ENOMEM;       /* a corrupt message: our error, not the client's */
+	do {
+		digits[--d] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	n = strlen(sep);
+	memcpy(head, sep, n);
+	memcpy(head + n, "{\"seq\":", 7);
+	n += 7;
+	memcpy(head + n, digits + d, sizeof(digits) - d);
+	n += sizeof(digits) - d;
+	tlen = strlen(types[m->type]);
+	memcpy(head + n, types[m->type], tlen);
+	return pb_buf_append(out, head, n + tlen);
+}
+
+/* One message object, after sep. */
+static int put_message(struct pb_buf *out, const struct pb_msg *m, const char *sep)
 {
 	size_t start = out->len;
-	int r;
+	int r = put_message_head(out, m, sep);
 
-	r = pb_buf_puts(out, "{\"seq\":");
-	if (!r)
-		r = pb_buf_put_u64(out, m->seq);
 	if (r)
-		goto out;
+		return r;
 	switch (m->type) {
 	case PB_MSG_TEXT:
-		r = pb_buf_puts(out, ",\"type\":\"text\",\"data\":");
-		if (!r)
-			r = pb_json_put_string(out, m->data, m->len);
+		if (json_plain_span(m->data, m->len) == m->len) {
+			/* Nothing to escape (the usual case): copy it whole. */
+			r = pb_buf_reserve(out, m->len + 3);
+			if (r)
+				break;
+			out->data[out->len++] = '"';
+			memcpy(out->data + out->len, m->data, m->len);
+			out->len += m->len;
+			memcpy(out->data + out->len, "\"}", 3);   /* with the NUL */
+			out->len += 2;
+			return 0;
+		}
+		r = pb_json_put_string(out, m->data, m->len);
 		break;
 	case PB_MSG_BINARY:
-		r = pb_buf_puts(out, ",\"type\":\"binary\",\"data\":\"");
-		if (!r)
-			r = pb_base64_encode(out, m->data, m->len);
+		r = pb_base64_encode(out, m->data, m->len);
 		if (!r)
 			r = pb_buf_append(out, "\"", 1);
 		break;
-	case PB_MSG_REOPEN:
-		r = pb_buf_puts(out, ",\"type\":\"reopen\"");
-		break;
 	default:
-		/* A corrupt message is an internal error, not the client's. */
-		r = PB_ENOMEM;
 		break;
 	}
 	if (!r)
 		r = pb_buf_append(out, "}", 1);
-out:
 	if (r)
 		buf_truncate(out, start);
 	return r;
+}
+
+int pb_codec_put_message(struct pb_buf *out, const struct pb_msg *m)
+{
+	return put_message(out, m, "");
 }
 
 int pb_codec_put_sse_message(struct pb_buf *out, const struct pb_msg *m)
@@ -476,16 +563,18 @@ int pb_jsonp_callback_valid(const char *s, size_t len)
 int pb_codec_encode_batch(struct pb_buf *out, struct pb_msg *const *msgs, size_t n,
 			  const struct pb_close_info *close)
 {
-	size_t start = out->len, i;
+	size_t start = out->len, i, hint = 64;
 	int r;
 
+	/* Room for the whole answer at once when its messages need no escapes
+	 * (a hint: the appends below still check and grow). */
+	for (i = 0; i < n; i++)
+		hint += msgs[i]->len + 48;
+	if (!out->limit || hint <= out->limit - out->len)
+		(void)pb_buf_reserve(out, hint);
 	r = pb_buf_puts(out, "{\"messages\":[");
-	for (i = 0; !r && i < n; i++) {
-		if (i)
-			r = pb_buf_append(out, ",", 1);
-		if (!r)
-			r = pb_codec_put_message(out, msgs[i]);
-	}
+	for (i = 0; !r && i < n; i++)
+		r = put_message(out, msgs[i], i ? "," : "");
 	if (r)
 		goto out;
 	if (close && close->closed) {

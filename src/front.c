@@ -108,6 +108,15 @@ struct front_linger {
 #define LINGER_BYTES (1024 * 1024)
 #define LINGER_MAX 256          /* lingering sockets at once; more close at once */
 
+/* libmicrohttpd's per-connection memory pool is --max-header-bytes plus
+ * this: room beside the request line and headers for its parsed header
+ * records (64 bytes per header line in 0.9.75) and the answer's status
+ * line and headers. 4 KiB lets a request at the limit carry about 60
+ * header lines. libmicrohttpd 0.9.75 zeroes the whole pool after every
+ * request of a keep-alive connection, so each client connection keeps all
+ * of it resident: it is the largest part of an idle session's memory. */
+#define FRONT_POOL_SLACK 4096
+
 /* One certificate chain and its private key, as gnutls uses them. */
 struct front_cred {
 	gnutls_pcert_st *chain;
@@ -140,6 +149,10 @@ struct pb_front {
 	char mhd_error[160];    /* libmicrohttpd's first error line, for start failures */
 	struct front_cred *cred;        /* served to new TLS handshakes */
 	struct front_cred *old_cred;    /* the one it replaced */
+	/* The empty open poll answer, built once and shared by every such
+	 * answer (libmicrohttpd counts its users): [1] with Vary:
+	 * Accept-Encoding. Rebuilt after a reload (front_empty_answer). */
+	struct MHD_Response *empty_open[2];
 };
 
 /* The TLS front whose credentials the certificate callback hands out. */
@@ -178,6 +191,7 @@ struct pb_req {
 	int orphan;             /* the connection went away meanwhile */
 	uint64_t send_seq;      /* the request's X-Send-Seq / JSON seq, 0: none */
 	struct MHD_Response *resp;
+	int resp_shared;        /* resp is the front's: never destroyed here */
 	unsigned status;
 	uint64_t started_ms;
 	uint64_t started_ns;    /* uv_hrtime() at the headers: the duration histogram */
@@ -315,11 +329,19 @@ static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body
 	return resp;
 }
 
+/* Let go of r's prepared response (a shared one stays with the front). */
+static void front_resp_drop(struct pb_req *r)
+{
+	if (r->resp && !r->resp_shared)
+		MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	r->resp_shared = 0;
+}
+
 /* Free a request whose connection and core are both done with it. */
 static void front_req_free(struct pb_req *r)
 {
-	if (r->resp)
-		MHD_destroy_response(r->resp);
+	front_resp_drop(r);
 	pb_buf_free(&r->body);
 	pb_buf_free(&r->st);
 	pb_gzip_free(r->gz);
@@ -346,8 +368,7 @@ static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Res
 		front_req_free(r);
 		return;
 	}
-	if (r->resp)
-		MHD_destroy_response(r->resp);
+	front_resp_drop(r);
 	r->resp = resp;
 	r->status = status;
 	if (r->suspended) {
@@ -356,6 +377,63 @@ static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Res
 		/* Resumed connections are processed by the next MHD_run(); never
 		 * re-enter it from here (we may be inside it). */
 		front_kick(r->f);
+	}
+}
+
+/* The body of the empty answer of an open session's poll. */
+static const char front_empty_body[] = "{\"messages\":[],\"state\":\"open\"}";
+
+/* Whether r's empty open answer can be the front's shared one: not for a
+ * JSONP callback, CORS headers, a draining front (Connection: close) or
+ * a gzipped body, which make an answer of its own. */
+static int front_empty_shareable(const struct pb_req *r)
+{
+	return !r->jsonp && !r->origin && !r->f->draining &&
+	       !(r->gz_ok && pb_gzip_worth(sizeof(front_empty_body) - 1,
+					   r->f->cfg->compress_min_bytes));
+}
+
+/* The shared empty open answer with r's headers (built on first use, with
+ * the headers front_response would give it), or NULL without memory. It
+ * is looked up when queued, so a reload may drop it at any time. */
+static struct MHD_Response *front_empty_answer(struct pb_req *r)
+{
+	struct MHD_Response **slot = &r->f->empty_open[r->gz_vary ? 1 : 0];
+
+	if (!*slot) {
+		*slot = MHD_create_response_from_buffer(sizeof(front_empty_body) - 1,
+							(void *)front_empty_body,
+							MHD_RESPMEM_PERSISTENT);
+		if (!*slot)
+			return NULL;
+		front_common_headers(r, *slot, "application/json; charset=utf-8");
+		front_gzip_headers(r, *slot, 0);
+	}
+	r->resp_len = (long long)(sizeof(front_empty_body) - 1);
+	return *slot;
+}
+
+/* Answer r with the shared empty open answer (front_empty_shareable). */
+static void front_set_empty(struct pb_req *r)
+{
+	if (r->orphan) {
+		r->in_core = 0;
+		front_req_free(r);
+		return;
+	}
+	front_set_response(r, 200, NULL);
+	r->resp_shared = 1;
+}
+
+/* Drop the shared answers (a reload may change their headers). A request
+ * holds none of them until it is queued, and libmicrohttpd keeps its own
+ * reference to a queued one. */
+static void front_empty_reset(struct pb_front *f)
+{
+	for (size_t i = 0; i < 2; i++) {
+		if (f->empty_open[i])
+			MHD_destroy_response(f->empty_open[i]);
+		f->empty_open[i] = NULL;
 	}
 }
 
@@ -703,6 +781,10 @@ static void front_polled(void *arg, int err, const struct pb_core_batch *b)
 	if (err) {
 		front_error(r, err, err == PB_EBADREQ ?
 			    "after is beyond the last message handed out" : NULL);
+		return;
+	}
+	if (!b->n && !b->close.closed && front_empty_shareable(r)) {
+		front_set_empty(r);
 		return;
 	}
 	pb_buf_init(&out, 0);
@@ -1619,6 +1701,8 @@ static enum MHD_Result front_queue(struct pb_req *r)
 {
 	enum MHD_Result ret;
 
+	if (r->resp_shared)
+		r->resp = front_empty_answer(r);
 	if (!r->resp)
 		return MHD_NO;
 	pb_metrics_http(front_endpoint_metric(r->ep), r->status);
@@ -1627,8 +1711,7 @@ static enum MHD_Result front_queue(struct pb_req *r)
 	pb_metrics_observe_kind(PB_H_HTTP_SECONDS, front_duration_kind(r),
 				(double)(uv_hrtime() - r->started_ns) / 1e9);
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
-	MHD_destroy_response(r->resp);
-	r->resp = NULL;
+	front_resp_drop(r);
 	if (pb_log_enabled(PB_LOG_DEBUG) || pb_log_access_enabled()) {
 		/* Sessions by the first 6 characters of their id: the id is a
 		 * capability and never goes to a log whole. */
@@ -1684,7 +1767,7 @@ static int front_raw_nul(const struct pb_front *f, const struct pb_conn *pc,
 	uintptr_t v = (uintptr_t)version;
 
 	return pc->uri_at && v > pc->uri_at + pc->uri_len + 1 &&
-	       v - pc->uri_at <= f->cfg->max_header_bytes + 8192;
+	       v - pc->uri_at <= f->cfg->max_header_bytes + FRONT_POOL_SLACK;
 }
 
 /* What the framing headers of a request say (RFC 9112 section 6). */
@@ -1895,7 +1978,7 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 	}
 	if (r->pc)
 		r->pc->phase = PH_BUSY;         /* the whole request is in */
-	if (r->resp)
+	if (r->resp || r->resp_shared)
 		return front_queue(r);
 	if (r->dispatched)
 		return MHD_YES;
@@ -2467,13 +2550,11 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 				  MHD_OPTION_CONNECTION_LIMIT, limit,
 				  MHD_OPTION_CONNECTION_TIMEOUT,
 				  admin ? ADMIN_TIMEOUT : cfg->connection_timeout,
-				  /* Request line and headers live in this pool; bodies
-				   * and answers do not, so 16 KiB keeps idle
-				   * connections small. */
-				  /* The pool also holds MHD's parsed header records and
-				   * the answer's headers: leave room for them. */
+				  /* Request line and headers live in this pool, beside
+				   * MHD's header records and the answer's headers
+				   * (FRONT_POOL_SLACK); bodies and answers do not. */
 				  MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-				  admin ? (size_t)ADMIN_POOL : cfg->max_header_bytes + 8192,
+				  admin ? (size_t)ADMIN_POOL : cfg->max_header_bytes + FRONT_POOL_SLACK,
 				  MHD_OPTION_END);
 	if (!f->mhd && cfg->tls_cert_pem && !admin) {
 		snprintf(err, errlen, "--tls-cert %s / --tls-key %s: %s", cfg->tls_cert, cfg->tls_key,
@@ -2543,6 +2624,7 @@ size_t pb_front_active(const struct pb_front *f)
 
 void pb_front_reconfigured(struct pb_front *f)
 {
+	front_empty_reset(f);
 	f->body_limit = f->cfg->max_body_bytes ? f->cfg->max_body_bytes :
 			f->cfg->max_message_bytes * 2 + 65536;
 }
@@ -2563,6 +2645,7 @@ void pb_front_free(struct pb_front *f)
 	f->stopping = 1;
 	MHD_stop_daemon(f->mhd);
 	f->mhd = NULL;
+	front_empty_reset(f);
 	front_tls_end(f);       /* no handshake runs any more */
 	if (f->listen_fd >= 0)
 		close(f->listen_fd);

@@ -765,6 +765,11 @@ struct pb_core *pb_core_new(uv_loop_t *loop, const struct pb_config *cfg,
 	c->link_ctx = link_ctx;
 	uv_timer_init(loop, &c->adopt_timer);
 	c->adopt_timer.data = c;
+	uv_check_init(loop, &c->in_flush);
+	c->in_flush.data = c;
+	uv_prepare_init(loop, &c->in_flush_pre);
+	c->in_flush_pre.data = c;
+	c->handles = 3;
 	return c;
 }
 
@@ -794,10 +799,13 @@ static void session_shutdown(struct pb_session *s)
 	session_forget(s, "shutdown");
 }
 
-/* The core's timer is closed: free the core. */
+/* One of the core's handles is closed: free the core after the last. */
 static void core_freed(uv_handle_t *h)
 {
-	free(h->data);
+	struct pb_core *c = h->data;
+
+	if (!--c->handles)
+		free(c);
 }
 
 void pb_core_free(struct pb_core *c)
@@ -806,12 +814,15 @@ void pb_core_free(struct pb_core *c)
 		return;
 	c->draining = 1;
 	core_cluster_stop(c);
+	core_in_flush_drop(c);
 	core_each(c, session_shutdown);
 	pb_map_free(c->sessions);
 	c->sessions = NULL;
 	pb_map_free(c->clients);        /* empty: every session counted out */
 	c->clients = NULL;
 	uv_close((uv_handle_t *)&c->adopt_timer, core_freed);
+	uv_close((uv_handle_t *)&c->in_flush, core_freed);
+	uv_close((uv_handle_t *)&c->in_flush_pre, core_freed);
 }
 
 int pb_core_drained(const struct pb_core *c)

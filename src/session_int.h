@@ -115,6 +115,12 @@ struct pb_inpump {
 					   or queue_max_bytes bytes */
 	int mem_full;                   /* paused for total_queue_max_bytes */
 	int paused;                     /* upstream reading is paused */
+	/* The stored queue as last seen (an append's answer, a read): only
+	 * acknowledgements shrink it meanwhile, so it bounds it from above. */
+	size_t depth;
+	size_t depth_bytes;
+	int listed;                     /* on the core's flush list (holds a ref) */
+	struct pb_session *flush_next;  /* the next session on that list */
 	/* The upstream's close, stored once the messages before it are. */
 	int close_pending;
 	int close_code;
@@ -188,6 +194,15 @@ struct pb_core {
 	int draining;
 	size_t releasing;               /* drain: releases still in flight */
 	size_t mem_paused;              /* sessions paused for the instance's byte bound */
+	/* Sessions with upstream messages not yet sent to the store: sent at
+	 * the end of the loop pass (in_flush), so the messages of one read go
+	 * to the store together; or, for messages taken outside the poll phase
+	 * (libwebsockets hands out what it buffered from an idle handle),
+	 * before the loop next blocks (in_flush_pre). */
+	uv_check_t in_flush;
+	uv_prepare_t in_flush_pre;
+	struct pb_session *flush_head, *flush_tail;
+	int handles;                    /* uv handles still to be closed */
 };
 
 /* ---- session.c: life cycle ------------------------------------------- */
@@ -249,8 +264,14 @@ void core_on_inbound(void *arg, const char *id);
 
 /* ---- session_pump.c: the pumps ------------------------------------------- */
 
-/* An upstream message (ownership passes here), on its way to the store. */
+/* An upstream message (ownership passes here), on its way to the store:
+ * sent with the others of its loop pass, or at once once PB_IN_BATCH wait. */
 void pump_in_take(struct pb_session *s, struct pb_msg *m);
+/* Send what every session took this loop pass (the in_flush handles). */
+void core_in_flush(uv_check_t *h);
+void core_in_flush_pre(uv_prepare_t *h);
+/* Forget the flush list without sending (shutdown). */
+void core_in_flush_drop(struct pb_core *c);
 /* Send what waits for the store, oldest first. */
 void pump_in_next(struct pb_session *s);
 /* Record the upstream's close once the messages before it are stored. */

@@ -4,11 +4,18 @@
  * Inbound (upstream -> store): upstream messages wait in in.q and go to
  * the store oldest first, in batches of up to PB_IN_BATCH, one batch at a
  * time, so that a batch is stored whole or not at all and, after a store
- * failure (HELD), sent again in order. The upstream is paused while the
- * stored queue is full (queue_max messages or queue_max_bytes bytes), while
- * too much waits for the store, or while the instance holds more than
- * total_queue_max_bytes of messages; nothing is ever dropped. The
- * upstream's close is stored only after every message that came before it.
+ * failure (HELD), sent again in order. A message taken from the upstream
+ * waits for the end of the loop pass (the core's in_flush check handle;
+ * its prepare handle if it came outside the poll phase, so it is always
+ * sent before the loop next blocks) unless a whole batch is waiting or it
+ * could fill the stored queue (which must pause the upstream at once):
+ * one read of the upstream usually brings many messages, and they then
+ * cost one append and one wakeup instead of one each. The upstream is
+ * paused while the stored queue is full (queue_max messages or
+ * queue_max_bytes bytes), while too much waits for the store, or while
+ * the instance holds more than total_queue_max_bytes of messages; nothing
+ * is ever dropped. The upstream's close is stored only after every
+ * message that came before it.
  *
  * Outbound (store -> upstream): the owner fetches up to PB_OUT_FETCH
  * client messages into out.ring and hands one to the link per WRITEABLE;
@@ -120,22 +127,24 @@ static void pump_in_pushed(void *arg, int err, uint64_t seq, size_t depth, size_
 		in_set_state(s, PB_IN_HELD);
 	} else {
 		/* Stored, or refused for good (the session ended meanwhile). */
+		size_t stored = 0;
+
 		in_set_state(s, PB_IN_IDLE);
 		for (int i = 0; i < n; i++) {
 			struct pb_msg *m = pb_msgq_pop(&s->in.q);
 
-			if (!err) {
-				pb_metrics_add(PB_C_MSGS_IN, 1);
-				pb_metrics_add(PB_C_BYTES_IN, m->len);
-				if (s->route) {
-					pb_metrics_route_add(s->route_row, PB_RM_MSGS_IN, 1);
-					pb_metrics_route_add(s->route_row, PB_RM_BYTES_IN,
-							     (int64_t)m->len);
-				}
-			}
+			stored += m->len;
 			pb_msg_unref(m);
 		}
 		if (!err) {
+			pb_metrics_add(PB_C_MSGS_IN, (uint64_t)n);
+			pb_metrics_add(PB_C_BYTES_IN, stored);
+			if (s->route) {
+				pb_metrics_route_add(s->route_row, PB_RM_MSGS_IN, n);
+				pb_metrics_route_add(s->route_row, PB_RM_BYTES_IN, (int64_t)stored);
+			}
+			s->in.depth = depth;
+			s->in.depth_bytes = bytes;
 			s->in.full = depth >= s->core->cfg->queue_max ||
 				     bytes >= s->core->cfg->queue_max_bytes;
 			pb_metrics_observe(PB_H_QUEUE_DEPTH, (double)depth);
@@ -202,7 +211,77 @@ void pump_in_take(struct pb_session *s, struct pb_msg *m)
 				    "upstreams that send more", c->cfg->total_queue_max_bytes);
 	}
 	pump_in_update_pause(s);
-	pump_in_next(s);
+	if (s->in.q.count >= PB_IN_BATCH ||
+	    s->in.depth + s->in.q.count >= c->cfg->queue_max ||
+	    s->in.depth_bytes + s->in.q.bytes >= c->cfg->queue_max_bytes) {
+		pump_in_next(s);
+		return;
+	}
+	if (s->in.listed)
+		return;
+	/* The first message of this pass: send it (and whatever follows it
+	 * in the pass) once the loop has run every callback of the pass. */
+	s->in.listed = 1;
+	session_hold(s);
+	s->in.flush_next = NULL;
+	if (c->flush_tail)
+		c->flush_tail->in.flush_next = s;
+	else
+		c->flush_head = s;
+	c->flush_tail = s;
+	if (!uv_is_active((uv_handle_t *)&c->in_flush)) {
+		uv_check_start(&c->in_flush, core_in_flush);
+		uv_prepare_start(&c->in_flush_pre, core_in_flush_pre);
+	}
+}
+
+/* Take the flush list off the core (the sessions keep their refs). */
+static struct pb_session *core_flush_take(struct pb_core *c)
+{
+	struct pb_session *s = c->flush_head;
+
+	c->flush_head = c->flush_tail = NULL;
+	uv_check_stop(&c->in_flush);
+	uv_prepare_stop(&c->in_flush_pre);
+	return s;
+}
+
+/* Send what the listed sessions took. */
+static void core_flush(struct pb_core *c)
+{
+	struct pb_session *s = core_flush_take(c), *next;
+
+	/* Sessions listed while this runs (a store answering at once may
+	 * lead to more upstream reads only on a later pass) go on a new
+	 * list and a new pass. */
+	for (; s; s = next) {
+		next = s->in.flush_next;
+		s->in.listed = 0;
+		pump_in_next(s);
+		pump_in_close_if_due(s);
+		session_release(s);
+	}
+}
+
+void core_in_flush(uv_check_t *h)
+{
+	core_flush(h->data);
+}
+
+void core_in_flush_pre(uv_prepare_t *h)
+{
+	core_flush(h->data);
+}
+
+void core_in_flush_drop(struct pb_core *c)
+{
+	struct pb_session *s = core_flush_take(c), *next;
+
+	for (; s; s = next) {
+		next = s->in.flush_next;
+		s->in.listed = 0;
+		session_release(s);
+	}
 }
 
 void pump_in_memory_resume(struct pb_session *s)
@@ -226,6 +305,7 @@ void core_memory_check(struct pb_core *c)
 
 void pump_in_drained(struct pb_session *s, size_t depth)
 {
+	s->in.depth = depth;
 	if (s->in.full && depth < s->core->cfg->queue_max) {
 		s->in.full = 0;
 		pump_in_update_pause(s);

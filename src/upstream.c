@@ -28,10 +28,16 @@ _Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PR
 #define PB_LWS_WRITE_CLOSE ((enum lws_write_protocol)4)
 
 /* The buffer libwebsockets builds a handshake in (its default is 4096).
- * Forwarded headers (cookies above all) need room; the receive buffer of
- * each link stays at PB_LWS_RX_BUFFER, set on the protocol. */
+ * Forwarded headers (cookies above all) need room. It is one per loop,
+ * shared by every link. */
 #define PB_LWS_SERV_BUF 16384
-#define PB_LWS_RX_BUFFER 4096
+
+/* The receive buffer of each link (the protocol's rx_buffer_size):
+ * libwebsockets 4.1 mallocs it per connection when the upgrade completes
+ * and keeps it until the link closes, so it is paid by every idle session.
+ * A frame larger than this arrives in pieces, which up_receive()
+ * reassembles; 512 bytes hold a typical message whole. */
+#define PB_LWS_RX_BUFFER 512
 
 /* libwebsockets' own deadlines for the TCP connect, the TLS handshake and
  * the HTTP upgrade (its default is 5 s for the upgrade, 20 s to connect).
@@ -178,6 +184,26 @@ static int up_fail_ws(struct pb_upstream *up, struct lws *wsi, int code, const c
 	return -1;
 }
 
+/* Fail the connection from LWS_CALLBACK_CLIENT_RECEIVE: report code and
+ * why (a static string) to the owner now, and send the close frame from
+ * the next WRITEABLE (as pb_upstream_close does). Returns 0: told -1 from
+ * RECEIVE in the middle of a frame larger than PB_LWS_RX_BUFFER,
+ * libwebsockets 4.1.6 goes on storing the rest of the bytes it has
+ * already read into the connection's receive buffer and writes past its
+ * end (valgrind: invalid write, then a crash; tests/e2e/test_close.c,
+ * "big: 12000 bytes"). up_receive() drops whatever still arrives. */
+static int up_fail_rx(struct pb_upstream *up, struct lws *wsi, int code, const char *why)
+{
+	if (up->arg)
+		up->h->closed(up->arg, code, why, strlen(why));
+	up_detach(up);
+	up->close_code = code;
+	snprintf(up->close_reason, sizeof(up->close_reason), "%s", why);
+	pb_buf_free(&up->rx);
+	lws_callback_on_writable(wsi);
+	return 0;
+}
+
 /* The peer's close frame (payload in[0..len)): note its code and reason
  * for the owner, or fail the connection if the frame is not valid. 0 lets
  * libwebsockets answer it with the same payload, -1 closes. */
@@ -209,7 +235,7 @@ static int up_peer_close(struct pb_upstream *up, struct lws *wsi, const unsigned
 }
 
 /* Handle a received frame chunk: reassemble and report whole messages.
- * Returns -1 to make libwebsockets close the connection. */
+ * Always 0 (see up_fail_rx). */
 static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, size_t len)
 {
 	int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
@@ -217,20 +243,23 @@ static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, s
 	size_t dlen;
 	struct pb_msg *m;
 
+	if (up->close_code)
+		return 0;       /* closing (ours or the owner's): nothing more is read */
 	if (first) {
 		up->rx.len = 0;
 		up->rx_binary = lws_frame_is_binary(wsi);
 	}
 	if (up->rx.len + len > up->max_message_bytes) {
 		/* The API's rule: a message over the limit ends the session with 1009. */
-		return up_fail_ws(up, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		return up_fail_rx(up, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
 	}
 	if (first && final) {
 		data = in;
 		dlen = len;
 	} else {
 		if (pb_buf_append(&up->rx, in, len))
-			return -1;
+			return up_fail_rx(up, wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION,
+					  "out of memory");
 		if (!final)
 			return 0;
 		data = up->rx.data;
@@ -239,7 +268,7 @@ static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, s
 	/* A text message must be UTF-8 as a whole (a fragment may end inside
 	 * a character): otherwise 1007, on the wire and for the owner. */
 	if (!up->rx_binary && !pb_utf8_valid(data, dlen))
-		return up_fail_ws(up, wsi, PB_CLOSE_INVALID_DATA, "text message not UTF-8");
+		return up_fail_rx(up, wsi, PB_CLOSE_INVALID_DATA, "text message not UTF-8");
 	m = pb_msg_new(up->rx_binary ? PB_MSG_BINARY : PB_MSG_TEXT, data, dlen);
 	if (data == up->rx.data) {
 		up->rx.len = 0;
@@ -247,7 +276,7 @@ static int up_receive(struct pb_upstream *up, struct lws *wsi, const void *in, s
 			pb_buf_free(&up->rx);
 	}
 	if (!m)
-		return -1;
+		return up_fail_rx(up, wsi, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
 	if (up->arg)
 		up->h->message(up->arg, m);
 	else

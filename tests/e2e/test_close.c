@@ -504,6 +504,16 @@ static void check_too_big(struct h_bridge *b, const char *rec)
 	tap_is_int(poll_after(b, id, 1, "", &r), 410, "big: then 410");
 	h_resp_free(&r);
 	tap_ok(h_still_serving(b, "echo"), "big: still serving");
+
+	/* Over the limit in the middle of a frame, with the rest of it already
+	 * read by libwebsockets (larger than its receive buffer): the daemon
+	 * must close the session, not write past that buffer. */
+	tap_is_int(h_create(b, "big", id, NULL), 201, "big: another session");
+	tap_is_int(h_send_text(b, id, "/big 12000", NULL), 200, "big: /big 12000 sent");
+	tap_is_int(wait_closed(b, id, 0, 5000, &r), 200, "big: 12000 bytes: poll answered");
+	tap_is_int(close_code(&r), 1009, "big: 12000 bytes: close code 1009");
+	h_resp_free(&r);
+	tap_ok(h_alive(b->proc) && h_still_serving(b, "echo"), "big: 12000 bytes: still serving");
 }
 
 /* --idle-timeout 1: idle sessions end (1001, 410, then 404); polls and

@@ -93,6 +93,9 @@ static void gz_free(struct gunzip *g)
 	memset(g, 0, sizeof(*g));
 }
 
+/* The answer of an open session with nothing new. */
+#define EMPTY_OPEN "{\"messages\":[],\"state\":\"open\"}"
+
 /* ---- HTTP with the headers that matter here -------------------------------- */
 
 struct got {
@@ -369,6 +372,13 @@ static void check_threshold_flags(const char *echo_route)
 		tap_is_str(g.encoding, "", "--compress-min-bytes 0: not compressed");
 		tap_ok(!varies(&g), "--compress-min-bytes 0: no Vary: Accept-Encoding");
 		got_free(&g);
+		/* The empty answer is one shared response: its headers are
+		 * still the ones its own answer would have. */
+		snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages?after=20", b0.base, id);
+		get_raw("GET", url, "gzip", &g);
+		tap_ok(g.status == 200 && g.body && !strcmp(g.body, EMPTY_OPEN) && !varies(&g),
+		       "--compress-min-bytes 0: an empty answer, without Vary");
+		got_free(&g);
 	}
 	if (session_with(&b1, "echo", 1, id) == 0) {
 		snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages?after=0", b1.base, id);
@@ -376,6 +386,18 @@ static void check_threshold_flags(const char *echo_route)
 		tap_ok(g.status == 200 && g.len < 200, "--compress-min-bytes 1: a %zu-byte answer",
 		       g.len);
 		tap_is_str(g.encoding, "gzip", "--compress-min-bytes 1: a small answer is gzipped");
+		got_free(&g);
+		snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages?after=1", b1.base, id);
+		for (int i = 0; i < 2; i++) {
+			get_raw("GET", url, NULL, &g);
+			tap_ok(g.status == 200 && g.body && !strcmp(g.body, EMPTY_OPEN) &&
+			       varies(&g) && !g.encoding[0] && g.clen == (long long)strlen(EMPTY_OPEN),
+			       "--compress-min-bytes 1: empty answer %d without gzip: plain, Vary", i + 1);
+			got_free(&g);
+		}
+		get_raw("GET", url, "gzip", &g);
+		tap_is_str(g.encoding, "gzip",
+			   "--compress-min-bytes 1: the empty answer to a gzip client is gzipped");
 		got_free(&g);
 	}
 	h_stop(b0.proc, SIGTERM, 5000);

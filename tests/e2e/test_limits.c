@@ -459,6 +459,28 @@ static char *padded_get(const char *path, size_t total)
 	return req;
 }
 
+/* padded_get() with lines extra header lines ("X-L00: v" ...) before the
+ * pad, still exactly total bytes; malloc'd. */
+static char *lined_get(const char *path, size_t total, int lines)
+{
+	char head[2048], *req;
+	size_t hl, pad;
+	int i;
+
+	hl = (size_t)snprintf(head, sizeof(head), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", path);
+	for (i = 0; i < lines && hl < sizeof(head) - 16; i++)
+		hl += (size_t)snprintf(head + hl, sizeof(head) - hl, "X-L%02d: v\r\n", i);
+	hl += (size_t)snprintf(head + hl, sizeof(head) - hl, "X-Pad: ");
+	pad = total - hl - 4;	/* "\r\n\r\n" */
+	req = malloc(total + 1);
+	if (!req)
+		tap_bail("out of memory");
+	memcpy(req, head, hl);
+	memset(req + hl, 'p', pad);
+	memcpy(req + hl + pad, "\r\n\r\n", 5);
+	return req;
+}
+
 /* Oversized headers get 431 (libmicrohttpd's own answer, not JSON); every
  * request within the limit is served. */
 static void check_header_limit(void)
@@ -508,6 +530,15 @@ static void check_header_limit(void)
 	       unanswered[0] ? "; none for sizes" : "", unanswered);
 	tap_ok(!refused[0], "headers: every request of 3072..4080 bytes (under 4096) is served%s%s",
 	       refused[0] ? "; size:status" : "", refused);
+
+	/* docs/API.md: a request of exactly --max-header-bytes may carry about
+	 * 60 header lines (libmicrohttpd's records share the buffer). */
+	snprintf(url, sizeof(url), "/v1/sessions/%s/messages", w.id);
+	req = lined_get(url, 4096, 50);
+	st = h_raw_request(b.port, NULL, req, 4096, &r);
+	tap_is_int(st, 200, "headers: a 4096-byte poll with 52 header lines is served");
+	h_resp_free(&r);
+	free(req);
 
 	longurl = malloc(8300);
 	if (!longurl)

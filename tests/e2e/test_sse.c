@@ -60,6 +60,10 @@
 #define WAIT_MS		5000	/* generous bound for anything that should be quick */
 #define BIG_N		20	/* messages that fill a stream's socket */
 #define BIG_LEN		300000	/* bytes each */
+/* How long a busy stream may take to end: what it had already written
+ * (megabytes, through a 4 KiB receive window) is read first, which took
+ * more than 8 s under a sanitizer build on a loaded 2-core machine. */
+#define BUSY_WAIT_MS	30000
 
 /* One dispatched SSE event: the fields of a block that had data or event. */
 struct ev {
@@ -878,7 +882,7 @@ static void check_busy_stream(struct h_bridge *b)
 	       "busy stream: the poll gets messages");
 	h_resp_free(&r);
 	t = h_now_ms();
-	xfer_finish(&s1, 8000);
+	xfer_finish(&s1, BUSY_WAIT_MS);
 	tap_ok(s1.done, "busy stream: the newer poll ended the stream too (%d of %d events read, "
 	       "%s after %lld ms)", s1.nev, BIG_N, s1.done ? "ended" : "still open",
 	       (long long)(h_now_ms() - t));
@@ -894,7 +898,7 @@ static void check_busy_stream(struct h_bridge *b)
 	tap_is_int(sse_open(&s2, b, id, NULL, q, NULL), 200,
 		   "busy stream 2: a newer stream from Last-Event-ID %d 200", 2 * BIG_N);
 	t = h_now_ms();
-	while (h_now_ms() - t < 8000 && !s1.done && !s2.done) {
+	while (h_now_ms() - t < BUSY_WAIT_MS && !s1.done && !s2.done) {
 		xfer_pump(&s1, 20);
 		xfer_pump(&s2, 20);
 	}

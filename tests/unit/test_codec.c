@@ -397,6 +397,72 @@ static int escape_reparses(const unsigned char *s, size_t len, int equal)
 	return ok;
 }
 
+/* The scans that look at 8 bytes at a time (pb_utf8_valid's ASCII runs,
+ * the JSON encoder's unescaped runs): every byte value at every position
+ * of a 24-byte string, and a two-byte character after ASCII runs of every
+ * length, judged as the one-byte rules say. */
+static void test_word_scans(void)
+{
+	unsigned char s[24];
+	size_t bad_utf8 = 0, bad_json = 0;
+	char want[64];
+
+	for (unsigned v = 0; v < 256; v++) {
+		for (size_t at = 0; at < sizeof(s); at++) {
+			struct pb_buf b;
+			size_t wl;
+
+			memset(s, 'a', sizeof(s));
+			s[at] = (unsigned char)v;
+			if (pb_utf8_valid(s, sizeof(s)) != (v < 0x80))
+				bad_utf8++;
+			/* want: the a's, then the byte as JSON says (a lone byte
+			 * >= 0x80 is ill-formed: U+FFFD), then the a's. */
+			wl = 0;
+			want[wl++] = '"';
+			memset(want + wl, 'a', at);
+			wl += at;
+			if (v == '"' || v == '\\')
+				wl += (size_t)sprintf(want + wl, "\\%c", v);
+			else if (v == '\n')
+				wl += (size_t)sprintf(want + wl, "\\n");
+			else if (v == '\r')
+				wl += (size_t)sprintf(want + wl, "\\r");
+			else if (v == '\t')
+				wl += (size_t)sprintf(want + wl, "\\t");
+			else if (v == '\b')
+				wl += (size_t)sprintf(want + wl, "\\b");
+			else if (v == '\f')
+				wl += (size_t)sprintf(want + wl, "\\f");
+			else if (v < 0x20 || v == 0x7f)
+				wl += (size_t)sprintf(want + wl, "\\u%04x", v);
+			else if (v >= 0x80)
+				wl += (size_t)sprintf(want + wl, "\xef\xbf\xbd");
+			else
+				want[wl++] = (char)v;
+			memset(want + wl, 'a', sizeof(s) - at - 1);
+			wl += sizeof(s) - at - 1;
+			want[wl++] = '"';
+			pb_buf_init(&b, 0);
+			if (pb_json_put_string(&b, s, sizeof(s)) || b.len != wl ||
+			    memcmp(b.data, want, wl))
+				bad_json++;
+			pb_buf_free(&b);
+		}
+	}
+	tap_is_int(bad_utf8, 0, "utf8: every byte at every position of a 24-byte string");
+	tap_is_int(bad_json, 0, "json escape: every byte at every position of a 24-byte string");
+	bad_utf8 = 0;
+	for (size_t at = 0; at + 2 <= sizeof(s); at++) {
+		memset(s, 'a', sizeof(s));
+		s[at] = 0xc3;
+		s[at + 1] = 0xa9;
+		if (!pb_utf8_valid(s, sizeof(s)) || pb_utf8_valid(s, at + 1))
+			bad_utf8++;
+	}
+	tap_is_int(bad_utf8, 0, "utf8: U+00E9 after every ASCII run length, and cut by len");
+}
+
 static void test_json_escape(struct rng *rng)
 {
 	static const unsigned char pool[] = {
@@ -1206,6 +1272,7 @@ int main(void)
 	test_utf8_vs_jansson(&rng);
 	test_base64(&rng);
 	test_ids();
+	test_word_scans();
 	test_json_escape(&rng);
 	test_encode();
 	test_form();

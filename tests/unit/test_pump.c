@@ -10,6 +10,7 @@
  * the upstream's order, pauses the link at --queue-max messages and at
  * --queue-max-bytes bytes and resumes it when the client acknowledges; the
  * upstream's close reaches the client after every message before it; the
+ * messages of one read reach the store (and a parked poll) together; the
  * instance's byte bound (--total-queue-max-bytes) refuses sends with
  * buffers_full and pauses the link, and lets go once the client has taken
  * what was held.
@@ -42,6 +43,9 @@ struct fake_up {
 static struct fake_up links[8];
 static int nlinks;
 static int last_eio;            /* d->eio of the last dial */
+/* The loop of the running world: a read of the upstream ends with a pass
+ * of it, as in the daemon, where the link reports messages from the loop. */
+static uv_loop_t *says_loop;
 
 /* Fake dial: record the handler; the test completes the handshake. */
 static struct pb_upstream *fake_dial(void *ctx, const struct pb_upstream_dial *d,
@@ -124,6 +128,7 @@ static void world_start(struct world *w, const char *const *opts)
 	w->store = pb_store_memory_new(&w->loop, &ev, &lim);
 	pb_core_attach_store(w->core, w->store);
 	nlinks = 0;
+	says_loop = &w->loop;
 }
 
 /* Tear the core down and check nothing is left on the loop. */
@@ -260,12 +265,26 @@ static int drain_writes(struct fake_up *f, const char *prefix, int n)
 }
 
 /* The upstream sends one text of len bytes (text at its start). */
-static void upstream_says(struct fake_up *f, const char *text, size_t len)
+/* One message from the upstream, as one of the messages of a read. */
+static void upstream_reads(struct fake_up *f, const char *text, size_t len)
 {
 	struct pb_msg *m = pb_msg_new(PB_MSG_TEXT, NULL, len ? len : strlen(text));
 
 	memcpy(m->data, text, strlen(text) < m->len ? strlen(text) : m->len);
 	f->h->message(f->arg, m);
+}
+
+/* The rest of the loop pass after a read (the core sends what it took). */
+static void loop_pass(void)
+{
+	uv_run(says_loop, UV_RUN_NOWAIT);
+}
+
+/* One message from the upstream, alone in its read. */
+static void upstream_says(struct fake_up *f, const char *text, size_t len)
+{
+	upstream_reads(f, text, len);
+	loop_pass();
 }
 
 /* Poll with cursor after (no wait). */
@@ -326,6 +345,44 @@ static void check_inbound(void)
 	tap_ok(p.n == 1 && !strcmp(p.first, "u11") && p.closed && p.code == 4000 &&
 	       !strcmp(p.reason, "bye"),
 	       "inbound: the close reaches the client after the message before it");
+	world_stop(&w);
+}
+
+/* The messages of one read go to the store together, at the end of the
+ * loop pass: a parked poll gets them in one answer instead of being woken
+ * by the first; a batch's worth goes at once; a close read with messages
+ * still follows them. */
+static void check_coalesce(void)
+{
+	struct world w;
+	struct answer a, p, q;
+	struct fake_up *f;
+	char text[16];
+
+	world_start(&w, NULL);
+	f = open_session(&w, &a);
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 0, 30, 1000, on_poll, &p);
+	upstream_reads(f, "r1", 0);
+	upstream_reads(f, "r2", 0);
+	upstream_reads(f, "r3", 0);
+	tap_ok(!p.done, "coalesce: the messages of a read wait for the end of the loop pass");
+	loop_pass();
+	tap_ok(p.done == 1 && p.n == 3 && !strcmp(p.first, "r1") && !strcmp(p.lastd, "r3"),
+	       "coalesce: the parked poll gets the read's three messages in one answer");
+	for (int i = 4; i < 4 + 32; i++) {
+		snprintf(text, sizeof(text), "r%d", i);
+		upstream_reads(f, text, 0);
+	}
+	poll_now(&w, a.id, 3, &q);
+	tap_ok(q.n == 32 && !strcmp(q.first, "r4") && !strcmp(q.lastd, "r35"),
+	       "coalesce: a whole batch (32) goes to the store without waiting");
+	upstream_reads(f, "r36", 0);
+	f->h->closed(f->arg, 4000, "bye", 3);
+	loop_pass();
+	poll_now(&w, a.id, 35, &q);
+	tap_ok(q.n == 1 && !strcmp(q.first, "r36") && q.closed && q.code == 4000,
+	       "coalesce: a close in the same read follows the message before it");
 	world_stop(&w);
 }
 
@@ -561,6 +618,7 @@ static void world_start_redis(struct world *w, uv_loop_t *loop, int port, const 
 	if (pb_config_parse_args(&w->cfg, 3, argv, &act, err, sizeof(err)))
 		tap_bail("config: %s", err);
 	w->core = pb_core_new(loop, &w->cfg, &fake_ops, NULL);
+	says_loop = loop;
 	pb_core_store_events(w->core, &ev);
 	lim.queue_max = w->cfg.queue_max;
 	lim.queue_max_bytes = w->cfg.queue_max_bytes;
@@ -645,6 +703,7 @@ int main(void)
 	check_doors_redis();
 	check_outbound();
 	check_inbound();
+	check_coalesce();
 	check_bytes();
 	check_total();
 	return tap_done();
