@@ -24,10 +24,14 @@
  * Server-side CPU is user+system time from /proc/PID/stat of the -P pids
  * (all threads; pollbridge and its redis-server, or node) over the window;
  * the load side's is this process's (getrusage) and the -U pids' (the C
- * upstream). Output: one "key=value ..." line per figure on stdout.
+ * upstream). The -R pids (the store's redis-servers, also among the -P
+ * ones) are reported apart: store_cpu and store_us_per_msg (their
+ * CPU-microseconds per delivered message). Output: one "key=value ..."
+ * line per figure on stdout.
  *
  * Usage: loadgen -p PORT -k pb|eio -m thru|lat|held [-c CLIENTS] [-d SECS]
- *                [-w SECS] [-s STEPS] [-P PID,PID] [-U PID] [-r ROUTE]
+ *                [-w SECS] [-s STEPS] [-P PID,PID] [-U PID] [-R PID,PID]
+ *                [-r ROUTE]
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -123,12 +127,13 @@ static double proc_cpu(int pid)
 	p = strrchr(buf, ')');
 	if (!p)
 		return -1;
-	/* Fields after the command: state is field 3, utime 14, stime 15. */
+	/* Fields after the command: state is field 3, utime 14, stime 15;
+	 * at step i, p is the space before field i. */
 	for (i = 3; i <= 15 && p; i++) {
 		p = strchr(p + 1, ' ');
-		if (p && i == 13)
-			ut = strtoul(p + 1, NULL, 10);
 		if (p && i == 14)
+			ut = strtoul(p + 1, NULL, 10);
+		if (p && i == 15)
 			st = strtoul(p + 1, NULL, 10);
 	}
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
@@ -644,11 +649,11 @@ static int int_list(const char *s, int *out, int max)
 
 int main(int argc, char **argv)
 {
-	int spids[MAX_PIDS], upids[MAX_PIDS], steps[MAX_STEPS] = { 1000, 5000, 9500 };
-	int nsp = 0, nup = 0, nsteps = 3, opt, next = 0, i;
+	int spids[MAX_PIDS], upids[MAX_PIDS], rpids[MAX_PIDS], steps[MAX_STEPS] = { 1000, 5000, 9500 };
+	int nsp = 0, nup = 0, nrp = 0, nsteps = 3, opt, next = 0, i;
 	double dur = 3, warm = 1;
 
-	while ((opt = getopt(argc, argv, "p:k:m:c:d:w:s:P:U:r:")) != -1) {
+	while ((opt = getopt(argc, argv, "p:k:m:c:d:w:s:P:U:R:r:")) != -1) {
 		switch (opt) {
 		case 'p': port = atoi(optarg); break;
 		case 'k': kind = strcmp(optarg, "eio") == 0 ? K_EIO : K_PB; break;
@@ -662,10 +667,11 @@ int main(int argc, char **argv)
 		case 's': nsteps = int_list(optarg, steps, MAX_STEPS); break;
 		case 'P': nsp = int_list(optarg, spids, MAX_PIDS); break;
 		case 'U': nup = int_list(optarg, upids, MAX_PIDS); break;
+		case 'R': nrp = int_list(optarg, rpids, MAX_PIDS); break;
 		case 'r': route = optarg; break;
 		default:
 			fprintf(stderr, "usage: loadgen -p PORT -k pb|eio -m thru|lat|held [-c N] "
-				"[-d S] [-w S] [-s STEPS] [-P PIDS] [-U PIDS] [-r ROUTE]\n");
+				"[-d S] [-w S] [-s STEPS] [-P PIDS] [-U PIDS] [-R PIDS] [-r ROUTE]\n");
 			return 2;
 		}
 	}
@@ -720,8 +726,9 @@ int main(int argc, char **argv)
 	run_for(warm);
 	{
 		double s0 = pids_cpu(spids, nsp), u0 = pids_cpu(upids, nup), l0 = self_cpu();
+		double r0 = pids_cpu(rpids, nrp);
 		uint64_t t0 = now_ns();
-		double secs, scpu, ucpu, lcpu;
+		double secs, scpu, ucpu, lcpu, rcpu;
 
 		counting = 1;
 		run_for(dur);
@@ -730,6 +737,7 @@ int main(int argc, char **argv)
 		scpu = pids_cpu(spids, nsp) - s0;
 		ucpu = pids_cpu(upids, nup) - u0;
 		lcpu = self_cpu() - l0;
+		rcpu = pids_cpu(rpids, nrp) - r0;
 		printf("mode=%s clients=%d secs=%.2f msgs_per_s=%.0f polls_per_s=%.0f "
 		       "msgs_per_poll=%.1f server_cpu=%.3f msgs_per_cpu_s=%.0f "
 		       "upstream_cpu=%.3f load_cpu=%.3f errors=%" PRIu64,
@@ -742,6 +750,11 @@ int main(int argc, char **argv)
 			printf(" samples=%zu p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f",
 			       nlat, pct(50), pct(99), pct(99.9), nlat ? (double)lat[nlat - 1] / 1e6 : -1);
 		}
+		/* -R: the store's processes (redis-servers, also in -P): their
+		 * CPU and CPU-microseconds per delivered message */
+		if (nrp)
+			printf(" store_cpu=%.3f store_us_per_msg=%.2f", rcpu / secs,
+			       msgs ? rcpu * 1e6 / (double)msgs : 0.0);
 		printf("\n");
 	}
 	return 0;

@@ -17,12 +17,15 @@
 #   BENCH_REPS=N    repetitions (default 3; the table shows medians)
 #   BENCH_CC=clang  compiler for the bench tools (default cc)
 #   BENCH_SCEN="..." servers, in this order per repetition (default
-#                   "memory redis eio door doorred bare": pollbridge /v1 on
-#                   each store, npm engine.io, pollbridge's Engine.IO door on
-#                   each store, bare libmicrohttpd)
+#                   "memory redis eio door doorred bare cluster": pollbridge
+#                   /v1 on each store, npm engine.io, pollbridge's Engine.IO
+#                   door on each store, bare libmicrohttpd, and pollbridge /v1
+#                   on a Redis Cluster of 1 primary, then of 3 primaries, no
+#                   replicas (tests/cluster/with_cluster.sh; throughput and
+#                   latency only, with the redis-servers' CPU per message)
 #   BENCH_PARTS="..." measurements (default "thru lat held short")
 #
-# Needs: redis-server, node, wrk, taskset, and engine.io installed in
+# Needs: redis-server, redis-cli, python3, node, wrk, taskset, and engine.io installed in
 # tests/upstreams/node (contrib/deps.sh bench). Not part of `make check`.
 # Raw figures: BUILD_DIR/bench-peers/results.txt.
 set -eu
@@ -50,7 +53,9 @@ else
 	steps=1000,5000,9500
 fi
 last_step=${steps##*,}
-scen=${BENCH_SCEN:-memory redis eio door doorred bare}
+scen=${BENCH_SCEN:-memory redis eio door doorred bare cluster}
+# "cluster" is two servers: 1 primary, then 3
+scen=$(echo " $scen " | sed 's/ cluster / cluster1 cluster3 /g')
 parts=${BENCH_PARTS:-thru lat held short}
 
 for t in redis-server node wrk; do
@@ -114,11 +119,12 @@ start_upstream() {
 	up_port=$(wait_port "$out/upstream.out" '^listening')
 }
 
-# start_bridge memory|redis [ROUTE_OPTS]: pollbridge (and its redis-server) on
-# the server CPU; ROUTE_OPTS follow the route's URL (the door: its query and
-# engineio=).
+# start_bridge memory|redis|cluster1|cluster3 [ROUTE_OPTS]: pollbridge (and
+# its redis-server, or its cluster's) on the server CPU; ROUTE_OPTS follow
+# the route's URL (the door: its query and engineio=). Sets spids (every
+# server-side pid) and rpids (the redis-servers').
 start_bridge() {
-	store_arg=""; spids=""
+	store_arg=""; spids=""; rpids=""
 	if [ "$1" = redis ]; then
 		rport=$(free_port)
 		$srv redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
@@ -126,7 +132,28 @@ start_bridge() {
 		redis_pid=$!; pids="$pids $redis_pid"
 		wait_port "$out/logs/redis-$tag.log" 'Ready to accept' >/dev/null
 		store_arg="--store redis://127.0.0.1:$rport"
-		spids=",$redis_pid"
+		spids=",$redis_pid"; rpids=$redis_pid
+	elif [ "$1" = cluster1 ] || [ "$1" = cluster3 ]; then
+		# with_cluster.sh (pinned: its nodes inherit CPU 0) runs a
+		# holder that writes "PID URL NODE-PIDS" and sleeps; stop_all
+		# kills the holder and with_cluster.sh, which stops the nodes
+		info="$out/logs/cluster-$tag.info"
+		rm -f "$info"
+		CLUSTER_PRIMARIES=${1#cluster} CLUSTER_REPLICAS=0 $srv sh "$top/tests/cluster/with_cluster.sh" \
+			sh -c 'echo "$$ $PB_TEST_STORE $(paste -sd, "$PB_CLUSTER_DIR/pids")" >"$0.tmp" &&
+				mv "$0.tmp" "$0" && while :; do sleep 1; done' "$info" \
+			>"$out/logs/cluster-$tag.log" 2>&1 &
+		pids="$pids $!"
+		i=0
+		while [ ! -s "$info" ]; do
+			i=$((i + 1))
+			[ $i -lt 400 ] || { echo "peers.sh: the cluster did not start:" >&2; cat "$out/logs/cluster-$tag.log" >&2; exit 1; }
+			sleep 0.05
+		done
+		read -r holder cl_url rpids <"$info"
+		pids="$holder $pids"
+		store_arg="--store $cl_url"
+		spids=",$rpids"
 	fi
 	# shellcheck disable=SC2086
 	$srv "$build/src/pollbridge" --listen 127.0.0.1:0 --route "up=ws://127.0.0.1:$up_port/${2:-}" \
@@ -157,8 +184,9 @@ record() {
 # Logs go to BUILD/bench-peers/logs/*-NAME-REP-SCENARIO*.
 start_server() {
 	tag=$1-$rep-$3
+	rpids=""
 	case "$1" in
-	memory|redis) start_upstream "$2"; start_bridge "$1"; kind=pb; upids=$up_pid ;;
+	memory|redis|cluster1|cluster3) start_upstream "$2"; start_bridge "$1"; kind=pb; upids=$up_pid ;;
 	door|doorred)
 		start_upstream "$2" -e
 		if [ "$1" = door ]; then st=memory; else st=redis; fi
@@ -171,7 +199,7 @@ start_server() {
 # loadgen ARGS: the load generator on the load CPU against the running server.
 loadgen() {
 	# shellcheck disable=SC2086
-	$cli "$out/loadgen" -p "$srv_port" -k "$kind" -P "$spids" ${upids:+-U $upids} "$@"
+	$cli "$out/loadgen" -p "$srv_port" -k "$kind" -P "$spids" ${upids:+-U $upids} ${rpids:+-R $rpids} "$@"
 }
 
 # wrk_rps URL: requests per second of wrk -c64 on the load CPU.
@@ -214,6 +242,7 @@ while [ "$rep" -le "$reps" ]; do
 			loadgen -m lat -c 100 -d "$latdur" -w "$warm" | record $name $rep lat
 			stop_all
 		fi
+		case $name in cluster*) continue ;; esac
 		if has held "$parts"; then
 			start_server $name 0 held
 			loadgen -m held -s "$steps" | record $name $rep held
@@ -255,6 +284,17 @@ function drow(label, k,   a, b, c, d) {
 	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
 		ratio(M["door"], M["memory"]), ratio(M["doorred"], M["redis"])
 }
+function crow(label, k,   a, b, c) {
+	delete M
+	a = cell("redis", k); b = cell("cluster1", k); c = cell("cluster3", k)
+	printf "| %-44s | %25s | %25s | %25s | %7s |\n", label, a, b, c, ratio(M["cluster3"], M["cluster1"])
+}
+# pollbridge'"'"'s own CPU-microseconds per message: (server - store) CPU over
+# msgs/s, of the medians
+function bridge_us(n,   s, r, m) {
+	s = med(n, "thru100.server_cpu"); r = med(n, "thru100.store_cpu"); m = med(n, "thru100.msgs_per_s")
+	return (s == "" || r == "" || m + 0 == 0) ? "n/a" : sprintf("%.2f", (s - r) * 1e6 / m)
+}
 function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b) }
 function row(label, k, keo,   a, b, c) {
 	delete M
@@ -289,6 +329,23 @@ END {
 	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd req/s (same wrk)", b, b, "n/a", "", ""
 	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "short polls / bare libmicrohttpd",
 		ratio(m, M["bare"]), ratio(r, M["bare"]), "n/a", "", ""
+	# Redis Cluster (1 and 3 primaries, no replicas) against one Redis,
+	# same pinning: every redis-server on the server CPU with pollbridge
+	if (have["cluster1"] || have["cluster3"]) {
+		printf "\n| %-44s | %25s | %25s | %25s | %7s |\n", "", "Redis, one server",
+			"Redis Cluster, 1 primary", "Redis Cluster, 3 primaries", "3p/1p"
+		printf "|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
+			"--------------------------:", "--------------------------:", "--------------------------:", "--------:"
+		crow("msgs/s delivered, 1 client", "thru1.msgs_per_s")
+		crow("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
+		crow("server CPU (cores), 100 clients", "thru100.server_cpu")
+		crow("redis-server CPU (cores), 100 clients", "thru100.store_cpu")
+		crow("redis-server CPU-us per message, 100 cl.", "thru100.store_us_per_msg")
+		printf "| %-44s | %25s | %25s | %25s | %7s |\n", "pollbridge CPU-us per message, 100 clients",
+			bridge_us("redis"), bridge_us("cluster1"), bridge_us("cluster3"), ""
+		crow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
+		crow("p99 ms, same", "lat.p99_ms")
+	}
 	if (!have["door"] && !have["doorred"])
 		exit
 	# The Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
