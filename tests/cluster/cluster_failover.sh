@@ -27,29 +27,7 @@
 #          after the cases; default none: make check runs them all)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-build=$(cd "${1:-$top/build-plain}" && pwd) || exit 2
-PB_BIN=$build/src/pollbridge
-PB_ECHO_BIN=$build/src/pollbridge-echo
-PB_UPSTREAMS=$top/tests/upstreams
-export PB_BIN PB_ECHO_BIN PB_UPSTREAMS
-make -s -C "$build" check TESTS= >/dev/null 2>&1 || exit 2
-fails=0
-out=$build/tests/cluster
-mkdir -p "$out"
-
-run() {
-	name=$1
-	shift
-	start=$(date +%s)
-	"$@" >"$out/$name.log" 2>&1
-	st=$?
-	bad=$(grep -ac '^not ok' "$out/$name.log")
-	grep -aE '^# .*(acknowledged|lost|reshard)' "$out/$name.log" | grep -av 'client error:'
-	grep -a '^not ok' "$out/$name.log"
-	echo "$name: exit $st, $bad failed checks, $(( $(date +%s) - start )) s (log: $out/$name.log)"
-	[ "$st" -eq 0 ] && [ "$bad" -eq 0 ] || fails=$((fails + 1))
-}
+. "$here/lib.sh"
 
 for c in ${CLUSTER_CASES:-kill kill-wait failover failover-wait reshard addnode instances}; do
 	PB_CLUSTER_CASES=$c run "cluster-$c" "$here/with_cluster.sh" "$build/tests/e2e/test_cluster"

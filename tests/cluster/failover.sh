@@ -12,28 +12,7 @@
 #   env:   FAILOVER_E2E="test_create test_delivery ..." (the e2e programs)
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-top=$(cd "$here/../.." && pwd)
-build=$(cd "${1:-$top/build-plain}" && pwd) || exit 2
-PB_BIN=$build/src/pollbridge
-PB_ECHO_BIN=$build/src/pollbridge-echo
-PB_UPSTREAMS=$top/tests/upstreams
-export PB_BIN PB_ECHO_BIN PB_UPSTREAMS
-make -s -C "$build" check TESTS= >/dev/null 2>&1 || exit 2
-fails=0
-out=$build/tests/cluster
-mkdir -p "$out"
-
-run() {
-	name=$1
-	shift
-	start=$(date +%s)
-	"$@" >"$out/$name.log" 2>&1
-	st=$?
-	bad=$(grep -c '^not ok' "$out/$name.log")
-	grep -E '^# .*(acknowledged|lost)' "$out/$name.log"
-	echo "$name: exit $st, $bad failed checks, $(( $(date +%s) - start )) s (log: $out/$name.log)"
-	[ "$st" -eq 0 ] && [ "$bad" -eq 0 ] || fails=$((fails + 1))
-}
+. "$here/lib.sh"
 
 PB_FAILOVER_FULL=1 run test_sentinel-full "$build/tests/e2e/test_sentinel"
 for t in ${FAILOVER_E2E:-test_create test_delivery test_close test_limits}; do

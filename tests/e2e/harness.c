@@ -241,6 +241,22 @@ int h_store_shared(void)
 	return strncmp(h.store_url, "redis", 5) == 0;     /* redis://, redis+sentinel:// */
 }
 
+int h_redis_cli(int port, const char *args, char *out, size_t outlen)
+{
+	char cmd[512];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d %s 2>&1", port, args);
+	f = popen(cmd, "r");
+	if (!f)
+		return -1;
+	n = fread(out, 1, outlen - 1, f);
+	out[n] = '\0';
+	pclose(f);
+	return 0;
+}
+
 struct h_proc *h_redis_at(int port, const char *dir, char *const *extra)
 {
 	char *argv[H_MAX_ARGS], portbuf[16];
@@ -1131,6 +1147,13 @@ out:
 	if (c)
 		curl_easy_cleanup(c);
 	return rc;
+}
+
+long long h_json_int(const struct h_resp *r, const char *key)
+{
+	json_t *v = json_object_get(r->json, key);
+
+	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
 }
 
 void h_resp_free(struct h_resp *r)

@@ -115,6 +115,10 @@ struct h_proc *h_redis_start(int *port, const char *arg, ...);
  * can be started again on the same port and dir. NULL on failure. */
 struct h_proc *h_redis_at(int port, const char *dir, char *const *extra);
 
+/* Run `redis-cli -h 127.0.0.1 -p port ARGS` (args as one shell string);
+ * its output (stdout and stderr, cut to outlen - 1) in out. 0 if it ran. */
+int h_redis_cli(int port, const char *args, char *out, size_t outlen);
+
 /* Start pollbridge-echo on a free port; extra arguments NULL-terminated.
  * Returns the process and sets *port, or NULL. */
 struct h_proc *h_echo_start(int *port, const char *arg, ...);
@@ -175,6 +179,9 @@ int h_http(struct h_resp *r, const char *method, const char *url, const char *co
 
 /* Free what a response holds and zero it. */
 void h_resp_free(struct h_resp *r);
+
+/* An integer member of a JSON answer, or -1. */
+long long h_json_int(const struct h_resp *r, const char *key);
 
 /* The error code string of an error JSON answer, or "" if none. */
 const char *h_err(const struct h_resp *r);

@@ -92,23 +92,6 @@ static int64_t killed_at;
 
 /* ---- the cluster ---------------------------------------------------------- */
 
-/* Run redis-cli against port with args; its output in out. 0 if it ran. */
-static int cli(int port, const char *args, char *out, size_t outlen)
-{
-	char cmd[512];
-	FILE *f;
-	size_t n;
-
-	snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d %s 2>&1", port, args);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	n = fread(out, 1, outlen - 1, f);
-	out[n] = '\0';
-	pclose(f);
-	return 0;
-}
-
 /* The nodes as a live node sees them; their number (0 if none answered). */
 static int cl_nodes(struct cnode *nodes)
 {
@@ -118,7 +101,7 @@ static int cl_nodes(struct cnode *nodes)
 	for (int i = 0; i < nports; i++) {
 		if (all_ports[i] == killed_port)
 			continue;
-		if (cli(all_ports[i], "CLUSTER NODES", out, sizeof(out)) || !strstr(out, "master"))
+		if (h_redis_cli(all_ports[i], "CLUSTER NODES", out, sizeof(out)) || !strstr(out, "master"))
 			continue;
 		for (line = strtok_r(out, "\n", &save); line && n < MAXNODES;
 		     line = strtok_r(NULL, "\n", &save)) {
@@ -186,17 +169,17 @@ static int cl_healthy(int ms)
 
 		for (int i = 0; ok && i < n; i++) {
 			ok = !nodes[i].failed &&
-			     !cli(nodes[i].port, "CLUSTER INFO", out, sizeof(out)) &&
+			     !h_redis_cli(nodes[i].port, "CLUSTER INFO", out, sizeof(out)) &&
 			     strstr(out, "cluster_state:ok");
 			if (ok && nodes[i].primary && nodes[i].nslots)
-				ok = !cli(nodes[i].port, "WAIT 1 100", out, sizeof(out)) &&
+				ok = !h_redis_cli(nodes[i].port, "WAIT 1 100", out, sizeof(out)) &&
 				     atoi(out) >= 1;
 		}
 		if (ok && n) {
 			char args[64];
 
 			snprintf(args, sizeof(args), "--cluster check 127.0.0.1:%d", nodes[0].port);
-			ok = !cli(nodes[0].port, args, out, sizeof(out)) &&
+			ok = !h_redis_cli(nodes[0].port, args, out, sizeof(out)) &&
 			     strstr(out, "[OK] All nodes agree") && strstr(out, "[OK] All 16384") &&
 			     !strstr(out, "[WARNING]") && !strstr(out, "[ERR]");
 		}
@@ -212,7 +195,7 @@ static pid_t node_pid(int port)
 {
 	char out[8192], *p;
 
-	if (cli(port, "INFO server", out, sizeof(out)))
+	if (h_redis_cli(port, "INFO server", out, sizeof(out)))
 		return -1;
 	p = strstr(out, "process_id:");
 	return p ? (pid_t)atoi(p + 11) : -1;
@@ -230,7 +213,7 @@ static int node_restart(int port)
 	if (!h_spawn(argv, NULL, 0, NULL, 0))
 		return 0;
 	for (int i = 0; i < 100; i++) {
-		if (!cli(port, "PING", out, sizeof(out)) && strstr(out, "PONG"))
+		if (!h_redis_cli(port, "PING", out, sizeof(out)) && strstr(out, "PONG"))
 			return 1;
 		h_sleep_ms(50);
 	}
@@ -238,14 +221,6 @@ static int node_restart(int port)
 }
 
 /* ---- traffic -------------------------------------------------------------- */
-
-/* An integer member of a JSON answer, or -1. */
-static long long j_int(const struct h_resp *r, const char *key)
-{
-	json_t *v = json_object_get(r->json, key);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
 
 /* A live bridge other than b (for a client whose bridge died), or -1. */
 static int other_bridge(int b)
@@ -295,7 +270,7 @@ static void step_send(int i, struct stats *st)
 	snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages", bridges[s->b]->base, s->id);
 	st->sent++;
 	h_http(&r, "POST", url, "text/plain", text, strlen(text), headers);
-	if (r.status == 200 && j_int(&r, "accepted") >= 0) {
+	if (r.status == 200 && h_json_int(&r, "accepted") >= 0) {
 		int64_t now = h_now_ms();
 
 		s->acked[s->k] = 1;
@@ -305,10 +280,10 @@ static void step_send(int i, struct stats *st)
 		s->last_ack = now;
 		s->k++;
 		s->sseq++;
-	} else if (r.status == 409 && j_int(&r, "expected") > 0) {
+	} else if (r.status == 409 && h_json_int(&r, "expected") > 0) {
 		/* the store forgot acknowledged sends */
 		note_failure(s, st, "send", &r);
-		s->sseq = (unsigned long long)j_int(&r, "expected");
+		s->sseq = (unsigned long long)h_json_int(&r, "expected");
 	} else {
 		note_failure(s, st, "send", &r);
 	}
@@ -451,7 +426,7 @@ static void fault_failover(void)
 {
 	char out[256];
 
-	cli(fault_replica, "CLUSTER FAILOVER", out, sizeof(out));
+	h_redis_cli(fault_replica, "CLUSTER FAILOVER", out, sizeof(out));
 	if (!strstr(out, "OK"))
 		tap_diag("CLUSTER FAILOVER answered %s", out);
 }
@@ -466,7 +441,7 @@ static void fault_reshard(void)
 	char out[128];
 
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", fault_port);
-	cli(fault_port, "CLUSTER MYID", out, sizeof(out));
+	h_redis_cli(fault_port, "CLUSTER MYID", out, sizeof(out));
 	snprintf(to, sizeof(to), "%.40s", out);
 	reshard_proc = h_spawn(argv, NULL, 0, NULL, 0);
 	if (!reshard_proc)

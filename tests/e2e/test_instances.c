@@ -144,14 +144,6 @@ static const char *m_data(const json_t *m)
 	return s ? s : "(none)";
 }
 
-/* An integer member of a JSON answer, or -1. */
-static long long j_int(const struct h_resp *r, const char *key)
-{
-	json_t *v = json_object_get(r->json, key);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 /* ---- requests ----------------------------------------------------------- */
 
 /* POST text with X-Send-Seq: seq (none if seq is 0); returns the status. */
@@ -184,7 +176,7 @@ static int send_ok(struct h_bridge *b, const char *id, const char *text, unsigne
 {
 	struct h_resp r;
 	long st = send_seq(b, id, text, seq, &r);
-	int ok = st == 200 && j_int(&r, "accepted") == 1;
+	int ok = st == 200 && h_json_int(&r, "accepted") == 1;
 
 	if (!ok)
 		tap_diag("%s: send '%s' answered %ld %s", what, text, st, r.body ? r.body : "");
@@ -553,7 +545,7 @@ static void check_cross(struct world *w)
 
 	tap_is_int(h_create(&w->a, "del", id, NULL), 201, "cross: create on A");
 	tap_is_int(send_seq(&w->b, id, "x1", 0, &r), 200, "cross: send x1 on B");
-	tap_is_int(j_int(&r, "accepted"), 1, "cross: accepted 1");
+	tap_is_int(h_json_int(&r, "accepted"), 1, "cross: accepted 1");
 	h_resp_free(&r);
 	tap_is_int(poll_q(&w->c, id, 0, "&wait=3", &r), 200, "cross: long poll on C");
 	tap_is_int(nmsgs(&r), 1, "cross: C got one message");
@@ -723,8 +715,8 @@ static void mm_work(struct world *w, struct mm_sess *s, int first, int step,
 
 				if (st == 200) {
 					/* a retry may find it accepted already (0) */
-					if (j_int(&r, "send_seq") != k ||
-					    (a == 0 && j_int(&r, "accepted") != 1))
+					if (h_json_int(&r, "send_seq") != k ||
+					    (a == 0 && h_json_int(&r, "accepted") != 1))
 						t->seq_bad++;
 					h_resp_free(&r);
 					break;
@@ -892,7 +884,7 @@ static void check_kill(struct world *w)
 			 "%s{\"data\":\"q%d\"}", i > 1 ? "," : "", i);
 	strcat(batch, "]}");
 	tap_is_int(send_json(&w->b, id1, batch, &r), 200, "kill: batch q1..q20 accepted on B");
-	tap_is_int(j_int(&r, "accepted"), 20, "kill: 20 messages");
+	tap_is_int(h_json_int(&r, "accepted"), 20, "kill: 20 messages");
 	h_resp_free(&r);
 	kill(w->a.proc->pid, SIGSTOP);
 	for (i = 1; i <= 10; i++) {

@@ -119,14 +119,6 @@ static const char *m_data(const json_t *m)
 	return s ? s : "(none)";
 }
 
-/* An integer member of a JSON answer, or -1. */
-static long long j_int(const struct h_resp *r, const char *key)
-{
-	json_t *v = json_object_get(r->json, key);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 /* A string member of a JSON answer, or "". */
 static const char *j_str(const struct h_resp *r, const char *key)
 {
@@ -155,7 +147,7 @@ static int send_ok(struct h_bridge *b, const char *id, const char *text, unsigne
 {
 	struct h_resp r;
 	long st = send_seq(b, id, text, seq, &r);
-	int ok = st == 200 && j_int(&r, "accepted") == 1;
+	int ok = st == 200 && h_json_int(&r, "accepted") == 1;
 
 	if (!ok)
 		tap_diag("send '%s' (seq %llu) answered %ld %s", text, seq, st, r.body ? r.body : "");
@@ -791,11 +783,11 @@ static void check_kill_restart(const char *r_echo, const char *r_rk, const char 
 	tap_ok(msg_is(&sa, 3, 6, "n1") && msg_is(&sa, 4, 7, "n2") && msg_is(&sa, 5, 8, "n3"),
 	       "kill: n1..n3 (accepted before the kill) echoed with seqs 6..8");
 	tap_is_int(send_seq(&h1, ida, "n3", 8, &r), 200, "kill: n3 resent with X-Send-Seq 8");
-	tap_is_int(j_int(&r, "accepted"), 0, "kill: acknowledged, not queued again");
-	tap_is_int(j_int(&r, "send_seq"), 8, "kill: send_seq 8 survived the restart");
+	tap_is_int(h_json_int(&r, "accepted"), 0, "kill: acknowledged, not queued again");
+	tap_is_int(h_json_int(&r, "send_seq"), 8, "kill: send_seq 8 survived the restart");
 	h_resp_free(&r);
 	tap_is_int(send_seq(&h1, ida, "z1", 10, &r), 409, "kill: X-Send-Seq 10 skips 9");
-	tap_is_int(j_int(&r, "expected"), 9, "kill: expected 9");
+	tap_is_int(h_json_int(&r, "expected"), 9, "kill: expected 9");
 	h_resp_free(&r);
 	tap_ok(send_ok(&h1, ida, "z1", 9), "kill: z1 (X-Send-Seq 9) accepted");
 	json_array_clear(sa.msgs);
@@ -987,10 +979,10 @@ static void check_pause(const char *r_echo, const char *r_rk, const char *rec_rk
 	tap_ok(ms >= 0, "pause: /healthz 200 again after SIGCONT (%ld ms)", ms);
 	/* the 503 send may have run when Redis woke up: the retry is safe */
 	st = send_seq(&b, id, "p2", 2, &r);
-	accepted = (int)j_int(&r, "accepted");
+	accepted = (int)h_json_int(&r, "accepted");
 	tap_is_int(st, 200, "pause: p2 retried with X-Send-Seq 2");
 	tap_ok(accepted == 0 || accepted == 1, "pause: accepted %d", accepted);
-	tap_is_int(j_int(&r, "send_seq"), 2, "pause: send_seq 2");
+	tap_is_int(h_json_int(&r, "send_seq"), 2, "pause: send_seq 2");
 	h_resp_free(&r);
 	tap_diag("pause: the send answered 503 during the pause %s",
 		 accepted ? "had not run" : "had run when Redis woke up");

@@ -70,23 +70,6 @@ static struct sess sess[NSESS];
 /* kill -9: the node killed (-1: none to restart) and the primary it was */
 static int killed_node = -1, killed_primary;
 
-/* Run redis-cli against port with args; its output in out. 0 if it ran. */
-static int cli(int port, const char *args, char *out, size_t outlen)
-{
-	char cmd[512];
-	FILE *f;
-	size_t n;
-
-	snprintf(cmd, sizeof(cmd), "redis-cli -h 127.0.0.1 -p %d %s 2>&1", port, args);
-	f = popen(cmd, "r");
-	if (!f)
-		return -1;
-	n = fread(out, 1, outlen - 1, f);
-	out[n] = '\0';
-	pclose(f);
-	return 0;
-}
-
 /* Wait up to ms for redis-cli -p port args to print needle. 1 if it did. */
 static int wait_cli(int port, const char *args, const char *needle, int ms)
 {
@@ -94,7 +77,7 @@ static int wait_cli(int port, const char *args, const char *needle, int ms)
 	int64_t end = h_now_ms() + ms;
 
 	do {
-		if (cli(port, args, out, sizeof(out)) == 0 && strstr(out, needle))
+		if (h_redis_cli(port, args, out, sizeof(out)) == 0 && strstr(out, needle))
 			return 1;
 		h_sleep_ms(100);
 	} while (h_now_ms() < end);
@@ -107,7 +90,7 @@ static int sentinel_primary(void)
 	char out[256];
 	int port;
 
-	if (cli(sen_ports[0], "SENTINEL get-master-addr-by-name " MASTER, out, sizeof(out)))
+	if (h_redis_cli(sen_ports[0], "SENTINEL get-master-addr-by-name " MASTER, out, sizeof(out)))
 		return -1;
 	return sscanf(out, "127.0.0.1\n%d", &port) == 1 ? port : -1;
 }
@@ -188,14 +171,6 @@ static void deployment_start(void)
 
 /* ---- traffic ------------------------------------------------------------ */
 
-/* An integer member of a JSON answer, or -1. */
-static long long j_int(const struct h_resp *r, const char *key)
-{
-	json_t *v = json_object_get(r->json, key);
-
-	return json_is_integer(v) ? (long long)json_integer_value(v) : -1;
-}
-
 /* Count a 503. */
 static void note_503(struct stats *st)
 {
@@ -223,7 +198,7 @@ static void step_send(struct h_bridge *b, struct sess *s, struct stats *st)
 	snprintf(text, sizeof(text), "m%d", s->k);
 	snprintf(url, sizeof(url), "%s/v1/sessions/%s/messages", b->base, s->id);
 	h_http(&r, "POST", url, "text/plain", text, strlen(text), headers);
-	if (r.status == 200 && j_int(&r, "accepted") >= 0) {
+	if (r.status == 200 && h_json_int(&r, "accepted") >= 0) {
 		s->acked[s->k] = 1;
 		st->acked++;
 		if (st->last_ack && h_now_ms() - st->last_ack > st->max_gap)
@@ -233,11 +208,11 @@ static void step_send(struct h_bridge *b, struct sess *s, struct stats *st)
 		s->sseq++;
 	} else if (r.status == 503) {
 		note_503(st);
-	} else if (r.status == 409 && j_int(&r, "expected") > 0) {
+	} else if (r.status == 409 && h_json_int(&r, "expected") > 0) {
 		/* the store forgot acknowledged sends: go on from where it is */
 		st->gaps++;
 		note_error(st, "send", &r);
-		s->sseq = (unsigned long long)j_int(&r, "expected");
+		s->sseq = (unsigned long long)h_json_int(&r, "expected");
 	} else {
 		note_error(st, "send", &r);
 		if (r.status == 404 || r.status == 410)
@@ -358,7 +333,7 @@ static void fault_failover(void)
 {
 	char out[256];
 
-	cli(sen_ports[0], "SENTINEL FAILOVER " MASTER, out, sizeof(out));
+	h_redis_cli(sen_ports[0], "SENTINEL FAILOVER " MASTER, out, sizeof(out));
 	if (!strstr(out, "OK"))
 		tap_diag("SENTINEL FAILOVER answered %s", out);
 }
