@@ -94,7 +94,7 @@ struct pb_hist_desc {
 
 static const struct pb_hist_desc pb_hists[PB_H_COUNT] = {
 	[PB_H_QUEUE_DEPTH] = { "pollbridge_queue_depth",
-		"Messages waiting for the client after each message stored.",
+		"Messages waiting for the client after each append to the store.",
 		{ 1, 10, 100, 1000, 10000, 100000 }, 6, NULL, NULL, 0 },
 	[PB_H_HANDSHAKE_SECONDS] = { "pollbridge_upstream_handshake_seconds",
 		"Time to complete the upstream WebSocket handshake.",
