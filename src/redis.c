@@ -306,28 +306,43 @@ static int url_db(const char *p, int *db, char *err, size_t errlen)
 	return 0;
 }
 
+/* Parse a comma-separated list of HOST[:PORT] in [p, end) into nodes
+ * (at most max; *n counts them); what names them in the error. 0 or
+ * PB_EBADREQ. */
+static int url_nodes(const char *p, const char *end, int def_port, struct pb_redis_node *nodes,
+		     size_t *n, size_t max, const char *what, char *err, size_t errlen)
+{
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		char why[96];
+		int r;
+
+		if (*n == max) {
+			snprintf(why, sizeof(why), "Redis URL: more than %zu %s", max, what);
+			return url_fail(err, errlen, why);
+		}
+		r = url_hostport(p, e, def_port, &nodes[*n], err, errlen);
+		if (r)
+			return r;
+		(*n)++;
+		if (!comma)
+			return 0;
+		p = comma + 1;
+	}
+}
+
 /* Parse the sentinel part of a redis+sentinel:// URL: the comma-separated
  * sentinels in [p, end), then /MASTER[/DB] at end. 0 or PB_EBADREQ. */
 static int url_sentinels(const char *p, const char *end, struct pb_redis_url *u, char *err,
 			 size_t errlen)
 {
 	const char *m, *me;
-	int r;
+	int r = url_nodes(p, end, 26379, u->sentinels, &u->nsentinels, PB_REDIS_MAX_SENTINELS,
+			  "sentinels", err, errlen);
 
-	for (;;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *e = comma ? comma : end;
-
-		if (u->nsentinels == PB_REDIS_MAX_SENTINELS)
-			return url_fail(err, errlen, "Redis URL: more than 16 sentinels");
-		r = url_hostport(p, e, 26379, &u->sentinels[u->nsentinels], err, errlen);
-		if (r)
-			return r;
-		u->nsentinels++;
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
+	if (r)
+		return r;
 	if (*end != '/' || !end[1] || end[1] == '/')
 		return url_fail(err, errlen,
 				"Redis URL: redis+sentinel:// needs /MASTER-NAME after the sentinels");
@@ -349,22 +364,11 @@ static int url_sentinels(const char *p, const char *end, struct pb_redis_url *u,
 static int url_seeds(const char *p, const char *end, struct pb_redis_url *u, char *err,
 		     size_t errlen)
 {
-	int r;
+	int r = url_nodes(p, end, 6379, u->seeds, &u->nseeds, PB_REDIS_MAX_SEEDS,
+			  "cluster seed nodes", err, errlen);
 
-	for (;;) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *e = comma ? comma : end;
-
-		if (u->nseeds == PB_REDIS_MAX_SEEDS)
-			return url_fail(err, errlen, "Redis URL: more than 16 cluster seed nodes");
-		r = url_hostport(p, e, 6379, &u->seeds[u->nseeds], err, errlen);
-		if (r)
-			return r;
-		u->nseeds++;
-		if (!comma)
-			break;
-		p = comma + 1;
-	}
+	if (r)
+		return r;
 	if (*end == '/' && url_db(end + 1, &u->db, err, errlen))
 		return PB_EBADREQ;
 	if (u->db)
