@@ -175,7 +175,7 @@ bad:
 /* ---- leases and adoption ----------------------------------------------- */
 
 /* Store answer to a lease renewal. */
-static void session_renewed(void *arg, int err)
+static void session_renewed(void *arg, int err, uint64_t out_last)
 {
 	struct pb_session *s = arg;
 
@@ -189,21 +189,24 @@ static void session_renewed(void *arg, int err)
 		session_forget(s, "adopted by another instance");
 	} else if (err == PB_ENOSESSION || err == PB_ECLOSED) {
 		session_end_here(s, "ended elsewhere");
-	} else if (!err && s->state == PB_S_OPEN && !s->out.ring.count) {
+	} else if (!err && s->state == PB_S_OPEN && !s->out.ring.count &&
+		   out_last > s->out.fetched) {
 		/* A wakeup for client messages can be missed (sent before our
 		 * subscription took effect, or while it was being restored):
-		 * look once a second, so such messages wait a second at most. */
+		 * the renewal says whether some are waiting, so such messages
+		 * wait a second at most. */
 		pump_out_fetch(s);
 	}
 	session_release(s);
 }
 
-/* Renew the lease of one owned session. */
+/* Renew the lease of one owned session, if it is in this tick's slice. */
 static void session_renew(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
 
-	if (!s->owned || (s->state == PB_S_CONNECTING && !s->adopting))
+	if (!s->owned || (s->state == PB_S_CONNECTING && !s->adopting) ||
+	    (unsigned char)s->id[0] % PB_RENEW_SLICES != s->core->renew_tick % PB_RENEW_SLICES)
 		return;
 	session_hold(s);
 	if (st->shared->renew(st, s->id, session_renewed, s))
@@ -318,23 +321,29 @@ static void core_orphans(void *arg, int err, const char *const *ids, size_t n)
 	}
 }
 
-/* Every second: renew our leases, look for orphans to adopt. */
+/* Every PB_ADOPT_INTERVAL_MS / PB_RENEW_SLICES: renew the leases of one
+ * slice of our sessions (by the first character of their id), so that
+ * each is renewed once per interval and the renewals of thousands of
+ * sessions do not reach Redis in one burst (which delays every other
+ * command behind them); once per interval, look for orphans to adopt. */
 static void core_adopt_tick(uv_timer_t *t)
 {
 	struct pb_core *c = t->data;
 
+	c->renew_tick++;
 	if (c->draining || !c->store->ops->healthy(c->store))
 		return;
 	core_each(c, session_renew);
-	c->store->shared->orphans(c->store, core_orphans, c);
+	if (c->renew_tick % PB_RENEW_SLICES == 0)
+		c->store->shared->orphans(c->store, core_orphans, c);
 }
 
 void core_cluster_start(struct pb_core *c)
 {
 	if (!pb_store_shared(c->store))
 		return;
-	uv_timer_start(&c->adopt_timer, core_adopt_tick, PB_ADOPT_INTERVAL_MS,
-		       PB_ADOPT_INTERVAL_MS);
+	uv_timer_start(&c->adopt_timer, core_adopt_tick, PB_ADOPT_INTERVAL_MS / PB_RENEW_SLICES,
+		       PB_ADOPT_INTERVAL_MS / PB_RENEW_SLICES);
 	c->adopt_timer_on = 1;
 }
 

@@ -49,6 +49,9 @@
 #define PB_IN_BATCH 32
 /* Shared stores: how often leases are renewed and orphans looked for. */
 #define PB_ADOPT_INTERVAL_MS 1000
+/* The leases are renewed in this many slices, one every
+ * PB_ADOPT_INTERVAL_MS / PB_RENEW_SLICES. */
+#define PB_RENEW_SLICES 10
 
 /* The life cycle (session_set_state). */
 enum pb_session_state {
@@ -191,6 +194,7 @@ struct pb_core {
 	uint64_t tokens;                /* poll tokens handed out */
 	uv_timer_t adopt_timer;         /* shared stores: leases and adoption */
 	int adopt_timer_on;
+	unsigned renew_tick;            /* adopt timer ticks so far */
 	int draining;
 	size_t releasing;               /* drain: releases still in flight */
 	size_t mem_paused;              /* sessions paused for the instance's byte bound */

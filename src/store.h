@@ -64,6 +64,9 @@ struct pb_store_send_result {
 };
 
 typedef void (*pb_store_done_cb)(void *arg, int err);
+/* Answer to a lease renewal: on success, out_last is the highest client
+ * message seq the store holds for the upstream. */
+typedef void (*pb_store_renew_cb)(void *arg, int err, uint64_t out_last);
 typedef void (*pb_store_push_cb)(void *arg, int err, uint64_t seq, size_t depth, size_t bytes);
 typedef void (*pb_store_batch_cb)(void *arg, int err, const struct pb_store_batch *b);
 typedef void (*pb_store_send_cb)(void *arg, int err, const struct pb_store_send_result *r);
@@ -180,8 +183,10 @@ struct pb_store_shared_ops {
 	/* Tell every instance a poll with token started here. */
 	int (*announce_waiter)(struct pb_store *s, const char *id, uint64_t token);
 	/* Extend this instance's lease on the session. PB_ELOST if another
-	 * instance owns it now; PB_ENOSESSION/PB_ECLOSED if it is gone. */
-	int (*renew)(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg);
+	 * instance owns it now; PB_ENOSESSION/PB_ECLOSED if it is gone. The
+	 * answer says how far the client messages go, so that an owner can
+	 * tell it missed a wakeup without reading them. */
+	int (*renew)(struct pb_store *s, const char *id, pb_store_renew_cb cb, void *arg);
 	/* Sessions whose owner's lease has run out. */
 	int (*orphans)(struct pb_store *s, pb_store_ids_cb cb, void *arg);
 	/* Become the owner of an orphan. PB_ELOST if its lease is live (someone

@@ -256,16 +256,16 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"redis.call('PEXPIRE', KEYS[1], tomb_ms)\n"
 	"redis.call('PUBLISH', chan, 'e')\n"
 	"return {0, 1, 0}\n" },
-	/* -> {0, lease} or {E_LOST} */
+	/* -> {0, lease, out_last} or {E_LOST} */
 	[RS_RENEW] = { "ttl chan owner #lease_ms", RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'out_last')\n"
 	"if not m[1] then return {E_NOSESSION} end\n"
 	"if m[1] == 'ended' then return {E_CLOSED} end\n"
 	"if m[2] ~= owner then return {E_LOST} end\n"
 	"local lease = now + lease_ms\n"
 	"redis.call('HSET', KEYS[1], 'lease', lease)\n"
 	"touch()\n"
-	"return {0, lease}\n" },
+	"return {0, lease, tonumber(m[3]) or 0}\n" },
 	/* -> {0, lease, closed, drained, route, handshake} or {E_LOST, lease} */
 	[RS_CLAIM] = { "ttl chan owner #lease_ms", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'lease', 'drained', 'route', 'hs')\n"
@@ -333,6 +333,7 @@ struct rs_op {
 	char id[PB_ID_LEN + 1];
 	union {
 		pb_store_done_cb done;
+		pb_store_renew_cb renew;
 		pb_store_push_cb push;
 		pb_store_batch_cb batch;
 		pb_store_send_cb send;
@@ -701,7 +702,7 @@ static void rs_done_reply(void *arg, int err, struct redisReply *rep)
 	free(op);
 }
 
-/* Reply to CREATE and RENEW ({0, lease}): record the lease in the index. */
+/* Reply to CREATE ({0, lease}): record the lease in the index. */
 static void rs_lease_reply(void *arg, int err, struct redisReply *rep)
 {
 	struct rs_op *op = arg;
@@ -1111,8 +1112,30 @@ static int rs_end_if_idle(struct pb_store *s, const char *id, pb_store_idle_cb c
 /* ---- ownership -------------------------------------------------------- */
 
 /* Run RENEW or RELEASE, which take the owner (and RENEW the lease). */
-static int rs_owner_script(struct pb_store *s, enum rs_script script, const char *id,
-			   pb_store_done_cb cb, void *arg, pb_redis_cb reply)
+static int rs_owner_script(struct redis_store *st, enum rs_script script, struct rs_op *op,
+			   struct rs_args *a, pb_redis_cb reply)
+{
+	rs_args_bytes(a, st->base.limits.instance, strlen(st->base.limits.instance));
+	rs_args_num(a, st->base.limits.lease_ms);
+	return rs_eval(st, script, a, reply, op);
+}
+
+/* Reply to RENEW ({0, lease, out_last}): record the lease in the index. */
+static void rs_renew_reply(void *arg, int err, struct redisReply *rep)
+{
+	struct rs_op *op = arg;
+	int r = rs_status(err, rep, 3);
+	long long lease = r ? 0 : rs_int(rep, 1), out_last = r ? 0 : rs_int(rep, 2);
+
+	if (!r && (lease < 0 || out_last < 0))
+		r = PB_ESTORE;
+	if (!r)
+		rs_lease_index(op->st, op->id, &lease);
+	op->cb.renew(op->arg, r, r ? 0 : (uint64_t)out_last);
+	free(op);
+}
+
+static int rs_renew(struct pb_store *s, const char *id, pb_store_renew_cb cb, void *arg)
 {
 	struct redis_store *st = (struct redis_store *)s;
 	struct rs_args a;
@@ -1120,15 +1143,8 @@ static int rs_owner_script(struct pb_store *s, enum rs_script script, const char
 
 	if (!op)
 		return st->up ? PB_ENOMEM : PB_ESTORE;
-	op->cb.done = cb;
-	rs_args_bytes(&a, s->limits.instance, strlen(s->limits.instance));
-	rs_args_num(&a, s->limits.lease_ms);
-	return rs_eval(st, script, &a, reply, op);
-}
-
-static int rs_renew(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
-{
-	return rs_owner_script(s, RS_RENEW, id, cb, arg, rs_lease_reply);
+	op->cb.renew = cb;
+	return rs_owner_script(st, RS_RENEW, op, &a, rs_renew_reply);
 }
 
 /* Reply to RELEASE: the lease index says "expired now". */
@@ -1146,7 +1162,14 @@ static void rs_release_reply(void *arg, int err, struct redisReply *rep)
 
 static int rs_release(struct pb_store *s, const char *id, pb_store_done_cb cb, void *arg)
 {
-	return rs_owner_script(s, RS_RELEASE, id, cb, arg, rs_release_reply);
+	struct redis_store *st = (struct redis_store *)s;
+	struct rs_args a;
+	struct rs_op *op = rs_begin(st, id, arg, &a);
+
+	if (!op)
+		return st->up ? PB_ENOMEM : PB_ESTORE;
+	op->cb.done = cb;
+	return rs_owner_script(st, RS_RELEASE, op, &a, rs_release_reply);
 }
 
 /* Reply to CLAIM. */

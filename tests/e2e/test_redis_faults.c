@@ -853,7 +853,7 @@ out:
  * first output line (without the newline) into line, "" if none. */
 static void redis_line(int port, const char *args, char *line, size_t len)
 {
-	char cmd[256];
+	char cmd[512];
 	FILE *f;
 
 	line[0] = '\0';
@@ -883,13 +883,14 @@ static long redis_num(int port, const char *args)
  * pub/sub connection killed just before a send, the wakeups ('o' for the
  * owner, 'i' for the waiting poll) may be lost, and the re-subscription
  * must make up for them; after SCRIPT FLUSH every script answers NOSCRIPT
- * once and is reloaded transparently. The session's last seq is 3 and its
- * last X-Send-Seq 3. */
+ * once and is reloaded transparently. A client message stored with no
+ * wakeup at all (as if its PUBLISH were lost) is found by the owner's next
+ * lease renewal. The session's last seq is 3 and its last X-Send-Seq 3. */
 static void check_lost_wakeups(struct h_bridge *b, int port, const char *id, const char *rec)
 {
 	struct seen s = { 0 };
 	struct h_resp r;
-	char line[256];
+	char line[256], eval[320];
 	pid_t kid;
 	int st;
 
@@ -926,6 +927,18 @@ static void check_lost_wakeups(struct h_bridge *b, int port, const char *id, con
 	wait_text(rec, "p5", 3000);
 	tap_is_int(record_text(rec, "p4") + record_text(rec, "p5"), 2,
 		   "wakeups: the upstream got p4 and p5 once each");
+
+	/* What PUSH_OUT does, without its PUBLISH. */
+	snprintf(eval, sizeof(eval), "EVAL \"redis.call('RPUSH', KEYS[2], ARGV[1]); "
+		 "redis.call('HINCRBY', KEYS[1], 'out_last', 1); "
+		 "return redis.call('HINCRBY', KEYS[1], 'out_bytes', 2)\" 2 pb:{%.22s}:m pb:{%.22s}:o tp6",
+		 id, id);
+	redis_line(port, eval, line, sizeof(line));
+	tap_ok(atoi(line) > 0, "wakeups: a client message p6 stored with no wakeup (%s)", line);
+	gather(b, id, 5, 2, NULL, 4000, &s);
+	tap_ok(msg_is(&s, 1, 6, "p6"), "wakeups: found by the lease renewal, echoed with seq 6");
+	wait_text(rec, "p6", 3000);
+	tap_is_int(record_text(rec, "p6"), 1, "wakeups: the upstream got p6 once");
 	json_decref(s.msgs);
 }
 
