@@ -202,9 +202,28 @@ loadgen() {
 	$cli "$out/loadgen" -p "$srv_port" -k "$kind" -P "$spids" ${upids:+-U $upids} ${rpids:+-R $rpids} "$@"
 }
 
-# wrk_rps URL: requests per second of wrk -c64 on the load CPU.
-wrk_rps() {
-	$cli wrk -t1 -c64 -d"${wrkdur}s" "$1" 2>&1 | awk '/^Requests\/sec:/ { print $2 }'
+# cpu_ticks PIDS: utime + stime (clock ticks) of the comma-separated pids.
+cpu_ticks() {
+	t=0
+	for p in $(echo "$1" | tr ',' ' '); do
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo $t
+}
+
+# wrk_short URL PIDS: empty short polls with wrk -c64 on the load CPU; prints
+# "short.rps=R short.cpu_us=C", C being the server's CPU-microseconds per
+# request (the PIDS: pollbridge and its redis-server, or the bare server).
+# The rate depends on how much of its core the server gets on a shared
+# machine; the CPU per request much less.
+wrk_short() {
+	t0=$(cpu_ticks "$2")
+	w=$($cli wrk -t1 -c64 -d"${wrkdur}s" "$1" 2>&1)
+	t1=$(cpu_ticks "$2")
+	echo "$w" | awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" '
+		/ requests in / { n = $1 }
+		/^Requests\/sec:/ { r = $2 }
+		END { printf "short.rps=%s short.cpu_us=%.3f\n", r, n ? t * 1e6 / hz / n : 0 }'
 }
 
 # has WORD LIST: whether the space-separated LIST holds WORD.
@@ -224,7 +243,7 @@ while [ "$rep" -le "$reps" ]; do
 			$srv "$out/baremhd" >"$out/baremhd.out" 2>&1 &
 			bm_pid=$!; pids="$pids $bm_pid"
 			srv_port=$(wait_port "$out/baremhd.out" '^listening')
-			echo "short.rps=$(wrk_rps "http://127.0.0.1:$srv_port/v1/sessions/x/messages")" |
+			wrk_short "http://127.0.0.1:$srv_port/v1/sessions/x/messages" "$bm_pid" |
 				record bare $rep ""
 			stop_all
 			continue
@@ -252,7 +271,7 @@ while [ "$rep" -le "$reps" ]; do
 			start_server $name 0 short
 			sid=$(curl -sf -X POST "http://127.0.0.1:$srv_port/v1/sessions?route=up" |
 				sed 's/.*"session":"\([^"]*\)".*/\1/')
-			echo "short.rps=$(wrk_rps "http://127.0.0.1:$srv_port/v1/sessions/$sid/messages")" |
+			wrk_short "http://127.0.0.1:$srv_port/v1/sessions/$sid/messages" "$spids" |
 				record $name $rep ""
 			stop_all
 		fi
@@ -329,6 +348,13 @@ END {
 	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd req/s (same wrk)", b, b, "n/a", "", ""
 	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "short polls / bare libmicrohttpd",
 		ratio(m, M["bare"]), ratio(r, M["bare"]), "n/a", "", ""
+	row("server CPU-us per empty short poll", "short.cpu_us", "none")
+	delete M
+	b = cell("bare", "short.cpu_us")
+	m = med("memory", "short.cpu_us"); r = med("redis", "short.cpu_us")
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd CPU-us per request", b, b, "n/a", "", ""
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "same, by CPU: bare us / pollbridge us",
+		ratio(M["bare"], m), ratio(M["bare"], r), "n/a", "", ""
 	# Redis Cluster (1 and 3 primaries, no replicas) against one Redis,
 	# same pinning: every redis-server on the server CPU with pollbridge
 	if (have["cluster1"] || have["cluster3"]) {
