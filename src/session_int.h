@@ -52,6 +52,10 @@
 /* The leases are renewed in this many slices, one every
  * PB_ADOPT_INTERVAL_MS / PB_RENEW_SLICES. */
 #define PB_RENEW_SLICES 10
+/* How long an owner answers short polls that found nothing new itself
+ * (at most a quarter of --idle-timeout): each read of the store also
+ * records the client's activity there. */
+#define PB_QUIET_MS 1000
 
 /* The life cycle (session_set_state). */
 enum pb_session_state {
@@ -174,6 +178,16 @@ struct pb_session {
 	struct pb_waiter w;
 	struct pb_inpump in;
 	struct pb_outpump out;
+	/* Shared stores, owner only: the slot's last read found nothing after
+	 * quiet.after (and acknowledged up to it), so a plain short poll with
+	 * that cursor, soon after, is answered here without the store
+	 * (core_read_quiet). Cleared by any append or inbound wakeup. */
+	struct {
+		int valid;
+		uint64_t after;
+		uint64_t last_seq;
+		uint64_t until;         /* loop time (ms) it may be used before */
+	} quiet;
 };
 
 /* Sessions per client address (--max-sessions-per-client). */

@@ -118,6 +118,7 @@ static void pump_in_pushed(void *arg, int err, uint64_t seq, size_t depth, size_
 
 	(void)seq;
 	s->in.pushing = 0;
+	s->quiet.valid = 0;     /* the store may hold more than a short poll saw */
 	if (err == PB_ESTORE || err == PB_ENOMEM) {
 		/* Keep them; they are sent again, in order, when the store is
 		 * back: nothing is dropped. */

@@ -130,6 +130,27 @@ static void waiter_unhand(struct pb_session *s, const struct pb_store_batch *b)
 	st->ops->unhand(st, s->id, last, first - 1, waiter_unhanded, NULL);
 }
 
+/* The read that answers the slot's request found nothing after its cursor
+ * (and acknowledged up to it) on a session this instance owns, and the
+ * request is a plain short poll: note it for core_read_quiet. Any append
+ * answered later (the same connection's replies come in order) or inbound
+ * wakeup clears it again. */
+static void waiter_note_quiet(struct pb_session *s, int err, const struct pb_store_batch *b)
+{
+	struct pb_core *c = s->core;
+	uint64_t ms = (uint64_t)c->cfg->idle_timeout * 1000 / 4;
+
+	s->quiet.valid = 0;
+	if (err || b->n || b->close.closed || b->ended || b->last_seq > s->w.after ||
+	    !s->owned || s->state != PB_S_OPEN || !pb_store_shared(c->store) || s->w.stream ||
+	    s->w.after == PB_AFTER_HANDED || s->w.from != s->w.after)
+		return;
+	s->quiet.valid = 1;
+	s->quiet.after = s->w.after;
+	s->quiet.last_seq = b->last_seq;
+	s->quiet.until = uv_now(c->loop) + (ms < PB_QUIET_MS ? ms : PB_QUIET_MS);
+}
+
 /* Store answer to a read for the slot. */
 static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 {
@@ -151,6 +172,7 @@ static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 		 * or a wakeup came while this read found nothing: read again. */
 		waiter_read(s);
 	} else if (final || b->n || b->close.closed || !s->w.wait) {
+		waiter_note_quiet(s, err, b);
 		waiter_answer(s, err, b);
 		if (!err)
 			pump_in_drained(s, b->depth);
@@ -247,6 +269,28 @@ static void core_read_direct(struct pb_core *c, const char *id, uint64_t after, 
 	}
 }
 
+/* A plain short poll (no wait, no stream, no flags) on a session this
+ * instance owns, at the cursor where the slot's last read found nothing,
+ * a moment ago: the store would answer the same (empty and open), so
+ * answer it here. Nothing depends on it: an empty answer leaves the
+ * client's cursor where it was, and the store is asked again at least
+ * every PB_QUIET_MS (which also records the client's activity there).
+ * 1 if answered. */
+static int core_read_quiet(struct pb_core *c, struct pb_session *s, uint64_t after,
+			   uint64_t from, pb_core_poll_cb cb, void *req)
+{
+	struct pb_core_batch b = { 0 };
+
+	if (!s->quiet.valid || s->quiet.after != after || from != after || !s->owned ||
+	    s->state != PB_S_OPEN || c->draining || s->w.state != PB_W_EMPTY || s->w.reading ||
+	    uv_now(c->loop) >= s->quiet.until)
+		return 0;
+	b.last_seq = s->quiet.last_seq;
+	session_touch(s);
+	cb(req, 0, &b);
+	return 1;
+}
+
 void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 	       unsigned wait, size_t max, uint64_t stream, int first, unsigned flags,
 	       pb_core_poll_cb cb, void *req)
@@ -269,6 +313,8 @@ void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 		cb(req, PB_EBUSY, NULL);
 		return;
 	}
+	if (s && !wait && !stream && !flags && core_read_quiet(c, s, after, from, cb, req))
+		return;
 	if (max > c->cfg->max_batch)
 		max = c->cfg->max_batch;
 	/* PB_AFTER_HANDED is resolved by the store; from stays as given. */
@@ -343,6 +389,8 @@ void core_on_inbound(void *arg, const char *id)
 {
 	struct pb_session *s = session_find(arg, id);
 
+	if (s)
+		s->quiet.valid = 0;
 	if (!s || s->w.state == PB_W_EMPTY)
 		return;
 	if (s->w.reading)

@@ -1218,6 +1218,81 @@ static void check_keepalive_across(struct h_bridge *owner, struct h_bridge *othe
 	tap_is_int(h_delete(owner, id), 204, "keepalive: DELETE on E (204: it never ended)");
 }
 
+/* Scripts Redis has run so far (INFO commandstats), or -1. */
+static long redis_script_calls(int port)
+{
+	char args[96];
+
+	snprintf(args, sizeof(args), "INFO commandstats | sed -n 's/^cmdstat_evalsha:calls=\\([0-9]*\\).*/\\1/p'");
+	return redis_num(port, args);
+}
+
+/* Short polls on the owner that find nothing new are answered without
+ * Redis for a moment (docs/REDIS.md, "Short polls on the owner"), and
+ * nothing goes stale: a message stored is in the owner's next answer, the
+ * session stays alive past --idle-timeout (2 s) while only short polls
+ * come, and a DELETE elsewhere ends it at once. */
+static void check_quiet(struct h_bridge *owner, struct h_bridge *other, int port)
+{
+	struct h_resp r;
+	char id[64];
+	long before, after, bad = 0;
+	int i, fresh = 0;
+	int64_t until;
+
+	tap_is_int(h_create(owner, "echo", id, NULL), 201, "quiet: create on E");
+	tap_is_int(poll_q(owner, id, 0, "", &r), 200, "quiet: a first short poll on E");
+	h_resp_free(&r);
+	before = redis_script_calls(port);
+	for (i = 0; i < 50; i++) {
+		if (poll_q(owner, id, 0, "", &r) != 200 || nmsgs(&r) != 0 ||
+		    strcmp(state_of(&r), "open") != 0)
+			bad++;
+		h_resp_free(&r);
+	}
+	after = redis_script_calls(port);
+	tap_ok(bad == 0, "quiet: 50 short polls on E: 200, open, empty (%ld not)", bad);
+	tap_ok(before >= 0 && after - before < 25,
+	       "quiet: they ran fewer than 25 Redis scripts (%ld)", after - before);
+
+	/* Once F can read the echo, E's next short poll has it too. */
+	send_ok(other, id, "q1", 0, "quiet");
+	tap_is_int(wait_visible(other, id, 1, 3000), 1, "quiet: the echo of q1 is visible on F");
+	if (poll_q(owner, id, 0, "", &r) == 200 && nmsgs(&r) == 1)
+		fresh = !strcmp(m_data(msg_at(&r, 0)), "q1");
+	h_resp_free(&r);
+	tap_ok(fresh, "quiet: the next short poll on E has it");
+
+	/* Only short polls on E for 3 s: the session outlives --idle-timeout 2. */
+	until = h_now_ms() + 3000;
+	bad = 0;
+	while (h_now_ms() < until) {
+		if (poll_q(owner, id, 1, "", &r) != 200 || strcmp(state_of(&r), "open") != 0)
+			bad++;
+		h_resp_free(&r);
+		h_sleep_ms(100);
+	}
+	tap_ok(bad == 0, "quiet: short polls on E for 3 s keep it open (%ld not)", bad);
+	tap_ok(send_ok(other, id, "q2", 0, "quiet"), "quiet: a send on F is still accepted");
+
+	/* DELETE on F: E answers 410 within a moment. */
+	tap_is_int(wait_visible(owner, id, 1, 3000), 1, "quiet: q2 visible on E");
+	tap_is_int(poll_q(owner, id, 2, "", &r), 200, "quiet: E's cursor at 2");
+	h_resp_free(&r);
+	tap_is_int(h_delete(other, id), 204, "quiet: DELETE on F");
+	until = h_now_ms() + 1000;
+	for (;;) {
+		long st = poll_q(owner, id, 2, "", &r);
+
+		h_resp_free(&r);
+		if (st == 410 || h_now_ms() > until) {
+			tap_is_int(st, 410, "quiet: E answers 410 soon after");
+			break;
+		}
+		h_sleep_ms(20);
+	}
+}
+
 /* Redis' DBSIZE returns to its baseline once every session has ended and
  * its tombstone expired. */
 static void check_dbsize(int echo_port)
@@ -1244,6 +1319,7 @@ static void check_dbsize(int echo_port)
 			   "2", "--wait-max", "3", NULL))
 		tap_bail("the --idle-timeout 2 bridges did not start");
 	check_keepalive_across(&e, &f);
+	check_quiet(&e, &f, port);
 
 	/* a: DELETEd through the other instance */
 	tap_is_int(h_create(&e, "echo", ida, NULL), 201, "dbsize: create a");
