@@ -200,6 +200,7 @@ struct pb_req {
 	const char *url, *method, *version;
 	long long resp_len;     /* the answer's body bytes, -1: unknown (a stream) */
 	const char *origin;     /* the Origin header, if CORS allows it */
+	const char *accept_encoding;    /* the first Accept-Encoding, or NULL */
 	char *jsonp;            /* the JSONP callback name (owned), or NULL */
 	/* A door's request: its route's name (looked up again on use, since a
 	 * reload may replace the table), where the subpath starts in url,
@@ -263,15 +264,11 @@ static void front_common_headers(struct pb_req *r, struct MHD_Response *resp,
  * with --compress-min-bytes 0. */
 static void front_gzip_decide(struct pb_req *r)
 {
-	const char *ae;
-
 	r->gz_vary = r->gz_ok = 0;
 	if (!r->f->cfg->compress_min_bytes || strcmp(r->method, "HEAD") == 0)
 		return;
 	r->gz_vary = 1;
-	ae = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-					 MHD_HTTP_HEADER_ACCEPT_ENCODING);
-	r->gz_ok = pb_gzip_accepts(ae);
+	r->gz_ok = pb_gzip_accepts(r->accept_encoding);
 }
 
 /* Add the content coding headers of a compressible answer. */
@@ -1746,12 +1743,58 @@ static enum MHD_Result front_count_header(void *cls, enum MHD_ValueKind kind, co
 	return MHD_YES;
 }
 
-/* The size of the request line and headers, about as sent. */
-static size_t front_header_bytes(struct MHD_Connection *conn, const char *url)
-{
-	size_t n = strlen(url) + 16;
+/* What one pass over a request's headers finds: the framing headers (RFC
+ * 9112 section 6), the first Origin and Accept-Encoding, and the headers'
+ * size. */
+struct front_headers {
+	const char *cl, *te;    /* the last Content-Length, Transfer-Encoding */
+	int ncl, nte;           /* how many of each */
+	const char *origin;     /* the first Origin, or NULL */
+	const char *accept_encoding;    /* the first Accept-Encoding, or NULL */
+	size_t bytes;           /* names and values, about as sent */
+};
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, front_count_header, &n);
+/* MHD header iterator: fill a struct front_headers. */
+static enum MHD_Result front_scan_header(void *cls, enum MHD_ValueKind kind, const char *key,
+					 const char *value)
+{
+	struct front_headers *h = cls;
+
+	(void)kind;
+	h->bytes += strlen(key) + (value ? strlen(value) : 0) + 4;
+	switch (key[0] | 0x20) {        /* the first letter, lower case */
+	case 'c':
+		if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+			h->ncl++;
+			h->cl = value ? value : "";
+		}
+		break;
+	case 't':
+		if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+			h->nte++;
+			h->te = value ? value : "";
+		}
+		break;
+	case 'o':
+		if (!h->origin && strcasecmp(key, MHD_HTTP_HEADER_ORIGIN) == 0)
+			h->origin = value;
+		break;
+	case 'a':
+		if (!h->accept_encoding &&
+		    strcasecmp(key, MHD_HTTP_HEADER_ACCEPT_ENCODING) == 0)
+			h->accept_encoding = value;
+		break;
+	}
+	return MHD_YES;
+}
+
+/* The size of the request line and headers, about as sent, given the
+ * headers' own (h->bytes). */
+static size_t front_header_bytes(struct MHD_Connection *conn, const char *url,
+				 const struct front_headers *h)
+{
+	size_t n = strlen(url) + 16 + h->bytes;
+
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, front_count_header, &n);
 	return n;
 }
@@ -1770,29 +1813,6 @@ static int front_raw_nul(const struct pb_front *f, const struct pb_conn *pc,
 	       v - pc->uri_at <= f->cfg->max_header_bytes + FRONT_POOL_SLACK;
 }
 
-/* What the framing headers of a request say (RFC 9112 section 6). */
-struct front_framing {
-	const char *cl, *te;
-	int ncl, nte;
-};
-
-/* MHD header iterator: note every Content-Length and Transfer-Encoding. */
-static enum MHD_Result front_framing_hdr(void *cls, enum MHD_ValueKind kind, const char *key,
-					 const char *value)
-{
-	struct front_framing *fr = cls;
-
-	(void)kind;
-	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-		fr->ncl++;
-		fr->cl = value ? value : "";
-	} else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-		fr->nte++;
-		fr->te = value ? value : "";
-	}
-	return MHD_YES;
-}
-
 /* 1 if s[0..len) is "chunked", whatever the case. */
 static int front_is_chunked(const char *s, size_t len)
 {
@@ -1803,27 +1823,25 @@ static int front_is_chunked(const char *s, size_t len)
  * 6.3): one Content-Length of digits only, or one Transfer-Encoding whose
  * only coding is chunked, never both. 0, or the status to answer (400, or
  * 501 for a coding other than chunked before a final chunked) with *why. */
-static unsigned front_framing_check(struct MHD_Connection *conn, const char *version,
+static unsigned front_framing_check(const struct front_headers *h, const char *version,
 				    const char **why)
 {
-	struct front_framing fr = { 0 };
 	const char *p, *e, *last = NULL;
 	size_t lastlen = 0, ncodings = 0;
 
-	MHD_get_connection_values(conn, MHD_HEADER_KIND, front_framing_hdr, &fr);
-	if (fr.ncl > 1)
+	if (h->ncl > 1)
 		return *why = "Content-Length is given more than once", 400;
-	if (fr.ncl && (!fr.cl[0] || strspn(fr.cl, "0123456789") != strlen(fr.cl)))
+	if (h->ncl && (!h->cl[0] || strspn(h->cl, "0123456789") != strlen(h->cl)))
 		return *why = "Content-Length must be digits only", 400;
-	if (!fr.nte)
+	if (!h->nte)
 		return 0;
-	if (fr.nte > 1)
+	if (h->nte > 1)
 		return *why = "Transfer-Encoding is given more than once", 400;
-	if (fr.ncl)
+	if (h->ncl)
 		return *why = "Content-Length and Transfer-Encoding together", 400;
 	if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
 		return *why = "Transfer-Encoding needs HTTP/1.1", 400;
-	for (p = fr.te; *p; p = *e ? e + 1 : e) {
+	for (p = h->te; *p; p = *e ? e + 1 : e) {
 		size_t n;
 
 		while (*p == ' ' || *p == '\t')
@@ -1894,7 +1912,8 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 
 	if (!r) {
 		const union MHD_ConnectionInfo *ci;
-		const char *cl, *why = NULL;
+		struct front_headers h = { 0 };
+		const char *why = NULL;
 		unsigned bad;
 
 		r = calloc(1, sizeof(*r));
@@ -1919,14 +1938,17 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 			r->pc->since_ms = r->started_ms;
 			r->pc->body_bytes = 0;
 		}
-		r->origin = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Origin");
+		/* One pass over the headers for what every request needs. */
+		MHD_get_connection_values(conn, MHD_HEADER_KIND, front_scan_header, &h);
+		r->origin = h.origin;
+		r->accept_encoding = h.accept_encoding;
 		if (!pb_config_cors_allowed(f->cfg, r->origin))
 			r->origin = NULL;
 		/* First, so that a door answers the errors below itself. */
 		front_route(r, url, method);
 		/* An ambiguous length would let the rest of the body be read as
 		 * the next request on this connection: answer and close. */
-		bad = front_framing_check(conn, version, &why);
+		bad = front_framing_check(&h, version, &why);
 		if (bad)
 			return front_answer_early(r, PB_EBADREQ, bad, why, 1);
 		if (r->pc && (r->pc->nul || front_raw_nul(f, r->pc, version))) {
@@ -1934,12 +1956,11 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 			r->early_err = PB_EBADREQ;
 			r->early_msg = "the URL holds a NUL byte (%00)";
 		}
-		if (front_header_bytes(conn, url) > f->cfg->max_header_bytes)
+		if (front_header_bytes(conn, url, &h) > f->cfg->max_header_bytes)
 			return front_answer_early(r, PB_EHEADERS, 0, NULL, 0);
-		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-						 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		/* Digits only (checked above); more than 15 are past any limit. */
-		if (cl && (strlen(cl) > 15 || strtoull(cl, NULL, 10) > f->body_limit))
+		/* One Content-Length, digits only (checked above); more than 15
+		 * are past any limit. */
+		if (h.cl && (strlen(h.cl) > 15 || strtoull(h.cl, NULL, 10) > f->body_limit))
 			/* Refuse before reading a body we would not keep. */
 			return front_answer_early(r, PB_ETOOBIG, 0, "the request body is too large", 1);
 		return MHD_YES;
