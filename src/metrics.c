@@ -206,9 +206,13 @@ void pb_metrics_observe_kind(enum pb_histogram h, unsigned label, double v)
 
 	if (label >= (unsigned)(d->nvalues ? d->nvalues : 1))
 		return;
+	/* Only the first bucket that holds v counts it (the exposition adds
+	 * them up): one increment per observation, not one per bucket. */
 	for (int i = 0; i < d->nbounds; i++)
-		if (v <= d->bounds[i])
+		if (v <= d->bounds[i]) {
 			pb_m.hists[h][label].buckets[i]++;
+			break;
+		}
 	pb_m.hists[h][label].count++;
 	pb_m.hists[h][label].sum += v;
 }
@@ -282,22 +286,26 @@ static int pb_metrics_head(struct pb_buf *out, const char *name, const char *hel
 	return pb_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* Append one histogram series: its buckets (cumulative counts), +Inf, sum
- * and count, with label="value" when value is not NULL. */
+/* Append one histogram series: its buckets (as cumulative counts, from the
+ * per-bucket counts kept), +Inf, sum and count, with label="value" when
+ * value is not NULL. */
 static int pb_metrics_hist_series(struct pb_buf *out, const struct pb_hist_desc *d,
 				  const char *value, const uint64_t *buckets, uint64_t count,
 				  double sum)
 {
 	char in[64] = "", own[64] = "";        /* inside le's braces; on their own */
+	uint64_t below = 0;
 	int r = 0;
 
 	if (value) {
 		snprintf(in, sizeof(in), "%s=\"%s\",", d->label, value);
 		snprintf(own, sizeof(own), "{%s=\"%s\"}", d->label, value);
 	}
-	for (int i = 0; i < d->nbounds && !r; i++)
+	for (int i = 0; i < d->nbounds && !r; i++) {
+		below += buckets[i];
 		r = pb_buf_printf(out, "%s_bucket{%sle=\"%g\"} %llu\n", d->name, in, d->bounds[i],
-				  (unsigned long long)buckets[i]);
+				  (unsigned long long)below);
+	}
 	if (!r)
 		r = pb_buf_printf(out, "%s_bucket{%sle=\"+Inf\"} %llu\n%s_sum%s %.9g\n"
 				  "%s_count%s %llu\n", d->name, in, (unsigned long long)count,
