@@ -341,15 +341,17 @@ int pb_session_id_new(char out[PB_ID_LEN + 1])
 
 int pb_session_id_valid(const char *s, size_t len)
 {
-	size_t i;
-	char c;
+	/* The base64url alphabet as a bitmap of the 128 ASCII codes: '-' (45)
+	 * and '0'-'9' (48-57) in the low word; 'A'-'Z' (65-90), '_' (95) and
+	 * 'a'-'z' (97-122) in the high one. */
+	static const uint64_t ok[2] = { 0x03ff200000000000ull, 0x07fffffe87fffffeull };
+	unsigned char c;
 
 	if (len != PB_ID_LEN)
 		return 0;
-	for (i = 0; i < len; i++) {
-		c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
+	for (size_t i = 0; i < len; i++) {
+		c = (unsigned char)s[i];
+		if (c >= 128 || !(ok[c >> 6] >> (c & 63) & 1))
 			return 0;
 	}
 	return 1;

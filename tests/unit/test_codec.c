@@ -353,6 +353,24 @@ static void test_ids(void)
 	tap_is_int(pb_session_id_valid(S("AAAAAAAAAA.AAAAAAAAAAA")), 0, "id invalid: .");
 	tap_is_int(pb_session_id_valid(S("AAAAAAAAAA\xc3\xa9""AAAAAAAAAA")), 0,
 		   "id invalid: non-ASCII");
+	{
+		/* Every byte value in every position, against the alphabet
+		 * spelled out. */
+		static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+					     "0123456789-_";
+		char id[PB_ID_LEN];
+		int wrong = 0;
+
+		for (int pos = 0; pos < PB_ID_LEN; pos++)
+			for (int c = 0; c < 256; c++) {
+				memset(id, 'A', sizeof(id));
+				id[pos] = (char)c;
+				if (pb_session_id_valid(id, sizeof(id)) !=
+				    (c && strchr(b64url, c) != NULL))
+					wrong++;
+			}
+		tap_is_int(wrong, 0, "id valid: exactly the base64url bytes, in every position");
+	}
 }
 
 /* Escape p[0..len) with pb_json_put_string and compare with want. */
