@@ -53,10 +53,32 @@
 	"local t = redis.call('TIME')\n" \
 	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
-/* The start of every session script: the clock, and touch(), which
- * refreshes the TTL of the session's three keys. */
+/* The start of every session script: the clock; touch(), which
+ * refreshes the TTL of the session's three keys; and touch_due(tt), for
+ * the scripts that run for every message batch (PUSH_IN, READ_IN): they
+ * touch at most once a second, recording when in the field 'tt' (tt: its
+ * value), so a live session's keys keep at least ttl - 1 s to live. A list
+ * that push_all() creates gets its TTL there and then. */
 #define RS_PRELUDE RS_NOW \
-	"local function touch() for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end end\n"
+	"local function touch() for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end end\n" \
+	"local function touch_due(tt)\n" \
+	"  tt = tonumber(tt)\n" \
+	"  return not tt or now < tt or now - tt >= 1000\n" \
+	"end\n"
+
+/* push_all(key): RPUSH the stored messages ARGV[first_msg..] to key, in one
+ * call per 1000 (unpack() is bounded by Lua's stack), giving a list the
+ * script creates its TTL; -> the list's length. */
+#define RS_PUSH_ALL \
+	"local function push_all(key)\n" \
+	"  local len, n = 0, #ARGV - first_msg + 1\n" \
+	"  if n < 1 then return redis.call('LLEN', key) end\n" \
+	"  for i = first_msg, #ARGV, 1000 do\n" \
+	"    len = redis.call('RPUSH', key, unpack(ARGV, i, math.min(i + 999, #ARGV)))\n" \
+	"  end\n" \
+	"  if len == n then redis.call('PEXPIRE', key, ttl) end\n" \
+	"  return len\n" \
+	"end\n"
 
 /* Script numbers, in the order of rs_defs[]. */
 enum rs_script {
@@ -100,17 +122,22 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"touch()\n"
 	"return {0, lease}\n" },
 	/* -> {0, seq of the last, depth, bytes} */
-	[RS_PUSH_IN] = { "ttl chan owner ...", RS_PRELUDE
-	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner')\n"
+	[RS_PUSH_IN] = { "ttl chan owner ...", RS_PRELUDE RS_PUSH_ALL
+	"local m = redis.call('HMGET', KEYS[1], 'st', 'owner', 'in_last', 'in_bytes', 'tt')\n"
 	"if not m[1] then return {E_NOSESSION} end\n"
 	"if m[1] ~= 'open' then return {E_CLOSED} end\n"
 	"if m[2] ~= owner then return {E_LOST} end\n"
 	"local add = 0\n"
-	"for i = first_msg, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]); add = add + #ARGV[i] - 1 end\n"
-	"local seq = redis.call('HINCRBY', KEYS[1], 'in_last', #ARGV - first_msg + 1)\n"
-	"local bytes = redis.call('HINCRBY', KEYS[1], 'in_bytes', add)\n"
-	"local depth = redis.call('LLEN', KEYS[2])\n"
-	"touch()\n"
+	"for i = first_msg, #ARGV do add = add + #ARGV[i] - 1 end\n"
+	"local depth = push_all(KEYS[2])\n"
+	"local seq = (tonumber(m[3]) or 0) + #ARGV - first_msg + 1\n"
+	"local bytes = (tonumber(m[4]) or 0) + add\n"
+	"if touch_due(m[5]) then\n"
+	"  touch()\n"
+	"  redis.call('HSET', KEYS[1], 'in_last', seq, 'in_bytes', bytes, 'tt', now)\n"
+	"else\n"
+	"  redis.call('HSET', KEYS[1], 'in_last', seq, 'in_bytes', bytes)\n"
+	"end\n"
 	"redis.call('PUBLISH', chan, 'i')\n"
 	"return {0, seq, depth, bytes}\n" },
 	/* -> {0, last, depth, closed, ended, code, reason, first_seq, acked,
@@ -119,31 +146,43 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	[RS_READ_IN] = {
 	"ttl chan #after #max #max_bytes tomb_ms #from #hold_ms may_end handed", RS_PRELUDE
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'in_last', 'in_first', 'code', 'reason',\n"
-	"  'handed')\n"
+	"  'handed', 'in_bytes', 'in_hb', 'tt')\n"
 	"if not m[1] then return {E_NOSESSION} end\n"
 	"if m[1] == 'ended' then return {E_CLOSED} end\n"
 	"local last, first = tonumber(m[2]), tonumber(m[3])\n"
 	"if handed == '1' then after = tonumber(m[6] or 0) end\n"
 	"if from < after then from = after end\n"
 	"if after > last then return {E_BADREQ} end\n"
+	/* in_hb "A B N": the messages of seqs A to B hold N bytes. A seq's
+	 * message never changes, so it stays true whoever wrote it and
+	 * whatever ran since; acknowledging exactly what reads handed out
+	 * then trims without reading the messages back to count them. */
+	"local hb_a, hb_b, hb_n = string.match(m[8] or '', '^(%d+) (%d+) (%d+)$')\n"
+	"hb_a, hb_b, hb_n = tonumber(hb_a), tonumber(hb_b), tonumber(hb_n)\n"
+	"local set = {}\n"
+	"local function put(f, v) set[#set + 1] = f; set[#set + 1] = v end\n"
 	"local acked = false\n"
 	"if after >= first then\n"
 	"  local gone = 0\n"
-	"  for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, after - first)) do\n"
-	"    gone = gone + #v - 1\n"
+	"  if hb_a == first and hb_b == after then\n"
+	"    gone = hb_n\n"
+	"  else\n"
+	"    for _, v in ipairs(redis.call('LRANGE', KEYS[2], 0, after - first)) do\n"
+	"      gone = gone + #v - 1\n"
+	"    end\n"
 	"  end\n"
 	"  redis.call('LTRIM', KEYS[2], after - first + 1, -1)\n"
 	"  first = after + 1\n"
-	"  redis.call('HSET', KEYS[1], 'in_first', first)\n"
-	/* Redis refuses HINCRBY by "-0" */
-	"  if gone > 0 then redis.call('HINCRBY', KEYS[1], 'in_bytes', -gone) end\n"
+	"  put('in_first', first)\n"
+	"  if gone > 0 then put('in_bytes', (tonumber(m[7]) or 0) - gone) end\n"
 	"  acked = true\n"
 	"end\n"
 	"local depth = last - first + 1\n"
 	"local skip = 0\n"
 	"if from >= first then skip = from - first + 1 end\n"
 	"if skip > depth then skip = depth end\n"
-	"local msgs = redis.call('LRANGE', KEYS[2], skip, skip + max - 1)\n"
+	"local msgs = {}\n"
+	"if skip < depth then msgs = redis.call('LRANGE', KEYS[2], skip, skip + max - 1) end\n"
 	"local n, bytes = 0, 0\n"
 	"for i = 1, #msgs do\n"
 	"  local l = #msgs[i] - 1\n"
@@ -154,18 +193,27 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"local mark = from\n"
 	"if n > 0 then mark = first + skip + n - 1 end\n"
 	"if mark > last then mark = last end\n"
-	"redis.call('HSET', KEYS[1], 'handed', mark)\n"
+	"put('handed', mark)\n"
+	/* the bytes of first..mark, when known: this batch, after the
+	 * skipped messages if they are in_hb's */
+	"if n > 0 and skip == 0 then\n"
+	"  put('in_hb', string.format('%d %d %d', first, mark, bytes))\n"
+	"elseif n > 0 and hb_a == first and hb_b == first + skip - 1 then\n"
+	"  put('in_hb', string.format('%d %d %d', first, mark, hb_n + bytes))\n"
+	"end\n"
 	"local closed, ended = 0, 0\n"
 	"if m[1] == 'closed' and skip + n == depth then closed = 1 end\n"
 	"if m[1] == 'closed' and depth == 0 and may_end == '1' then ended = 1 end\n"
-	"redis.call('HSET', KEYS[1], 'act', now + hold_ms)\n"
+	"put('act', now + hold_ms)\n"
 	"if ended == 1 then\n"
-	"  redis.call('HSET', KEYS[1], 'st', 'ended')\n"
+	"  put('st', 'ended')\n"
+	"  redis.call('HSET', KEYS[1], unpack(set))\n"
 	"  redis.call('DEL', KEYS[2], KEYS[3])\n"
 	"  redis.call('PEXPIRE', KEYS[1], tomb_ms)\n"
 	"  redis.call('PUBLISH', chan, 'e')\n"
 	"else\n"
-	"  touch()\n"
+	"  if touch_due(m[9]) then touch(); put('tt', now) end\n"
+	"  redis.call('HSET', KEYS[1], unpack(set))\n"
 	"  if acked then redis.call('PUBLISH', chan, 'a') end\n"
 	"end\n"
 	"local out = {0, last, depth, closed, ended, tonumber(m[4] or 0), m[5] or '', first + skip,\n"
@@ -174,7 +222,7 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"return out\n" },
 	/* -> {0, accepted, send_seq} or {E_SEQGAP, send_seq, expected} or
 	 * {E_QFULL} */
-	[RS_PUSH_OUT] = { "ttl chan #send_seq #queue_max #queue_max_bytes ...", RS_PRELUDE
+	[RS_PUSH_OUT] = { "ttl chan #send_seq #queue_max #queue_max_bytes ...", RS_PRELUDE RS_PUSH_ALL
 	"local m = redis.call('HMGET', KEYS[1], 'st', 'send_seq', 'out_last', 'out_first',\n"
 	"  'out_bytes')\n"
 	"if not m[1] then return {E_NOSESSION} end\n"
@@ -189,11 +237,10 @@ static const struct rs_script_def rs_defs[RS_NSCRIPTS] = {
 	"local add = 0\n"
 	"for i = first_msg, #ARGV do add = add + #ARGV[i] - 1 end\n"
 	"if (tonumber(m[5]) or 0) + add > queue_max_bytes then return {E_QFULL} end\n"
-	"for i = first_msg, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end\n"
+	"if n > 0 then push_all(KEYS[3]) end\n"
 	"if n > 0 then redis.call('HINCRBY', KEYS[1], 'out_last', n) end\n"
 	"if add > 0 then redis.call('HINCRBY', KEYS[1], 'out_bytes', add) end\n"
 	"if send_seq > 0 then redis.call('HSET', KEYS[1], 'send_seq', send_seq); cur = send_seq end\n"
-	"touch()\n"
 	"if n > 0 then redis.call('PUBLISH', chan, 'o') end\n"
 	"return {0, n, cur}\n" },
 	/* -> {0, first_seq, last_seq, msg...} */

@@ -9,7 +9,9 @@
  * command pending, an unknown type byte, huge bulk and array lengths,
  * malformed pub/sub pushes) drop the connection without a crash, fail the
  * pending commands once each, and are followed by a clean reconnect; the
- * Redis store's Lua scripts (codes and arguments by name, all compile);
+ * Redis store's Lua scripts (codes and arguments by name, all compile;
+ * in_bytes exact under every kind of READ_IN trim, a TTL on a list that
+ * PUSH_IN or PUSH_OUT creates);
  * redis+sentinel:// URLs; durable scripts and their WAIT (refused without
  * a replica after the WAIT timeout, in order, one WAIT per write, NOSCRIPT
  * inside a WAIT group; answered with a replica); the primary found through
@@ -697,6 +699,123 @@ static void test_store_scripts(int port)
 	free(probe);
 	free(text);
 	tap_is_int(client_close(&c), 0, "script client loop closes");
+}
+
+/* Run the store's script number idx (its text, by EVAL) on session
+ * "TRIM" with ttl 60 s and the NULL-terminated arguments after it. */
+static void store_eval(struct client *c, struct res *res, size_t idx, const char *arg, ...)
+{
+	const char *argv[MAX_ARGS] = { "EVAL", NULL, "3", "pb:{TRIM}:m", "pb:{TRIM}:i",
+				       "pb:{TRIM}:o", "60000", "pb:{TRIM}" };
+	char *text = pb_store_redis_script(idx);
+	int argc = 8;
+	va_list ap;
+
+	memset(res, 0, sizeof(*res));
+	argv[1] = text;
+	va_start(ap, arg);
+	for (; arg && argc < MAX_ARGS; arg = va_arg(ap, const char *))
+		argv[argc++] = arg;
+	va_end(ap);
+	if (text && !pb_redis_command(c->r, on_reply, res, argc, argv, NULL))
+		RUN_UNTIL(c, res->calls, 5000);
+	free(text);
+}
+
+/* A READ_IN of session TRIM: acknowledge through after, read max from
+ * from (1 MB budget). Answers the status (-100 if not an array). */
+static long long store_read(struct client *c, const char *after, const char *from,
+			    const char *max)
+{
+	struct res res;
+
+	store_eval(c, &res, 2, after, max, "1000000", "5000", from, "0", "0", "0", NULL);
+	return res.type == REDIS_REPLY_ARRAY ? res.el_int[0] : -100;
+}
+
+/* in_bytes of session TRIM, or -1. */
+static long long store_in_bytes(struct client *c)
+{
+	struct res res;
+
+	cmd(c, &res, "HGET", "pb:{TRIM}:m", "in_bytes", NULL);
+	return res.type == REDIS_REPLY_STRING ? strtoll(res.str, NULL, 10) : -1;
+}
+
+/* The Redis store's inbound byte count (in_bytes) stays exact whichever
+ * way READ_IN trims: through the batch the reads handed out (from its
+ * in_hb record, without reading the messages back), partway, after a
+ * read that skipped ahead, or with a record of another range (left by
+ * anyone, e.g. an older instance); and a list that PUSH_IN re-creates
+ * after a full trim gets a TTL even when the keys' TTL refresh (once a
+ * second, field tt) is not due. */
+static void test_store_trim(int port)
+{
+	struct client c;
+	struct res res;
+	char url[64];
+
+	snprintf(url, sizeof(url), "redis://127.0.0.1:%d", port);
+	client_open(&c, url, 1000, 1000);
+	RUN_UNTIL(&c, c.ups, 3000);
+	cmd(&c, &res, "DEL", "pb:{TRIM}:m", "pb:{TRIM}:i", "pb:{TRIM}:o", NULL);
+	/* CREATE, then PUSH_IN of messages of 1 to 6 bytes (21 in all) */
+	store_eval(&c, &res, 0, "up", "", "me", "5000", "", NULL);
+	tap_is_int(res.el_int[0], 0, "trim: session created");
+	store_eval(&c, &res, 1, "me", "ta", "tbb", "tccc", "tdddd", "teeeee", "tffffff", NULL);
+	tap_ok(res.el_int[0] == 0 && res.el_int[1] == 6 && res.el_int[2] == 6 &&
+	       res.el_int[3] == 21, "trim: push: last seq 6, depth 6, 21 bytes");
+	tap_is_int(store_read(&c, "0", "0", "2"), 0, "trim: read 1-2");
+	tap_is_int(store_read(&c, "2", "2", "2"), 0, "trim: ack 2 (what was handed), read 3-4");
+	tap_is_int(store_in_bytes(&c), 18, "trim: the handed batch's 3 bytes are gone");
+	tap_is_int(store_read(&c, "3", "3", "1"), 0, "trim: ack 3 only (partway), read 4");
+	tap_is_int(store_in_bytes(&c), 15, "trim: a partial ack counts what it trims");
+	tap_is_int(store_read(&c, "3", "4", "1"), 0, "trim: read 5 ahead of the ack");
+	tap_is_int(store_read(&c, "5", "5", "1"), 0, "trim: ack 4-5 (both reads), read 6");
+	tap_is_int(store_in_bytes(&c), 6, "trim: an ack after a read that skipped ahead");
+	cmd(&c, &res, "HSET", "pb:{TRIM}:m", "in_hb", "1 6 999", NULL);
+	tap_is_int(store_read(&c, "6", "6", "1"), 0, "trim: ack 6 with a record of seqs 1-6");
+	tap_is_int(store_in_bytes(&c), 0, "trim: a record of another range is not used");
+	cmd(&c, &res, "EXISTS", "pb:{TRIM}:i", NULL);
+	tap_is_int(res.integer, 0, "trim: the emptied list is gone");
+	store_eval(&c, &res, 1, "me", "tg", NULL);
+	tap_ok(res.el_int[0] == 0 && res.el_int[1] == 7 && res.el_int[2] == 1 &&
+	       res.el_int[3] == 1, "trim: push again: seq 7, depth 1, 1 byte");
+	cmd(&c, &res, "PTTL", "pb:{TRIM}:i", NULL);
+	tap_ok(res.integer > 0 && res.integer <= 60000,
+	       "trim: the re-created list has a TTL (%lld ms) before the next refresh", res.integer);
+	/* PUSH_OUT (touching before it appends) creates the outbound list */
+	store_eval(&c, &res, 3, "0", "100", "100000", "tx", NULL);
+	tap_ok(res.el_int[0] == 0 && res.el_int[1] == 1, "trim: a send is queued");
+	cmd(&c, &res, "PTTL", "pb:{TRIM}:o", NULL);
+	tap_ok(res.integer > 0 && res.integer <= 60000,
+	       "trim: the outbound list PUSH_OUT creates has a TTL (%lld ms)", res.integer);
+	/* one send of 9,000 messages: more than unpack() takes at once */
+	{
+		enum { BIG = 9000, FIXED = 11 };
+		const char **argv = calloc(BIG + FIXED, sizeof(*argv));
+		char *text = pb_store_redis_script(3);
+		const char *fixed[FIXED] = { "EVAL", text, "3", "pb:{TRIM}:m", "pb:{TRIM}:i",
+					     "pb:{TRIM}:o", "60000", "pb:{TRIM}", "0", "100000",
+					     "1000000" };
+
+		memset(&res, 0, sizeof(res));
+		if (argv && text) {
+			memcpy(argv, fixed, sizeof(fixed));
+			for (int i = 0; i < BIG; i++)
+				argv[FIXED + i] = "tz";
+			if (!pb_redis_command(c.r, on_reply, &res, BIG + FIXED, argv, NULL))
+				RUN_UNTIL(&c, res.calls, 5000);
+		}
+		tap_ok(res.el_int[0] == 0 && res.el_int[1] == BIG,
+		       "trim: a send of 9000 messages is queued whole (%lld)", res.el_int[1]);
+		cmd(&c, &res, "LLEN", "pb:{TRIM}:o", NULL);
+		tap_is_int(res.integer, BIG + 1, "trim: all 9000 are in the outbound list");
+		free(argv);
+		free(text);
+	}
+	cmd(&c, &res, "DEL", "pb:{TRIM}:m", "pb:{TRIM}:i", "pb:{TRIM}:o", NULL);
+	tap_is_int(client_close(&c), 0, "trim client loop closes");
 }
 
 /* Commands, scripts, NOSCRIPT, refusals, pipelining, pub/sub refcounts. */
@@ -2058,6 +2177,7 @@ int main(void)
 		tap_bail("cannot start redis-server");
 	test_basic(port);
 	test_store_scripts(port);
+	test_store_trim(port);
 	test_timeout(port);
 	test_free_inflight(port);
 	test_sub_timeout(port);
