@@ -1,7 +1,10 @@
 /*
- * upstream.c: client WebSockets to the configured routes, on libwebsockets
- * running over the daemon's own libuv loop (see upstream.h). This is the
- * only file that includes <libwebsockets.h>.
+ * upstream.c: client WebSockets to the configured routes (see upstream.h).
+ * Plain ws:// routes without `deflate` go to pollbridge's own client
+ * (ws_client.c: faster, and no receive buffer per idle link); wss:// and
+ * `deflate` routes run on libwebsockets over the daemon's own libuv loop,
+ * here. Every link operation dispatches on the link's first member (enum
+ * pb_link_kind). This is the only file that includes <libwebsockets.h>.
  *
  * Lifetime: a link is allocated by pb_upstream_dial() and handed to
  * libwebsockets as the connection's user data; it is freed only in
@@ -20,6 +23,7 @@
 #include "error.h"
 #include "log.h"
 #include "upstream.h"
+#include "ws_client.h"
 
 _Static_assert(LWS_PRE <= PB_MSG_HEADROOM, "pb_msg headroom too small for LWS_PRE");
 
@@ -59,12 +63,14 @@ _Static_assert(PB_LWS_DIAL_TIMEOUT_SECS > 600, "lws dial timeouts must outlast -
 
 struct pb_upstream_ctx {
 	struct lws_context *lws;
+	struct pb_wsc_ctx *own;         /* the links of ws:// routes */
 	uv_loop_t *loop;
 	size_t live;            /* links not yet destroyed by libwebsockets */
 	lws_retry_bo_t keepalive;       /* ping policy of every link (lws keeps a pointer) */
 };
 
 struct pb_upstream {
+	enum pb_link_kind kind;         /* PB_LINK_LWS: first, see ws_client.h */
 	struct pb_upstream_ctx *ctx;
 	struct lws *wsi;
 	const struct pb_upstream_handler *h;
@@ -453,7 +459,8 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file
 	struct pb_upstream_ctx *ctx = calloc(1, sizeof(*ctx));
 	void *loops[1] = { loop };
 
-	if (!ctx) {
+	if (!ctx || !(ctx->own = pb_wsc_ctx_new(loop))) {
+		free(ctx);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
@@ -487,6 +494,8 @@ struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file
 	if (!ctx->lws) {
 		snprintf(err, errlen, "libwebsockets context creation failed "
 			 "(is libwebsockets-evlib-uv installed?)");
+		pb_wsc_ctx_free(ctx->own);
+		uv_run(loop, UV_RUN_NOWAIT);
 		free(ctx);
 		return NULL;
 	}
@@ -497,6 +506,7 @@ void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx)
 {
 	if (!ctx)
 		return;
+	pb_wsc_ctx_free(ctx->own);      /* its handles close in the run below */
 	/* On a foreign loop libwebsockets 4.1 destroys its context in two
 	 * steps: the first call closes its loop handles, the loop must then
 	 * run their close callbacks, and a second call frees the rest (it
@@ -514,6 +524,7 @@ void pb_upstream_ctx_set_ping(struct pb_upstream_ctx *ctx, unsigned secs)
 {
 	/* libwebsockets pings a link that showed no sign of life for secs,
 	 * and hangs up when nothing (a pong) came back within secs more. */
+	pb_wsc_ctx_set_ping(ctx->own, secs);
 	memset(&ctx->keepalive, 0, sizeof(ctx->keepalive));
 	ctx->keepalive.secs_since_valid_ping = (uint16_t)(secs > 30000 ? 30000 : secs);
 	ctx->keepalive.secs_since_valid_hangup = (uint16_t)(secs > 30000 ? 60000 : 2 * secs);
@@ -521,7 +532,7 @@ void pb_upstream_ctx_set_ping(struct pb_upstream_ctx *ctx, unsigned secs)
 
 size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx)
 {
-	return ctx->live;
+	return ctx->live + pb_wsc_ctx_live(ctx->own);
 }
 
 char *pb_upstream_eio_path(const char *path, int eio)
@@ -558,15 +569,19 @@ struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct p
 				     const struct pb_upstream_handler *h, void *arg, int *err)
 {
 	struct lws_client_connect_info i;
-	struct pb_upstream *up = calloc(1, sizeof(*up));
 	const struct pb_route *r = d->route;
+	struct pb_upstream *up;
 	char host[300];
 	struct lws *wsi;
 
+	if (!r->tls && !r->deflate)
+		return (struct pb_upstream *)(void *)pb_wsc_dial(ctx->own, d, h, arg, err);
+	up = calloc(1, sizeof(*up));
 	if (!up) {
 		*err = PB_ENOMEM;
 		return NULL;
 	}
+	up->kind = PB_LINK_LWS;
 	up->ctx = ctx;
 	up->h = h;
 	up->arg = arg;
@@ -638,20 +653,39 @@ struct pb_upstream *pb_upstream_dial(struct pb_upstream_ctx *ctx, const struct p
 	return up;
 }
 
+/* The link as pollbridge's own client's, or NULL if it is a libwebsockets one. */
+static struct pb_wsc *own_link(struct pb_upstream *up)
+{
+	return *(const enum pb_link_kind *)(const void *)up == PB_LINK_OWN ?
+	       (struct pb_wsc *)(void *)up : NULL;
+}
+
 void pb_upstream_want_write(struct pb_upstream *up)
 {
+	if (own_link(up)) {
+		pb_wsc_want_write(own_link(up));
+		return;
+	}
 	if (up->established && up->wsi)
 		lws_callback_on_writable(up->wsi);
 }
 
 void pb_upstream_pause(struct pb_upstream *up, int paused)
 {
+	if (own_link(up)) {
+		pb_wsc_pause(own_link(up), paused);
+		return;
+	}
 	if (up->established && up->wsi)
 		lws_rx_flow_control(up->wsi, !paused);
 }
 
 void pb_upstream_close(struct pb_upstream *up, int code, const char *reason)
 {
+	if (own_link(up)) {
+		pb_wsc_close(own_link(up), code, reason);
+		return;
+	}
 	up_detach(up);
 	if (up->close_code)
 		return;

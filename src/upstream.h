@@ -1,6 +1,8 @@
 /*
  * upstream.h: the upstream link: one client WebSocket per session to a
- * configured route, driven by libwebsockets on the daemon's libuv loop.
+ * configured route, on the daemon's libuv loop: pollbridge's own client
+ * (ws_client.c) for ws:// routes without `deflate`, libwebsockets for
+ * wss:// and `deflate` routes. Both keep the contract below.
  *
  * It dials (handshake headers, subprotocols, TLS), reassembles fragmented
  * messages into one pb_msg each (pings, pongs and close frames are never
@@ -59,7 +61,7 @@ struct pb_upstream_dial {
  * failure. */
 char *pb_upstream_eio_path(const char *path, int eio);
 
-/* A libwebsockets client context on loop. wss:// upstreams must verify
+/* A context for both kinds of link on loop. wss:// upstreams must verify
  * against the PEM bundle ca_file, or the system's CAs if it is NULL. NULL
  * on failure, with a reason in err. */
 struct pb_upstream_ctx *pb_upstream_ctx_new(uv_loop_t *loop, const char *ca_file, char *err,
@@ -75,7 +77,7 @@ void pb_upstream_ctx_free(struct pb_upstream_ctx *ctx);
  * 0 disables keepalives. Applies to links dialled afterwards. */
 void pb_upstream_ctx_set_ping(struct pb_upstream_ctx *ctx, unsigned secs);
 
-/* Number of links libwebsockets still holds (closing ones included). */
+/* Number of links not yet freed, of both kinds (closing ones included). */
 size_t pb_upstream_ctx_live(const struct pb_upstream_ctx *ctx);
 
 /* Start dialling. On success returns the link; exactly one of opened() or
@@ -110,7 +112,8 @@ extern const struct pb_link_ops pb_upstream_link_ops;
  *
  * Detach the owner and close: an open link sends a close frame with code
  * and reason, one still dialling is abandoned. No callback fires after this
- * returns; the link frees itself when libwebsockets is done with it. */
+ * returns; the link frees itself later (once libwebsockets, or libuv for
+ * the own client, is done with it). */
 void pb_upstream_close(struct pb_upstream *up, int code, const char *reason);
 
 #endif

@@ -11,7 +11,8 @@
  * ids 404), close frames, codes and bad UTF-8 exactly as a raw upstream
  * (tests/upstreams/raw_ws.py) sends them (RFC 6455 section 7.4: invalid
  * codes 1002 both ways, an empty close 1005, bad UTF-8 1007 both ways),
- * the idle timeout (upstream gets 1001, 410 then 404 once the
+ * a rude raw upstream (frames split at every byte, 200 frames in one TCP
+ * segment, frames in the handshake's own segment), the idle timeout (upstream gets 1001, 410 then 404 once the
  * tombstone expires; waiting polls and sends keep a session alive), and
  * drain on SIGTERM (the waiting poll gets closed 1001, upstream gets 1001,
  * no new sessions, exit 0). The echo servers' --record files tell what
@@ -420,6 +421,112 @@ static void check_raw_close(struct h_bridge *b, const char *rec)
 	tap_ok(h_still_serving(b, "echo"), "raw close codes: still serving");
 }
 
+/* Append the hex of an unmasked server frame (FIN, opcode op) of data[0..n). */
+static void hex_frame(char *out, size_t cap, int fin, int op, const char *data, size_t n)
+{
+	size_t at = strlen(out);
+
+	if (n < 126)
+		at += (size_t)snprintf(out + at, cap - at, "%02x%02x", (fin ? 0x80 : 0) | op,
+				       (unsigned)n);
+	else
+		at += (size_t)snprintf(out + at, cap - at, "%02x7e%04x", (fin ? 0x80 : 0) | op,
+				       (unsigned)n);
+	for (size_t i = 0; i < n && at + 3 < cap; i++)
+		at += (size_t)snprintf(out + at, cap - at, "%02x", (unsigned char)data[i]);
+}
+
+/* Every message of a session until it is closed (polling on from after=0):
+ * their data joined by ',' into out, the last answer in r (to be freed).
+ * Returns the number of messages, -1 if a poll failed or it never closed. */
+static long all_until_closed(struct h_bridge *b, const char *id, char *out, size_t cap,
+			     struct h_resp *r)
+{
+	int64_t deadline = h_now_ms() + 8000;
+	unsigned after = 0;
+	long n = 0;
+
+	out[0] = '\0';
+	for (;;) {
+		long k;
+
+		if (poll_after(b, id, after, "", r) != 200)
+			return -1;
+		k = nmsgs(r);
+		for (long i = 0; i < k; i++) {
+			size_t at = strlen(out);
+
+			snprintf(out + at, cap - at, "%s%s", n ? "," : "", msg_data(r, (size_t)i));
+			n++;
+			after = (unsigned)msg_seq(r, (size_t)i);
+		}
+		if (!strcmp(state_of(r), "closed") && k == 0)
+			return n;
+		if (h_now_ms() > deadline)
+			return -1;
+		h_resp_free(r);
+		if (k == 0)
+			h_sleep_ms(50);
+	}
+}
+
+/* A rude upstream: frames split at every byte (one TCP segment each), 200
+ * frames in one segment, and frames in the handshake's own segment (route
+ * rawe: its 101 response carries "e1", "e2" and a close 1000 "bye"). */
+static void check_raw_rude(struct h_bridge *b)
+{
+	static char hex[8192], cmd[8300], got[4096], want[4096];
+	char x300[301], id[64], num[8];
+	struct h_resp r;
+
+	memset(x300, 'x', 300);
+	x300[300] = '\0';
+	hex[0] = '\0';
+	hex_frame(hex, sizeof(hex), 1, 0x1, "abc", 3);
+	hex_frame(hex, sizeof(hex), 0, 0x1, "d\xce", 2);    /* a character split */
+	hex_frame(hex, sizeof(hex), 1, 0x9, "p", 1);         /* a ping in between */
+	hex_frame(hex, sizeof(hex), 1, 0x0, "\xbb" "f", 2);
+	hex_frame(hex, sizeof(hex), 1, 0x1, x300, 300);      /* a 16-bit length */
+	hex_frame(hex, sizeof(hex), 1, 0x8, "\x0f\xa0" "end", 5);
+	snprintf(cmd, sizeof(cmd), "split bytewise %s", hex);
+	tap_is_int(h_create(b, "raw", id, NULL), 201, "rude bytewise: session created");
+	tap_is_int(h_send_text(b, id, cmd, NULL), 200, "rude bytewise: sent");
+	snprintf(want, sizeof(want), "abc,d\xce\xbb""f,%s", x300);
+	tap_is_int(all_until_closed(b, id, got, sizeof(got), &r), 3,
+		   "rude bytewise: three messages");
+	tap_is_str(got, want, "rude bytewise: abc, d\u03bbf and 300 x");
+	tap_ok(close_code(&r) == 4000 && !strcmp(close_reason(&r), "end"),
+	       "rude bytewise: then closed 4000 'end' (%s)", r.body);
+	h_resp_free(&r);
+
+	hex[0] = '\0';
+	want[0] = '\0';
+	for (int i = 1; i <= 200; i++) {
+		snprintf(num, sizeof(num), "%d", i);
+		hex_frame(hex, sizeof(hex), 1, 0x1, num, strlen(num));
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s%s", i > 1 ? "," : "",
+			 num);
+	}
+	hex_frame(hex, sizeof(hex), 1, 0x8, "\x03\xe8", 2);
+	snprintf(cmd, sizeof(cmd), "send many %s", hex);
+	tap_is_int(h_create(b, "raw", id, NULL), 201, "rude many: session created");
+	tap_is_int(h_send_text(b, id, cmd, NULL), 200, "rude many: sent");
+	tap_is_int(all_until_closed(b, id, got, sizeof(got), &r), 200,
+		   "rude many: 200 frames of one segment are 200 messages");
+	tap_is_str(got, want, "rude many: 1..200 in order");
+	tap_is_int(close_code(&r), 1000, "rude many: then closed 1000");
+	h_resp_free(&r);
+
+	tap_is_int(h_create(b, "rawe", id, NULL), 201, "rude eager: session created");
+	tap_is_int(all_until_closed(b, id, got, sizeof(got), &r), 2,
+		   "rude eager: two messages from the handshake's segment");
+	tap_is_str(got, "e1,e2", "rude eager: e1, e2");
+	tap_ok(close_code(&r) == 1000 && !strcmp(close_reason(&r), "bye"),
+	       "rude eager: then closed 1000 'bye' (%s)", r.body);
+	h_resp_free(&r);
+	tap_ok(h_still_serving(b, "echo"), "rude upstream: still serving");
+}
+
 /* DELETE: 204, upstream close 1000, waiting poll 410, then 410, and 404. */
 static void check_delete(struct h_bridge *b, const char *rec)
 {
@@ -634,7 +741,7 @@ int main(void)
 {
 	struct h_bridge b1, b2, b3;
 	char del_rec[512], big_rec[512], idle_rec[512], drain_rec[512], raw_rec[512];
-	char r_echo[96], r_del[96], r_drain[96], r_big[96], r_idle[96], r_raw[96];
+	char r_echo[96], r_del[96], r_drain[96], r_big[96], r_idle[96], r_raw[96], r_rawe[160];
 	int echo_port, raw_port;
 
 	h_init();
@@ -654,12 +761,16 @@ int main(void)
 	if (!raw_port)
 		tap_bail("tests/upstreams/raw_ws.py did not start (python3 missing?)");
 	snprintf(r_raw, sizeof(r_raw), "--route=raw=ws://127.0.0.1:%d/", raw_port);
+	/* The 101 response followed by "e1", "e2" and close 1000 "bye". */
+	snprintf(r_rawe, sizeof(r_rawe), "--route=rawe=ws://127.0.0.1:%d/eager/"
+		 "81026531" "81026532" "880503e8627965", raw_port);
 
-	if (h_bridge_start(&b1, r_echo, r_del, r_drain, r_raw, "--wait-max", "5",
+	if (h_bridge_start(&b1, r_echo, r_del, r_drain, r_raw, r_rawe, "--wait-max", "5",
 			   "--connect-timeout", "2", NULL))
 		tap_bail("pollbridge did not start");
 	check_upstream_close(&b1);
 	check_raw_close(&b1, raw_rec);
+	check_raw_rude(&b1);
 	check_delete(&b1, del_rec);
 
 	if (h_bridge_start(&b2, r_echo, r_big, "--max-message-bytes", "100", "--wait-max", "3",

@@ -1395,9 +1395,12 @@ int main(void)
 	if (!h_echo_start(&echo_port, NULL))
 		tap_bail("pollbridge-echo did not start");
 	snprintf(route, sizeof(route), "--route=echo=ws://127.0.0.1:%d/", echo_port);
-	/* --queue-max-bytes: the busy-stream check stores 20 x 300 kB */
+	/* --queue-max-bytes: the busy-stream check stores 20 x 300 kB;
+	 * --idle-timeout 30: that check reads what a busy stream had already
+	 * written (megabytes, slowly) while its session has no client
+	 * attached, which took over 10 s under the sanitizers */
 	if (h_bridge_start(&a, route, "--sse-heartbeat", "1", "--wait-max", "3", "--idle-timeout",
-			   "10", "--connect-timeout", "2", "--jsonp", "--cors-origin", GOOD_ORIGIN,
+			   "30", "--connect-timeout", "2", "--jsonp", "--cors-origin", GOOD_ORIGIN,
 			   "--cors-origin", OTHER_ORIGIN, "--queue-max-bytes", "16000000", NULL))
 		tap_bail("pollbridge --jsonp --cors-origin did not start");
 	if (h_bridge_start(&plain, route, "--sse-heartbeat", "1", "--wait-max", "3",

@@ -12,9 +12,12 @@ prints "listening on PORT" once it accepts connections on 127.0.0.1.
 Per connection:
   - path /silent: the TCP connection is accepted and never answered (the
     handshake never completes) until the peer hangs up;
+  - path /eager/HEX: the bytes HEX follow the 101 response in the same
+    write (frames in the handshake's segment), then as below;
   - any other path: the handshake is answered, then each text message from
     the client is a command:
       "send TAG HEX"  write the bytes HEX (raw frames, unmasked) to the client
+      "split TAG HEX" the same, one byte per write (a TCP segment each)
       "cut TAG"       close the TCP connection without a close frame
       anything else   echoed back as a text frame
     A close frame from the client is recorded as "TAG close CODE REASON"
@@ -27,6 +30,7 @@ import hashlib
 import socket
 import sys
 import threading
+import time
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 record_lock = threading.Lock()
@@ -113,8 +117,10 @@ def handshake(conn):
         if name.strip().lower() == b"sec-websocket-key":
             key = value.strip()
     accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+    eager = bytes.fromhex(path[7:]) if path.startswith("/eager/") else b""
     conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n" +
+                 eager)
     return path
 
 
@@ -156,6 +162,14 @@ def serve(conn):
                 data = bytes.fromhex(words[2])
                 close_sent = close_sent or (len(data) > 0 and data[0] & 0x0F == 0x8)
                 conn.sendall(data)
+            elif words[0] == "split" and len(words) == 3:
+                tag = words[1]
+                data = bytes.fromhex(words[2])
+                close_sent = close_sent or (len(data) > 0 and data[0] & 0x0F == 0x8)
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                for i in range(len(data)):
+                    conn.sendall(data[i:i + 1])
+                    time.sleep(0.001)
             elif words[0] == "cut" and len(words) == 2:
                 tag = words[1]
                 record(tag + " cut")
