@@ -2302,7 +2302,9 @@ static void front_mhd_log(void *cls, const char *fmt, va_list ap)
 		line[--n] = '\0';
 	pb_log_debug("mhd: %s", line);
 	if (!f->mhd_error[0])
-		snprintf(f->mhd_error, sizeof(f->mhd_error), "%s", line);
+		/* Cut to fit, on purpose (the precision says so to gcc). */
+		snprintf(f->mhd_error, sizeof(f->mhd_error), "%.*s", (int)sizeof(f->mhd_error) - 1,
+			 line);
 }
 
 /* Create, bind and listen on lhost:lport. The fd, or -1 with err set. */
