@@ -314,6 +314,17 @@ function bridge_us(n,   s, r, m) {
 	s = med(n, "thru100.server_cpu"); r = med(n, "thru100.store_cpu"); m = med(n, "thru100.msgs_per_s")
 	return (s == "" || r == "" || m + 0 == 0) ? "n/a" : sprintf("%.2f", (s - r) * 1e6 / m)
 }
+# The bare libmicrohttpd server'"'"'s k, and the stores'"'"' ratio to it (bare
+# over pollbridge when k is a cost, pollbridge over bare when a rate).
+function bare_rows(k, label, rlabel, cost,   b, m, r) {
+	delete M
+	b = cell("bare", k)
+	m = med("memory", k); r = med("redis", k)
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", label, b, b, "n/a", "", ""
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", rlabel,
+		cost ? ratio(M["bare"], m) : ratio(m, M["bare"]),
+		cost ? ratio(M["bare"], r) : ratio(r, M["bare"]), "n/a", "", ""
+}
 function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b) }
 function row(label, k, keo,   a, b, c) {
 	delete M
@@ -342,19 +353,10 @@ END {
 	row("fds per session, " last " held polls", "held" last ".fds_per_session")
 	row("server threads, " last " held polls", "held" last ".threads")
 	row("empty short polls/s (wrk -c64)", "short.rps", "none")
-	delete M
-	b = cell("bare", "short.rps")
-	m = med("memory", "short.rps"); r = med("redis", "short.rps")
-	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd req/s (same wrk)", b, b, "n/a", "", ""
-	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "short polls / bare libmicrohttpd",
-		ratio(m, M["bare"]), ratio(r, M["bare"]), "n/a", "", ""
+	bare_rows("short.rps", "bare libmicrohttpd req/s (same wrk)", "short polls / bare libmicrohttpd", 0)
 	row("server CPU-us per empty short poll", "short.cpu_us", "none")
-	delete M
-	b = cell("bare", "short.cpu_us")
-	m = med("memory", "short.cpu_us"); r = med("redis", "short.cpu_us")
-	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "bare libmicrohttpd CPU-us per request", b, b, "n/a", "", ""
-	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "same, by CPU: bare us / pollbridge us",
-		ratio(M["bare"], m), ratio(M["bare"], r), "n/a", "", ""
+	bare_rows("short.cpu_us", "bare libmicrohttpd CPU-us per request",
+		  "same, by CPU: bare us / pollbridge us", 1)
 	# Redis Cluster (1 and 3 primaries, no replicas) against one Redis,
 	# same pinning: every redis-server on the server CPU with pollbridge
 	if (have["cluster1"] || have["cluster3"]) {

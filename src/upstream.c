@@ -168,17 +168,6 @@ static int up_append_headers(struct pb_upstream *up, struct lws *wsi, void *in, 
 	return 0;
 }
 
-/* 1 if code may be sent in a close frame (RFC 6455 section 7.4): the
- * codes IANA has registered for use on the wire (1000-1003, 1007-1014),
- * those for libraries and frameworks (3000-3999) and private ones
- * (4000-4999). 1004-1006 and 1015 are reserved and never sent; below 1000,
- * 1016-2999 unassigned, and 5000 and up are not defined. */
-static int up_close_code_valid(unsigned code)
-{
-	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-	       (code >= 3000 && code <= 4999);
-}
-
 /* Fail the connection: close it with code and why (a static string) on
  * the wire, and report the same to the owner. Returns -1, for
  * libwebsockets to close the connection. */
@@ -232,7 +221,7 @@ static int up_peer_close(struct pb_upstream *up, struct lws *wsi, const unsigned
 	 * and 1012-2999 into 1002 (1012-1014 too, though IANA registered
 	 * them since); 5000 and up are caught here. */
 	code = ((unsigned)in[0] << 8) | in[1];
-	if (!up_close_code_valid(code))
+	if (!pb_ws_close_code_valid(code))
 		return up_fail_ws(up, wsi, PB_CLOSE_PROTOCOL_ERROR, "invalid close code");
 	if (!pb_utf8_valid(in + 2, len - 2))
 		return up_fail_ws(up, wsi, PB_CLOSE_INVALID_DATA, "close reason not UTF-8");

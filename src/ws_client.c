@@ -59,6 +59,11 @@
 
 /* ==== the receive side ==================================================== */
 
+/* 1 if code may be sent in a close frame (RFC 6455 section 7.4): the
+ * codes IANA has registered for use on the wire (1000-1003, 1007-1014),
+ * those for libraries and frameworks (3000-3999) and private ones
+ * (4000-4999). 1004-1006 and 1015 are reserved and never sent; below 1000,
+ * 1016-2999 unassigned, and 5000 and up are not defined. */
 int pb_ws_close_code_valid(unsigned code)
 {
 	return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
