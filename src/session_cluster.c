@@ -407,7 +407,11 @@ void core_on_ended(void *arg, const char *id)
 		waiter_wake(s);
 }
 
-/* A poll on id started on some instance: an older one here gives way. */
+/* A poll on id started on some instance: an older one here gives way.
+ * One whose read is in flight gives way when the read is answered
+ * (waiter_read_done): that read may be the one that ends the session, or
+ * return what a short poll came for, and the news may be older than the
+ * request (an announcement is not ordered with this instance's requests). */
 void core_on_waiter(void *arg, const char *id, const char *instance, uint64_t token)
 {
 	struct pb_core *c = arg;
@@ -419,6 +423,10 @@ void core_on_waiter(void *arg, const char *id, const char *instance, uint64_t to
 	s->w.stream = 0;        /* a stream here ends at its next read */
 	if (s->w.state == PB_W_EMPTY)
 		return;
+	if (s->w.reading) {
+		s->w.yield = 1;
+		return;
+	}
 	session_hold(s);
 	waiter_release(s);
 	waiter_linger(s);

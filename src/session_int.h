@@ -110,6 +110,9 @@ struct pb_waiter {
 					   outlive the request it was for) */
 	int reread;                     /* a wakeup came during that read */
 	int stale;                      /* a newer request came during that read */
+	int yield;                      /* another instance's request came during
+					   that read: answer what it finds, or give
+					   way (core_on_waiter) */
 };
 
 /* Upstream -> store. */

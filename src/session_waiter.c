@@ -167,6 +167,10 @@ static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 		/* Answered meanwhile (replaced by a newer request, deleted). */
 		if (!err && b->n)
 			waiter_unhand(s, b);
+	} else if (!final && s->w.yield && (s->w.stale || (!b->n && !b->close.closed))) {
+		/* A request on another instance came during the read, and the
+		 * read found nothing for the request in the slot: it gives way. */
+		waiter_release(s);
 	} else if (!final && (s->w.stale || (s->w.reread && !b->n && !b->close.closed))) {
 		/* A newer request came during the read (its cursor may differ),
 		 * or a wakeup came while this read found nothing: read again. */
@@ -349,6 +353,7 @@ void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 	s->w.wait = wait;
 	s->w.token = ++c->tokens;
 	s->w.stream = stream;
+	s->w.yield = 0;         /* newer than any announcement seen so far */
 	waiter_set_state(s, PB_W_ARRIVED);
 	session_cluster_announce(s);
 	session_arm(s, PB_DL_NONE, 0);

@@ -13,7 +13,9 @@
  * messages of one read reach the store (and a parked poll) together; the
  * instance's byte bound (--total-queue-max-bytes) refuses sends with
  * buffers_full and pauses the link, and lets go once the client has taken
- * what was held.
+ * what was held. On a real Redis: a poll whose read is in flight when
+ * another instance's poll is announced answers what the read found (its
+ * messages, the session's close) and gives way only if it found nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -695,9 +697,89 @@ static void check_doors_redis(void)
 	h_stop(srv, SIGTERM, 3000);
 }
 
+/* Another instance announces a poll: a real PUBLISH, through redis-cli. */
+static void announce(int port, const char *id)
+{
+	char args[128], out[64];
+
+	snprintf(args, sizeof(args), "PUBLISH 'pb:{%s}' 'w7 inst-b'", id);
+	if (h_redis_cli(port, args, out, sizeof(out)) || atoi(out) != 1)
+		tap_diag("PUBLISH reached %d subscribers, not 1", atoi(out));
+}
+
+/* A poll that takes that announcement in while its read is in flight:
+ * the announcement reached Redis first, so it waits on the subscription
+ * before the poll's read is even written. */
+static void poll_after_announce(struct world *w, int port, const char *id, uint64_t after,
+				unsigned wait, struct answer *a)
+{
+	announce(port, id);
+	door_poll(w, id, after, wait, 100, 0, a, 2000);
+}
+
+/* The single-waiter rule meets a read in flight: a poll whose read is out
+ * when another instance's poll is announced answers what its read found
+ * (messages, the session's close, the end it made), and gives way only if
+ * it found nothing. Before, it was answered empty and open at once, and
+ * a read that ended the session was dropped with its close. */
+static void check_waiter_yield(void)
+{
+	struct world w;
+	struct answer a, p;
+	struct fake_up *f;
+	struct h_proc *srv;
+	int port;
+
+	srv = h_redis_start(&port, NULL);
+	if (!srv) {
+		tap_diag("no redis-server: the waiter checks are not run");
+		return;
+	}
+	uv_loop_init(&w.loop);
+	door_loop = &w.loop;
+	nlinks = 0;
+	world_start_redis(&w, &w.loop, port, "inst-a");
+	door_create(&w, &(struct pb_create_req){ 0 }, &a);
+	tap_is_int(a.err, 0, "yield: a session on Redis");
+	f = &links[nlinks - 1];
+	upstream_says(f, "y1", 0);
+	upstream_says(f, "y2", 0);
+	door_run(&w, 300);
+
+	poll_after_announce(&w, port, a.id, 0, 0, &p);
+	tap_ok(p.done && !p.err && !p.released && p.n == 2 && !strcmp(p.lastd, "y2"),
+	       "yield: a short poll answers the 2 messages its read found (released %d, %zu)",
+	       p.released, p.n);
+	poll_after_announce(&w, port, a.id, 2, 0, &p);
+	tap_ok(p.done && !p.err && p.released && !p.n && !p.closed,
+	       "yield: one that finds nothing gives way (released %d)", p.released);
+	door_poll(&w, a.id, 2, 5, 100, 0, &p, 200);
+	tap_ok(!p.done, "yield: a long poll parks");
+	announce(port, a.id);
+	door_run(&w, 200);
+	tap_ok(p.done && p.released, "yield: a parked long poll gives way at once");
+
+	f->h->closed(f->arg, 4000, "bye", 3);
+	door_run(&w, 300);
+	poll_after_announce(&w, port, a.id, 2, 0, &p);
+	tap_ok(p.done && !p.err && p.closed && p.code == 4000 && !strcmp(p.reason, "bye"),
+	       "yield: the read that ends the session answers its close (closed %d code %d)",
+	       p.closed, p.code);
+	door_poll(&w, a.id, 2, 0, 100, 0, &p, 2000);
+	tap_is_int(p.err, PB_ECLOSED, "yield: then the session has ended");
+
+	pb_core_free(w.core);
+	pb_store_destroy(w.store);
+	uv_run(&w.loop, UV_RUN_DEFAULT);
+	tap_is_int(uv_loop_close(&w.loop), 0, "yield: no handle left on the loop");
+	pb_config_free(&w.cfg);
+	h_stop(srv, SIGTERM, 3000);
+}
+
 int main(void)
 {
 	h_init();
+	check_waiter_yield();
 	check_eio_path();
 	check_doors_memory();
 	check_doors_redis();
