@@ -18,6 +18,7 @@
 #include "front.h"
 #include "log.h"
 #include "metrics.h"
+#include "msg.h"
 #include "notify.h"
 #include "reload.h"
 #include "session.h"
@@ -223,6 +224,7 @@ static void shutdown_daemon(struct pb_daemon *d)
 	uv_run(&d->loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&d->loop))
 		pb_log_warn("event loop closed with handles still open");
+	pb_msg_cache_free();
 }
 
 int main(int argc, char **argv)

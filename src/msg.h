@@ -45,6 +45,10 @@ struct pb_msg *pb_msg_ref(struct pb_msg *m);
 /* Drop a reference; frees m when it was the last. NULL is ignored. */
 void pb_msg_unref(struct pb_msg *m);
 
+/* Free the blocks of freed small messages kept for reuse (at exit, so
+ * that nothing is left allocated). */
+void pb_msg_cache_free(void);
+
 /* Bytes of message data held by this process: every message created and
  * not yet freed, wherever it is (a queue, a request, a socket's writer).
  * What --total-queue-max-bytes bounds. */

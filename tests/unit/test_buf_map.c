@@ -3,7 +3,9 @@
  * output, the size limit, steal, NUL termination) and src/map.c (put, get,
  * del, duplicates, keys given as pointer + length, growth to thousands of
  * entries, pb_map_values), the latter also against a simple reference
- * model driven by a deterministic pseudo-random sequence of operations.
+ * model driven by a deterministic pseudo-random sequence of operations,
+ * and src/msg.c's messages across the reuse of freed small blocks (every
+ * length to 300 bytes, thousands alive at once, references, live bytes).
  */
 #include <inttypes.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 #include "buf.h"
 #include "error.h"
 #include "map.h"
+#include "msg.h"
 #include "tap.h"
 
 #define S(lit) (lit), (sizeof(lit) - 1)
@@ -585,6 +588,83 @@ static void test_map_model(void)
 	pb_map_free(m);
 }
 
+/* Fill len bytes of m with a pattern of tag. */
+static void msg_fill(struct pb_msg *m, unsigned tag)
+{
+	for (size_t i = 0; i < m->len; i++)
+		m->data[i] = (unsigned char)(tag * 31 + i);
+}
+
+/* 1 if m holds len bytes of tag's pattern, NUL-terminated, with the
+ * headroom in front inside its block. */
+static int msg_holds(const struct pb_msg *m, size_t len, unsigned tag)
+{
+	if (m->len != len || m->data[len] != '\0' ||
+	    m->data < (const unsigned char *)(m + 1) + PB_MSG_HEADROOM)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (m->data[i] != (unsigned char)(tag * 31 + i))
+			return 0;
+	return 1;
+}
+
+#define MSG_MANY 3000
+
+static void test_msg_reuse(void)
+{
+	static struct pb_msg *ms[MSG_MANY];
+	size_t base = pb_msg_live_bytes(), sum = 0;
+	struct pb_msg *m, *m2;
+	int ok = 1;
+
+	/* every length through every block class and beyond it */
+	for (size_t len = 0; len <= 300; len++) {
+		m = pb_msg_new(PB_MSG_TEXT, NULL, len);
+		msg_fill(m, (unsigned)len);
+		ok &= msg_holds(m, len, (unsigned)len) && m->refs == 1 && m->seq == 0;
+		ms[len] = m;
+		sum += len;
+	}
+	tap_ok(ok, "msg: lengths 0..300 hold their bytes, NUL-terminated, after the headroom");
+	tap_is_int((long long)(pb_msg_live_bytes() - base), (long long)sum,
+		   "msg: live bytes count them");
+	for (size_t len = 0; len <= 300; len++)
+		pb_msg_unref(ms[len]);
+	tap_is_int((long long)(pb_msg_live_bytes() - base), 0, "msg: and none once freed");
+
+	/* thousands alive at once, twice over: no two share a block */
+	for (int round = 0; round < 2; round++) {
+		ok = 1;
+		for (unsigned i = 0; i < MSG_MANY; i++) {
+			ms[i] = pb_msg_new(i % 2 ? PB_MSG_BINARY : PB_MSG_TEXT, NULL, i % 211);
+			msg_fill(ms[i], i);
+		}
+		for (unsigned i = 0; i < MSG_MANY; i++)
+			ok &= msg_holds(ms[i], i % 211, i) && ms[i]->type == (i % 2 ? PB_MSG_BINARY :
+										     PB_MSG_TEXT);
+		for (unsigned i = 0; i < MSG_MANY; i++)
+			pb_msg_unref(ms[i]);
+		tap_ok(ok, "msg: %d messages alive at once keep their own bytes (round %d)",
+		       MSG_MANY, round + 1);
+	}
+	tap_is_int((long long)(pb_msg_live_bytes() - base), 0, "msg: none live after both rounds");
+
+	/* a reference keeps the block; the last one lets it go */
+	m = pb_msg_new(PB_MSG_TEXT, "hello", 5);
+	pb_msg_ref(m);
+	pb_msg_unref(m);
+	m2 = pb_msg_new(PB_MSG_TEXT, "other", 5);
+	tap_ok(m2 != m && m->refs == 1 && !memcmp(m->data, "hello", 6),
+	       "msg: a referenced message is not reused");
+	pb_msg_unref(m);
+	pb_msg_unref(m2);
+	pb_msg_cache_free();
+	m = pb_msg_new(PB_MSG_TEXT, "again", 5);
+	tap_ok(m && !memcmp(m->data, "again", 6), "msg: messages after the cache was freed");
+	pb_msg_unref(m);
+	pb_msg_cache_free();
+}
+
 int main(void)
 {
 	test_buf_append();
@@ -596,5 +676,6 @@ int main(void)
 	test_map_keylen();
 	test_map_growth();
 	test_map_model();
+	test_msg_reuse();
 	return tap_done();
 }
