@@ -113,6 +113,10 @@ free_port() {
 
 # start_upstream RATE [-e]: the C upstream on the load CPU (-e: Engine.IO).
 start_upstream() {
+	# Emptied here, not only by the redirection below: that one happens in
+	# the background child, and wait_port could read the last upstream's
+	# ready line first.
+	: >"$out/upstream.out"
 	# shellcheck disable=SC2086
 	$cli "$out/upstream" -r "$1" ${2:-} >"$out/upstream.out" 2>"$out/upstream.err" &
 	up_pid=$!; pids="$pids $up_pid"
@@ -165,6 +169,7 @@ start_bridge() {
 
 # start_eio RATE: the Engine.IO peer on the server CPU.
 start_eio() {
+	: >"$out/eio.out"       # as in start_upstream
 	$srv node "$here/eio_server.js" 0 "$1" >"$out/eio.out" 2>"$out/logs/eio-$tag.err" &
 	eio_pid=$!; pids="$pids $eio_pid"
 	srv_port=$(wait_port "$out/eio.out" '^listening')
@@ -240,6 +245,7 @@ while [ "$rep" -le "$reps" ]; do
 		echo "  rep $rep: $name" >&2
 		if [ $name = bare ]; then
 			has short "$parts" || continue
+			: >"$out/baremhd.out"   # as in start_upstream
 			$srv "$out/baremhd" >"$out/baremhd.out" 2>&1 &
 			bm_pid=$!; pids="$pids $bm_pid"
 			srv_port=$(wait_port "$out/baremhd.out" '^listening')
