@@ -169,7 +169,11 @@ static void waiter_read_done(void *arg, int err, const struct pb_store_batch *b)
 			waiter_unhand(s, b);
 	} else if (!final && s->w.yield && (s->w.stale || (!b->n && !b->close.closed))) {
 		/* A request on another instance came during the read, and the
-		 * read found nothing for the request in the slot: it gives way. */
+		 * read found nothing for the request in the slot: it gives way.
+		 * What a read for an older request returned was handed out to
+		 * nobody (as above). */
+		if (!err && b->n)
+			waiter_unhand(s, b);
 		waiter_release(s);
 	} else if (!final && (s->w.stale || (s->w.reread && !b->n && !b->close.closed))) {
 		/* A newer request came during the read (its cursor may differ),
