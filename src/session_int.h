@@ -184,7 +184,8 @@ struct pb_session {
 	/* Shared stores, owner only: the slot's last read found nothing after
 	 * quiet.after (and acknowledged up to it), so a plain short poll with
 	 * that cursor, soon after, is answered here without the store
-	 * (core_read_quiet). Cleared by any append or inbound wakeup. */
+	 * (core_read_quiet), unless an append is in flight. Cleared by any
+	 * append answered or inbound wakeup. */
 	struct {
 		int valid;
 		uint64_t after;

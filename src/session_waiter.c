@@ -279,8 +279,10 @@ static void core_read_direct(struct pb_core *c, const char *id, uint64_t after, 
 
 /* A plain short poll (no wait, no stream, no flags) on a session this
  * instance owns, at the cursor where the slot's last read found nothing,
- * a moment ago: the store would answer the same (empty and open), so
- * answer it here. Nothing depends on it: an empty answer leaves the
+ * a moment ago, with no append of upstream messages in flight: the store
+ * would answer the same (empty and open), so answer it here. (An append
+ * in flight may already be in the store, where another instance can read
+ * it before its answer comes back here: the store is asked.) Nothing depends on it: an empty answer leaves the
  * client's cursor where it was, and the store is asked again at least
  * every PB_QUIET_MS (which also records the client's activity there).
  * 1 if answered. */
@@ -291,7 +293,7 @@ static int core_read_quiet(struct pb_core *c, struct pb_session *s, uint64_t aft
 
 	if (!s->quiet.valid || s->quiet.after != after || from != after || !s->owned ||
 	    s->state != PB_S_OPEN || c->draining || s->w.state != PB_W_EMPTY || s->w.reading ||
-	    uv_now(c->loop) >= s->quiet.until)
+	    s->in.state == PB_IN_PUSHING || uv_now(c->loop) >= s->quiet.until)
 		return 0;
 	b.last_seq = s->quiet.last_seq;
 	session_touch(s);
