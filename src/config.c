@@ -78,6 +78,7 @@ static const struct opt pb_opts[] = {
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
+	{ "lean-long-polls", OPT_SWITCH, OFF(lean_long_polls), 0, 0 },
 	{ "sockjs-url", OPT_STRING, OFF(sockjs_url), 1, 2048 },
 	{ "compress-min-bytes", OPT_SIZE, OFF(compress_min_bytes), 0, 1ULL << 30 },
 	{ "config", OPT_CONFIG, 0, 0, 0 },
@@ -179,6 +180,9 @@ static const char pb_usage[] =
 "                            (default: none)\n"
 "  --jsonp                   allow ?callback= on GET .../messages (script-tag\n"
 "                            polling for the oldest browsers)\n"
+"  --lean-long-polls         a /v1 long poll waiting on plain HTTP keeps only its\n"
+"                            socket, not libmicrohttpd's connection memory\n"
+"                            (--max-header-bytes + 4 KiB) (default: off)\n"
 "  --sockjs-url URL          the sockjs-client script the SockJS iframe page\n"
 "                            (PREFIX/iframe.html) loads, for the iframe-based\n"
 "                            transports; a URL the browser can reach (default:\n"

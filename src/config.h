@@ -90,6 +90,7 @@ struct pb_config {
 	char *cors_origins[PB_MAX_CORS_ORIGINS];       /* "*" allows any */
 	size_t ncors_origins;
 	int jsonp;
+	int lean_long_polls;    /* waiting /v1 polls leave libmicrohttpd (front.c) */
 	char *sockjs_url;         /* sockjs-client URL the SockJS iframe page loads;
 				   NULL: no iframe page (404) */
 	size_t compress_min_bytes;      /* gzip answers from this size; 0: never */

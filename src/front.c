@@ -69,6 +69,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sockjs.h"
+#include "tcp_read.h"
 
 /* One client connection (MHD's socket context): the state the slow-client
  * tick checks, and what the current request's raw URL showed. */
@@ -89,7 +90,11 @@ struct pb_conn {
 	uintptr_t uri_at;       /* where MHD had the raw URL (compared, never read) */
 	size_t uri_len;         /* its length up to the first NUL */
 	int linger;             /* answered early: linger when it closes */
-	int cut;                /* shut down for slowness: no linger */
+	int cut;                /* shut down for slowness (or handed off): no linger */
+	/* --lean-long-polls: the bytes of the connection's finished requests
+	 * as received (request line, headers, body), from the bytes already
+	 * read off the socket when libmicrohttpd took it (front_hand_off). */
+	uint64_t done_bytes;
 };
 
 /* A closed connection's socket (a dup) read and discarded until the client
@@ -130,6 +135,11 @@ struct pb_front {
 	struct pb_core *core;
 	struct MHD_Daemon *mhd;
 	int listen_fd;
+	uv_poll_t accept;       /* listen_fd: connections are accepted here */
+	int accepting;          /* accept is started */
+	int accept_closed;      /* accept is closed (drain) */
+	unsigned limit;         /* client connections at once */
+	size_t nconns;          /* connections libmicrohttpd holds */
 	uv_poll_t poll;
 	uv_timer_t timer;
 	uv_timer_t tick;        /* slow-client deadlines and lingering sockets */
@@ -153,6 +163,13 @@ struct pb_front {
 	 * answer (libmicrohttpd counts its users): [1] with Vary:
 	 * Accept-Encoding. Rebuilt after a reload (front_empty_answer). */
 	struct MHD_Response *empty_open[2];
+	/* --lean-long-polls: waiting polls whose connection left
+	 * libmicrohttpd, and answered ones whose socket goes back to it on the
+	 * next run (front_give_back). */
+	struct pb_req *handed;
+	struct pb_req *backs;
+	size_t nhanded;         /* sockets held outside libmicrohttpd (both lists) */
+	int hand_note;          /* the next "internal error" log line is a hand-off */
 };
 
 /* The TLS front whose credentials the certificate callback hands out. */
@@ -232,9 +249,36 @@ struct pb_req {
 	int gz_ok;
 	struct pb_gzip *gz;
 	size_t gz_len;
+	/* --lean-long-polls (front_hand_off): a waiting /v1 poll whose
+	 * connection left libmicrohttpd keeps its socket here and writes its
+	 * own answer; the strings the answer and its log read are copied into
+	 * kept, since libmicrohttpd's connection memory is gone. */
+	int handed;
+	int hand_fd;
+	int hand_keep;          /* the connection goes back to libmicrohttpd */
+	unsigned wait;          /* a poll's wait (front_poll) */
+	size_t header_size;     /* the request line and headers as received */
+	const char *resp_body;  /* resp's body (front_response; owned by resp) */
+	size_t resp_body_len;
+	char *kept;
+	const char *referer, *user_agent, *addr;        /* in kept, or NULL */
+	struct pb_req *hprev, *hnext;   /* f->handed, or f->backs (hnext) */
+	struct front_out *out;  /* the rest of the answer, while it is written */
+};
+
+/* The part of a handed-off poll's answer the socket did not take at once. */
+struct front_out {
+	uv_poll_t poll;
+	struct pb_req *r;       /* NULL once the front is freed */
+	char *data;
+	size_t len, off;
 };
 
 static void front_kick(struct pb_front *f);
+static void front_hand_answer(struct pb_req *r);
+static void front_tick_start(struct pb_front *f);
+static void front_accept_start(struct pb_front *f);
+static void front_handle_closed(uv_handle_t *h);
 
 /* ---- responses ---------------------------------------------------------- */
 
@@ -320,6 +364,8 @@ static struct MHD_Response *front_response(struct pb_req *r, struct pb_buf *body
 		free(data);
 		return NULL;
 	}
+	r->resp_body = data;
+	r->resp_body_len = len;
 	r->resp_len = (long long)len;
 	front_common_headers(r, resp, ctype);
 	front_gzip_headers(r, resp, gz);
@@ -343,6 +389,7 @@ static void front_req_free(struct pb_req *r)
 	pb_buf_free(&r->st);
 	pb_gzip_free(r->gz);
 	free(r->jsonp);
+	free(r->kept);
 	free(r->route_name);
 	free(r->st_ctype);
 	if (r->door_free)
@@ -368,6 +415,10 @@ static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Res
 	front_resp_drop(r);
 	r->resp = resp;
 	r->status = status;
+	if (r->handed) {
+		front_hand_answer(r);
+		return;
+	}
 	if (r->suspended) {
 		r->suspended = 0;
 		MHD_resume_connection(r->conn);
@@ -416,6 +467,14 @@ static void front_set_empty(struct pb_req *r)
 	if (r->orphan) {
 		r->in_core = 0;
 		front_req_free(r);
+		return;
+	}
+	if (r->handed) {
+		r->in_core = 0;
+		front_resp_drop(r);
+		r->resp_shared = 1;
+		r->status = 200;
+		front_hand_answer(r);
 		return;
 	}
 	front_set_response(r, 200, NULL);
@@ -645,12 +704,17 @@ static enum MHD_Result front_hdr_collect(void *cls, enum MHD_ValueKind kind, con
 /* The client's address as text ("127.0.0.1", "::1"), or "" if unknown. */
 static void front_client_address(struct pb_req *r, char *out, size_t outlen)
 {
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const union MHD_ConnectionInfo *ci;
 	struct sockaddr_in s4;
 	struct sockaddr_in6 s6;
 
 	out[0] = '\0';
+	if (!r->conn) {
+		/* Handed off: the copy made then, if any. */
+		snprintf(out, outlen, "%s", r->addr ? r->addr : "");
+		return;
+	}
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (!ci || !ci->client_addr)
 		return;
 	if (ci->client_addr->sa_family == AF_INET) {
@@ -835,6 +899,7 @@ static void front_poll(struct pb_req *r)
 		return;
 	}
 	r->in_core = 1;
+	r->wait = wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait;
 	pb_core_poll(r->f->core, r->id, after,
 		     wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait,
 		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
@@ -1677,9 +1742,11 @@ static void front_log_combined(struct pb_req *r, const char *addr)
 	front_log_field(method, sizeof(method), r->method, NULL);
 	front_log_field(path, sizeof(path), r->url, r->id);
 	front_log_field(version, sizeof(version), r->version, NULL);
-	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Referer") : NULL;
+	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Referer") :
+		      r->referer;
 	front_log_field(ref, sizeof(ref), h ? h : "-", NULL);
-	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") : NULL;
+	h = r->conn ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") :
+		      r->user_agent;
 	front_log_field(ua, sizeof(ua), h ? h : "-", NULL);
 	if (r->resp_len < 0)
 		snprintf(bytes, sizeof(bytes), "-");
@@ -1693,22 +1760,14 @@ static void front_log_combined(struct pb_req *r, const char *addr)
 			  version[0] ? version : "HTTP/1.1", r->status, bytes, ref, ua);
 }
 
-/* Queue the prepared response; MHD_NO closes the connection. */
-static enum MHD_Result front_queue(struct pb_req *r)
+/* Count r's answer (r->status) in the metrics and write its log lines. */
+static void front_note_answer(struct pb_req *r)
 {
-	enum MHD_Result ret;
-
-	if (r->resp_shared)
-		r->resp = front_empty_answer(r);
-	if (!r->resp)
-		return MHD_NO;
 	pb_metrics_http(front_endpoint_metric(r->ep), r->status);
 	/* Headers in to answer queued: a waiting poll's wait and a stream's
 	 * first read are included, a stream's later events are not. */
 	pb_metrics_observe_kind(PB_H_HTTP_SECONDS, front_duration_kind(r),
 				(double)(uv_hrtime() - r->started_ns) / 1e9);
-	ret = MHD_queue_response(r->conn, r->status, r->resp);
-	front_resp_drop(r);
 	if (pb_log_enabled(PB_LOG_DEBUG) || pb_log_access_enabled()) {
 		/* Sessions by the first 6 characters of their id: the id is a
 		 * capability and never goes to a log whole. */
@@ -1730,6 +1789,20 @@ static enum MHD_Result front_queue(struct pb_req *r)
 					      r->id[0] ? r->id : "-", r->status, ms);
 		}
 	}
+}
+
+/* Queue the prepared response; MHD_NO closes the connection. */
+static enum MHD_Result front_queue(struct pb_req *r)
+{
+	enum MHD_Result ret;
+
+	if (r->resp_shared)
+		r->resp = front_empty_answer(r);
+	if (!r->resp)
+		return MHD_NO;
+	ret = MHD_queue_response(r->conn, r->status, r->resp);
+	front_note_answer(r);
+	front_resp_drop(r);
 	return ret;
 }
 
@@ -1900,6 +1973,395 @@ static enum MHD_Result front_answer_early(struct pb_req *r, int err, unsigned st
 	return front_queue(r);
 }
 
+/* ---- accepting connections ---------------------------------------------- */
+
+/* The listening socket is read here rather than by libmicrohttpd
+ * (MHD_USE_NO_LISTEN_SOCKET; each connection goes to it with
+ * MHD_add_connection), so that --max-connections counts every client
+ * connection: those libmicrohttpd holds and the sockets of waiting polls
+ * that left it (--lean-long-polls). At the limit the listening socket is
+ * not read until one closes, as libmicrohttpd would do. */
+static void front_accept_cb(uv_poll_t *p, int status, int events);
+
+/* Read the listening socket again if there is room (and it is open). */
+static void front_accept_start(struct pb_front *f)
+{
+	if (f->accepting || f->accept_closed || f->stopping ||
+	    f->nconns + f->nhanded >= f->limit)
+		return;
+	f->accepting = 1;
+	uv_poll_start(&f->accept, UV_READABLE, front_accept_cb);
+}
+
+static void front_accept_stop(struct pb_front *f)
+{
+	if (!f->accepting)
+		return;
+	f->accepting = 0;
+	uv_poll_stop(&f->accept);
+}
+
+/* The listening socket is readable: take what is there, up to the limit
+ * (a few at a time, so that a flood of connections still lets the loop
+ * serve the others). Out of descriptors, it waits for the next tick. */
+static void front_accept_cb(uv_poll_t *p, int status, int events)
+{
+	struct pb_front *f = p->data;
+	int took = 0;
+
+	(void)events;
+	if (status < 0)
+		return;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		int fd;
+
+		if (f->nconns + f->nhanded >= f->limit) {
+			front_accept_stop(f);
+			break;
+		}
+		fd = accept4(f->listen_fd, (struct sockaddr *)&sa, &len,
+			     SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				pb_log_warn("accept: %s; accepting again in %d ms", strerror(errno),
+					    TICK_MS);
+				front_accept_stop(f);
+				front_tick_start(f);
+			}
+			break;
+		}
+		/* It closes the socket itself if it cannot take it. */
+		(void)MHD_add_connection(f->mhd, fd, (struct sockaddr *)&sa, len);
+		took = 1;
+	}
+	if (took)
+		front_kick(f);
+}
+
+/* ---- --lean-long-polls: waiting polls outside libmicrohttpd ------------- */
+
+/* libmicrohttpd 0.9.75 keeps a connection's whole memory pool
+ * (--max-header-bytes + FRONT_POOL_SLACK) resident while a request is
+ * suspended. With --lean-long-polls, a /v1 poll that has to wait gives
+ * its connection up instead: the handler keeps a duplicate of the socket
+ * and returns MHD_NO, which (with MHD_USE_TURBO, so without a shutdown of
+ * the socket) makes libmicrohttpd close its descriptor and free the
+ * connection without writing anything. The answer is then written here
+ * on the duplicate, with the headers libmicrohttpd would have given it,
+ * and the socket goes back to libmicrohttpd (MHD_add_connection) for the
+ * connection's next request. A waiting poll costs its struct pb_req.
+ *
+ * Only what is safe to take: plain HTTP/1.1 GET, no body, no
+ * "Connection: close", and nothing of a later request in libmicrohttpd's
+ * buffer, which would be lost with it (a pipelined request). That last
+ * one is checked against the kernel's count of bytes read off the socket
+ * (tcp_read.c): it must be the sum of the connection's requests so
+ * far as libmicrohttpd parsed them. */
+
+/* The bytes read off conn's socket so far, or UINT64_MAX if unknown. */
+static uint64_t front_consumed(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+	return ci && ci->connect_fd >= 0 ? pb_tcp_bytes_read(ci->connect_fd) : UINT64_MAX;
+}
+
+/* Whether the comma-separated header value v holds the token "close". */
+static int front_has_close(const char *v)
+{
+	while (v && *v) {
+		size_t n;
+
+		v += strspn(v, " \t,");
+		n = strcspn(v, " \t,");
+		if (n == 5 && strncasecmp(v, "close", 5) == 0)
+			return 1;
+		v += n;
+	}
+	return 0;
+}
+
+/* Copy what r's answer and its log read from libmicrohttpd's memory
+ * (origin, request line, referer, user agent, client address) into one
+ * allocation, r->kept. 0, or -1 without memory. */
+static int front_keep(struct pb_req *r)
+{
+	char addr[INET6_ADDRSTRLEN];
+	const char *in[7], **out[7] = { &r->origin, &r->url, &r->method, &r->version,
+					&r->referer, &r->user_agent, &r->addr };
+	size_t total = 0;
+	char *p;
+	int combined = pb_log_access_enabled() && r->f->cfg->access_log_combined;
+
+	front_client_address(r, addr, sizeof(addr));
+	in[0] = r->origin;
+	in[1] = r->url;
+	in[2] = r->method;
+	in[3] = r->version;
+	in[4] = combined ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Referer") : NULL;
+	in[5] = combined ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") :
+		NULL;
+	in[6] = addr;
+	for (size_t i = 0; i < 7; i++)
+		total += in[i] ? strlen(in[i]) + 1 : 0;
+	p = r->kept = malloc(total);
+	if (!p)
+		return -1;
+	for (size_t i = 0; i < 7; i++) {
+		if (!in[i]) {
+			*out[i] = NULL;
+			continue;
+		}
+		*out[i] = strcpy(p, in[i]);
+		p += strlen(in[i]) + 1;
+	}
+	r->accept_encoding = NULL;      /* read in the handler only */
+	return 0;
+}
+
+/* Take r's connection from libmicrohttpd if r may wait outside it (see
+ * above). 1 if taken: the handler then returns MHD_NO. */
+static int front_hand_off(struct pb_req *r)
+{
+	struct pb_front *f = r->f;
+	const union MHD_ConnectionInfo *ci;
+	int fd;
+
+	if (!f->cfg->lean_long_polls || f->admin || f->cred || f->draining || r->ep != EP_POLL ||
+	    !r->wait || !r->pc || r->pc->cut || r->pc->body_bytes || r->body.len ||
+	    strcmp(r->method, "GET") != 0 || strcmp(r->version, MHD_HTTP_VERSION_1_1) != 0 ||
+	    front_has_close(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+							 MHD_HTTP_HEADER_CONNECTION)))
+		return 0;
+	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (!ci || ci->connect_fd < 0 || !r->header_size || r->pc->done_bytes == UINT64_MAX ||
+	    pb_tcp_bytes_read(ci->connect_fd) != r->pc->done_bytes + r->header_size)
+		return 0;
+	if (front_keep(r))
+		return 0;
+	fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
+	if (fd < 0) {
+		free(r->kept);
+		r->kept = NULL;
+		return 0;       /* the copies hold the same strings: nothing else changed */
+	}
+	r->handed = 1;
+	r->hand_fd = fd;
+	f->hand_note = 1;       /* libmicrohttpd logs the MHD_NO: not an error */
+	r->pc->cut = 1;         /* no lingering close: it would shut the socket down */
+	r->hprev = NULL;
+	r->hnext = f->handed;
+	if (f->handed)
+		f->handed->hprev = r;
+	f->handed = r;
+	f->nhanded++;
+	return 1;
+}
+
+/* r's answer is written (keep: the connection goes on) or failed: the
+ * socket goes back to libmicrohttpd on the next run, or is closed. */
+static void front_hand_end(struct pb_req *r, int keep)
+{
+	struct pb_front *f = r->f;
+
+	if (r->hprev)
+		r->hprev->hnext = r->hnext;
+	else
+		f->handed = r->hnext;
+	if (r->hnext)
+		r->hnext->hprev = r->hprev;
+	r->handed = 0;
+	if (keep && f->mhd && !f->stopping) {
+		r->hnext = f->backs;
+		f->backs = r;
+		front_kick(f);
+		return;
+	}
+	close(r->hand_fd);
+	f->nhanded--;
+	front_req_free(r);
+	front_accept_start(f);
+}
+
+/* Give the sockets of the answered handed-off polls back to
+ * libmicrohttpd (outside MHD_run(): never from inside it). */
+static void front_give_back(struct pb_front *f)
+{
+	struct pb_req *r;
+
+	while ((r = f->backs)) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+
+		f->backs = r->hnext;
+		f->nhanded--;
+		if (getpeername(r->hand_fd, (struct sockaddr *)&sa, &len) == 0)
+			/* It closes the socket itself if it cannot take it. */
+			(void)MHD_add_connection(f->mhd, r->hand_fd, (struct sockaddr *)&sa, len);
+		else
+			close(r->hand_fd);
+		front_req_free(r);
+	}
+	front_accept_start(f);
+}
+
+static void front_out_closed(uv_handle_t *h)
+{
+	struct front_out *o = h->data;
+
+	free(o->data);
+	free(o);
+}
+
+/* The rest of a handed-off answer, as the socket takes it. */
+static void front_out_cb(uv_poll_t *p, int status, int events)
+{
+	struct front_out *o = p->data;
+	struct pb_req *r = o->r;
+	ssize_t n = 0;
+
+	(void)events;
+	if (status == 0) {
+		n = send(r->hand_fd, o->data + o->off, o->len - o->off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+			return;
+		if (n > 0)
+			o->off += (size_t)n;
+		if (n >= 0 && o->off < o->len)
+			return;
+	}
+	r->out = NULL;
+	uv_close((uv_handle_t *)&o->poll, front_out_closed);
+	front_hand_end(r, status == 0 && n >= 0 && r->hand_keep);
+}
+
+/* Write a handed-off poll's answer: what the socket takes now, the rest
+ * when it can (front_out_cb). Takes data (len bytes, malloc'd). */
+static void front_hand_write(struct pb_req *r, char *data, size_t len)
+{
+	struct front_out *o;
+	ssize_t n = send(r->hand_fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	if (n == (ssize_t)len || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+				  errno != EINTR)) {
+		free(data);
+		front_hand_end(r, n == (ssize_t)len && r->hand_keep);
+		return;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o || uv_poll_init(r->f->loop, &o->poll, r->hand_fd)) {
+		free(o);
+		free(data);
+		front_hand_end(r, 0);
+		return;
+	}
+	o->r = r;
+	o->data = data;
+	o->len = len;
+	o->off = n > 0 ? (size_t)n : 0;
+	o->poll.data = o;
+	r->out = o;
+	uv_poll_start(&o->poll, UV_WRITABLE, front_out_cb);
+}
+
+/* MHD iterator: a response header line into the answer being built. */
+struct front_head_out {
+	struct pb_buf *b;
+	int close;              /* the answer says Connection: close */
+	int err;
+};
+
+static enum MHD_Result front_head_put(void *cls, enum MHD_ValueKind kind, const char *key,
+				      const char *value)
+{
+	struct front_head_out *o = cls;
+
+	(void)kind;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONNECTION) == 0 && front_has_close(value))
+		o->close = 1;
+	o->err |= pb_buf_printf(o->b, "%s: %s\r\n", key, value ? value : "");
+	return MHD_YES;
+}
+
+/* Answer a handed-off poll with its prepared response (r->status,
+ * r->resp or the shared empty one) as libmicrohttpd would write it: the
+ * status line, Date, the response's headers, Content-Length, the body.
+ * Without a response (no memory), the connection is closed, as
+ * front_queue's MHD_NO does. */
+static void front_hand_answer(struct pb_req *r)
+{
+	struct MHD_Response *resp = r->resp_shared ? front_empty_answer(r) : r->resp;
+	const char *body = r->resp_shared ? front_empty_body : r->resp_body;
+	size_t blen = r->resp_shared ? sizeof(front_empty_body) - 1 : r->resp_body_len;
+	const char *reason = MHD_get_reason_phrase_for(r->status);
+	struct pb_buf out;
+	struct front_head_out ho = { &out, 0, 0 };
+	char date[64], *data;
+	time_t now = time(NULL);
+	struct tm tm;
+	size_t len;
+
+	if (!resp) {
+		front_resp_drop(r);
+		front_hand_end(r, 0);
+		return;
+	}
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	pb_buf_init(&out, 0);
+	ho.err |= pb_buf_printf(&out, "HTTP/1.1 %u %s\r\nDate: %s\r\n", r->status,
+				reason && *reason ? reason : "Unknown", date);
+	MHD_get_response_headers(resp, front_head_put, &ho);
+	ho.err |= pb_buf_printf(&out, "Content-Length: %zu\r\n\r\n", blen);
+	if (blen)
+		ho.err |= pb_buf_append(&out, body, blen);
+	front_note_answer(r);
+	front_resp_drop(r);
+	data = ho.err ? NULL : pb_buf_steal(&out, &len);
+	pb_buf_free(&out);
+	if (!data) {
+		front_hand_end(r, 0);
+		return;
+	}
+	r->hand_keep = !ho.close && !r->f->draining;
+	front_hand_write(r, data, len);
+}
+
+/* The front ends: every handed-off poll's socket is closed; one the core
+ * still holds is freed when its answer comes (orphan). */
+static void front_hand_stop(struct pb_front *f)
+{
+	struct pb_req *r;
+
+	while ((r = f->backs)) {
+		f->backs = r->hnext;
+		f->nhanded--;
+		close(r->hand_fd);
+		front_req_free(r);
+	}
+	while ((r = f->handed)) {
+		f->handed = r->hnext;
+		f->nhanded--;
+		r->handed = 0;
+		close(r->hand_fd);
+		if (r->out) {
+			r->out->r = NULL;
+			uv_close((uv_handle_t *)&r->out->poll, front_out_closed);
+			r->out = NULL;
+		}
+		if (r->in_core)
+			r->orphan = 1;
+		else
+			front_req_free(r);
+	}
+}
+
 /* The libmicrohttpd access handler: accumulate the body, dispatch once,
  * suspend until the core answers, then queue the answer. */
 static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -1930,6 +2392,8 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		f->active++;
 		pb_metrics_gauge(PB_G_HTTP_IN_FLIGHT, 1);
 		*con_cls = r;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+		r->header_size = ci ? ci->header_size : 0;
 		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 		r->pc = ci ? ci->socket_context : NULL;
 		if (r->pc) {
@@ -2009,6 +2473,10 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 	r->in_handler = 0;
 	if (r->resp || !r->in_core)
 		return front_queue(r);
+	if (front_hand_off(r))
+		/* libmicrohttpd closes its descriptor and frees the connection
+		 * (front_completed); the socket goes on in r's. */
+		return MHD_NO;
 	MHD_suspend_connection(conn);
 	r->suspended = 1;
 	return MHD_YES;
@@ -2023,7 +2491,13 @@ static void front_completed(void *cls, struct MHD_Connection *conn, void **con_c
 	if (!r)
 		return;
 	*con_cls = NULL;
+	if (r->handed) {
+		r->conn = NULL;
+		r->pc = NULL;
+		return;
+	}
 	if (r->pc) {
+		r->pc->done_bytes += r->header_size + r->pc->body_bytes;
 		/* A keep-alive connection's next request starts its clock now. */
 		r->pc->phase = PH_HEAD;
 		r->pc->since_ms = uv_now(r->f->loop);
@@ -2180,15 +2654,14 @@ static void front_tick_cb(uv_timer_t *t)
 		if (now >= l->until_ms)
 			front_linger_end(l);
 	}
-	if (!f->conns && !f->lingers)
+	front_accept_start(f);  /* after running out of descriptors */
+	if (!f->conns && !f->lingers && (f->accepting || f->accept_closed))
 		uv_timer_stop(&f->tick);
 }
 
 /* MHD connection notification: track the connection for the slow-client
- * tick; on close, linger if the client may still be sending. A closed
- * connection may also have freed a slot under --max-connections, and MHD
- * only takes the listening socket back into its poll set on its next run,
- * so make sure there is one. */
+ * tick and count it under --max-connections; on close, linger if the
+ * client may still be sending, and accept again if that freed a slot. */
 static void front_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 			     enum MHD_ConnectionNotificationCode toe)
 {
@@ -2196,6 +2669,7 @@ static void front_connection(void *cls, struct MHD_Connection *conn, void **sock
 	struct pb_conn *pc = *socket_ctx;
 
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		f->nconns++;
 		pc = calloc(1, sizeof(*pc));
 		if (!pc)
 			return;         /* served without deadlines */
@@ -2203,6 +2677,8 @@ static void front_connection(void *cls, struct MHD_Connection *conn, void **sock
 		pc->conn = conn;
 		pc->phase = PH_HEAD;
 		pc->since_ms = uv_now(f->loop);
+		if (f->cfg->lean_long_polls)
+			pc->done_bytes = front_consumed(conn);
 		pc->next = f->conns;
 		if (f->conns)
 			f->conns->prev = pc;
@@ -2213,6 +2689,8 @@ static void front_connection(void *cls, struct MHD_Connection *conn, void **sock
 	}
 	if (toe != MHD_CONNECTION_NOTIFY_CLOSED)
 		return;
+	f->nconns--;
+	front_accept_start(f);
 	front_kick(f);
 	if (!pc)
 		return;
@@ -2256,6 +2734,7 @@ static void front_run(struct pb_front *f)
 
 	if (!f->mhd)
 		return;
+	front_give_back(f);
 	f->in_run = 1;
 	f->kicked = 0;
 	MHD_run(f->mhd);
@@ -2300,6 +2779,10 @@ static void front_mhd_log(void *cls, const char *fmt, va_list ap)
 	n = strlen(line);
 	while (n && line[n - 1] == '\n')
 		line[--n] = '\0';
+	if (f->hand_note && strstr(line, "Application reported internal error")) {
+		f->hand_note = 0;       /* front_hand_off's MHD_NO */
+		return;
+	}
 	pb_log_debug("mhd: %s", line);
 	if (!f->mhd_error[0])
 		/* Cut to fit, on purpose (the precision says so to gcc). */
@@ -2505,7 +2988,8 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 	const char *lhost = admin ? cfg->admin_host : cfg->listen_host;
 	int lport = admin ? cfg->admin_port : cfg->listen_port;
 	struct MHD_OptionItem tls[2] = { { MHD_OPTION_END, 0, NULL } };
-	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+			 MHD_USE_NO_LISTEN_SOCKET;
 	const union MHD_DaemonInfo *info;
 	unsigned limit;
 
@@ -2522,6 +3006,10 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 			cfg->max_message_bytes * 2 + 65536;
 	if (admin)
 		f->body_limit = 4096;   /* nothing there takes a body */
+	if (cfg->lean_long_polls && !admin && !cfg->tls_cert_pem)
+		/* Closes without shutdown(), so a handed-off poll's duplicate
+		 * of the socket stays usable (front_hand_off). */
+		flags |= MHD_USE_TURBO;
 	if (cfg->tls_cert_pem && !admin) {
 		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
 		    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
@@ -2566,7 +3054,6 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 				  0, NULL, NULL, front_handler, f,
 				  MHD_OPTION_EXTERNAL_LOGGER, front_mhd_log, f,
 				  MHD_OPTION_ARRAY, tls,
-				  MHD_OPTION_LISTEN_SOCKET, f->listen_fd,
 				  MHD_OPTION_NOTIFY_COMPLETED, front_completed, f,
 				  MHD_OPTION_NOTIFY_CONNECTION, front_connection, f,
 				  MHD_OPTION_URI_LOG_CALLBACK, front_uri_log, f,
@@ -2594,15 +3081,19 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 		free(f);
 		return NULL;
 	}
+	f->limit = limit;
 	info = MHD_get_daemon_info(f->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_poll_init(loop, &f->accept, f->listen_fd);
+	f->accept.data = f;
 	uv_poll_init(loop, &f->poll, info->epoll_fd);
 	uv_timer_init(loop, &f->timer);
 	uv_timer_init(loop, &f->tick);
 	f->poll.data = f;
 	f->timer.data = f;
 	f->tick.data = f;
-	f->handles_open = 3;
+	f->handles_open = 4;
 	uv_poll_start(&f->poll, UV_READABLE, front_poll_cb);
+	front_accept_start(f);
 	front_run(f);
 	return f;
 }
@@ -2624,20 +3115,26 @@ const char *pb_front_address(const struct pb_front *f)
 	return f->address;
 }
 
+/* Stop accepting for good: close the listening socket. */
+static void front_accept_close(struct pb_front *f)
+{
+	if (f->accept_closed)
+		return;
+	front_accept_stop(f);
+	f->accept_closed = 1;
+	uv_close((uv_handle_t *)&f->accept, front_handle_closed);
+	close(f->listen_fd);    /* after uv_close: out of the loop's epoll set */
+	f->listen_fd = -1;
+}
+
 void pb_front_drain(struct pb_front *f)
 {
-	int fd;
-
 	if (f->draining)
 		return;
 	f->draining = 1;
 	if (f->admin)
 		return;         /* probes and scrapes are answered to the end */
-	fd = MHD_quiesce_daemon(f->mhd);
-	if (fd >= 0) {
-		close(fd);
-		f->listen_fd = -1;
-	}
+	front_accept_close(f);
 }
 
 size_t pb_front_active(const struct pb_front *f)
@@ -2666,12 +3163,12 @@ void pb_front_free(struct pb_front *f)
 	if (!f)
 		return;
 	f->stopping = 1;
+	front_hand_stop(f);
 	MHD_stop_daemon(f->mhd);
 	f->mhd = NULL;
 	front_empty_reset(f);
 	front_tls_end(f);       /* no handshake runs any more */
-	if (f->listen_fd >= 0)
-		close(f->listen_fd);
+	front_accept_close(f);
 	while (f->lingers)
 		front_linger_end(f->lingers);
 	uv_close((uv_handle_t *)&f->poll, front_handle_closed);

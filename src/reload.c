@@ -154,6 +154,9 @@ static void reload_keep_fixed(const struct pb_reload *rl, struct pb_config *n)
 	if (n->max_connections != o->max_connections)
 		pb_log_warn("reload: --max-connections needs a restart");
 	n->max_connections = o->max_connections;
+	if (n->lean_long_polls != o->lean_long_polls)
+		pb_log_warn("reload: --lean-long-polls needs a restart");
+	n->lean_long_polls = o->lean_long_polls;
 	if (n->connection_timeout != o->connection_timeout)
 		pb_log_warn("reload: --connection-timeout needs a restart");
 	n->connection_timeout = o->connection_timeout;
