@@ -719,6 +719,38 @@ static void poll_after_announce(struct world *w, int port, const char *id, uint6
 	door_poll(w, id, after, wait, 100, 0, a, 2000);
 }
 
+/* A core on a fresh redis-server (instance inst-a) in w, and one session
+ * on it with its fake link: 0, or -1 without redis-server (what: whose
+ * checks are not run). */
+static int redis_world_open(struct world *w, struct h_proc **srv, int *port, struct answer *a,
+			    struct fake_up **f, const char *what)
+{
+	*srv = h_redis_start(port, NULL);
+	if (!*srv) {
+		tap_diag("no redis-server: the %s checks are not run", what);
+		return -1;
+	}
+	uv_loop_init(&w->loop);
+	door_loop = &w->loop;
+	nlinks = 0;
+	world_start_redis(w, &w->loop, *port, "inst-a");
+	door_create(w, &(struct pb_create_req){ 0 }, a);
+	tap_is_int(a->err, 0, "%s: a session on Redis", what);
+	*f = &links[nlinks - 1];
+	return 0;
+}
+
+/* Tear down what redis_world_open made. */
+static void redis_world_close(struct world *w, struct h_proc *srv, const char *what)
+{
+	pb_core_free(w->core);
+	pb_store_destroy(w->store);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	tap_is_int(uv_loop_close(&w->loop), 0, "%s: no handle left on the loop", what);
+	pb_config_free(&w->cfg);
+	h_stop(srv, SIGTERM, 3000);
+}
+
 /* The single-waiter rule meets a read in flight: a poll whose read is out
  * when another instance's poll is announced answers what its read found
  * (messages, the session's close, the end it made), and gives way only if
@@ -732,18 +764,8 @@ static void check_waiter_yield(void)
 	struct h_proc *srv;
 	int port;
 
-	srv = h_redis_start(&port, NULL);
-	if (!srv) {
-		tap_diag("no redis-server: the waiter checks are not run");
+	if (redis_world_open(&w, &srv, &port, &a, &f, "yield"))
 		return;
-	}
-	uv_loop_init(&w.loop);
-	door_loop = &w.loop;
-	nlinks = 0;
-	world_start_redis(&w, &w.loop, port, "inst-a");
-	door_create(&w, &(struct pb_create_req){ 0 }, &a);
-	tap_is_int(a.err, 0, "yield: a session on Redis");
-	f = &links[nlinks - 1];
 	upstream_says(f, "y1", 0);
 	upstream_says(f, "y2", 0);
 	door_run(&w, 300);
@@ -769,13 +791,7 @@ static void check_waiter_yield(void)
 	       p.closed, p.code);
 	door_poll(&w, a.id, 2, 0, 100, 0, &p, 2000);
 	tap_is_int(p.err, PB_ECLOSED, "yield: then the session has ended");
-
-	pb_core_free(w.core);
-	pb_store_destroy(w.store);
-	uv_run(&w.loop, UV_RUN_DEFAULT);
-	tap_is_int(uv_loop_close(&w.loop), 0, "yield: no handle left on the loop");
-	pb_config_free(&w.cfg);
-	h_stop(srv, SIGTERM, 3000);
+	redis_world_close(&w, srv, "yield");
 }
 
 /* Short polls on the owner answered without Redis (core_read_quiet) stop
@@ -791,18 +807,8 @@ static void check_quiet_append(void)
 	struct h_proc *srv;
 	int port;
 
-	srv = h_redis_start(&port, NULL);
-	if (!srv) {
-		tap_diag("no redis-server: the quiet checks are not run");
+	if (redis_world_open(&w, &srv, &port, &a, &f, "quiet"))
 		return;
-	}
-	uv_loop_init(&w.loop);
-	door_loop = &w.loop;
-	nlinks = 0;
-	world_start_redis(&w, &w.loop, port, "inst-a");
-	door_create(&w, &(struct pb_create_req){ 0 }, &a);
-	tap_is_int(a.err, 0, "quiet: a session on Redis");
-	f = &links[nlinks - 1];
 	door_poll(&w, a.id, 0, 0, 100, 0, &p, 2000);
 	tap_ok(p.done && !p.err && !p.n && !p.closed, "quiet: a short poll finds nothing");
 	memset(&p, 0, sizeof(p));
@@ -814,13 +820,7 @@ static void check_quiet_append(void)
 	door_poll(&w, a.id, 0, 0, 100, 0, &p, 2000);
 	tap_ok(p.done && !p.err && p.n == 1 && !strcmp(p.first, "q1"),
 	       "quiet: a short poll while the append is in flight reads the store (%zu)", p.n);
-
-	pb_core_free(w.core);
-	pb_store_destroy(w.store);
-	uv_run(&w.loop, UV_RUN_DEFAULT);
-	tap_is_int(uv_loop_close(&w.loop), 0, "quiet: no handle left on the loop");
-	pb_config_free(&w.cfg);
-	h_stop(srv, SIGTERM, 3000);
+	redis_world_close(&w, srv, "quiet");
 }
 
 int main(void)
