@@ -2,7 +2,7 @@
 # bench/peers.sh: the peer benchmark. pollbridge (memory store and Redis
 # store) against Engine.IO polling and a bare libmicrohttpd server, and
 # pollbridge's own Engine.IO door against its /v1 API, all in one run,
-# printed as two tables with ratios. See bench/README.md.
+# printed as tables with ratios. See bench/README.md.
 #
 # Usage: sh bench/peers.sh [-B BUILD_DIR] [--no-make]
 #
@@ -17,8 +17,10 @@
 #   BENCH_REPS=N    repetitions (default 3; the table shows medians)
 #   BENCH_CC=clang  compiler for the bench tools (default cc)
 #   BENCH_SCEN="..." servers, in this order per repetition (default
-#                   "memory redis eio door doorred bare cluster": pollbridge
-#                   /v1 on each store, npm engine.io, pollbridge's Engine.IO
+#                   "memory redis classic classicred eio door doorred bare
+#                   cluster": pollbridge /v1 on each store, the same with
+#                   --lean-long-polls no (held polls only), npm engine.io,
+#                   pollbridge's Engine.IO
 #                   door on each store, bare libmicrohttpd, and pollbridge /v1
 #                   on a Redis Cluster of 1 primary, then of 3 primaries, no
 #                   replicas (tests/cluster/with_cluster.sh; throughput and
@@ -53,7 +55,7 @@ else
 	steps=1000,5000,9500
 fi
 last_step=${steps##*,}
-scen=${BENCH_SCEN:-memory redis eio door doorred bare cluster}
+scen=${BENCH_SCEN:-memory redis classic classicred eio door doorred bare cluster}
 # "cluster" is two servers: 1 primary, then 3
 scen=$(echo " $scen " | sed 's/ cluster / cluster1 cluster3 /g')
 parts=${BENCH_PARTS:-thru lat held short}
@@ -161,7 +163,7 @@ start_bridge() {
 	fi
 	# shellcheck disable=SC2086
 	$srv "$build/src/pollbridge" --listen 127.0.0.1:0 --route "up=ws://127.0.0.1:$up_port/${2:-}" \
-		--connect-timeout 30 --log-level warn $store_arg >/dev/null 2>"$out/logs/bridge-$tag.err" &
+		--connect-timeout 30 --log-level warn $store_arg ${3:-} >/dev/null 2>"$out/logs/bridge-$tag.err" &
 	pb_pid=$!; pids="$pids $pb_pid"
 	srv_port=$(wait_port "$out/logs/bridge-$tag.err" 'listening on')
 	spids="$pb_pid$spids"
@@ -192,6 +194,8 @@ start_server() {
 	rpids=""
 	case "$1" in
 	memory|redis|cluster1|cluster3) start_upstream "$2"; start_bridge "$1"; kind=pb; upids=$up_pid ;;
+	classic) start_upstream "$2"; start_bridge memory "" "--lean-long-polls no"; kind=pb; upids=$up_pid ;;
+	classicred) start_upstream "$2"; start_bridge redis "" "--lean-long-polls no"; kind=pb; upids=$up_pid ;;
 	door|doorred)
 		start_upstream "$2" -e
 		if [ "$1" = door ]; then st=memory; else st=redis; fi
@@ -254,6 +258,14 @@ while [ "$rep" -le "$reps" ]; do
 			stop_all
 			continue
 		fi
+		case $name in classic|classicred)
+			# --lean-long-polls changes only what a waiting poll costs
+			has held "$parts" || continue
+			start_server $name 0 held
+			loadgen -m held -s "$steps" | record $name $rep held
+			stop_all
+			continue ;;
+		esac
 		if has thru "$parts"; then
 			start_server $name 0 thru1
 			loadgen -m thru -c 1 -d "$dur" -w "$warm" | record $name $rep thru1
@@ -331,6 +343,12 @@ function bare_rows(k, label, rlabel, cost,   b, m, r) {
 		cost ? ratio(M["bare"], m) : ratio(m, M["bare"]),
 		cost ? ratio(M["bare"], r) : ratio(r, M["bare"]), "n/a", "", ""
 }
+function lrow(label, k,   a, b, c, d) {
+	delete M
+	a = cell("memory", k); b = cell("redis", k); c = cell("classic", k); d = cell("classicred", k)
+	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
+		ratio(M["memory"], M["classic"]), ratio(M["redis"], M["classicred"])
+}
 function ratio(a, b) { return (a == "" || b == "" || b + 0 == 0) ? "n/a" : sprintf("%.2fx", a / b) }
 function row(label, k, keo,   a, b, c) {
 	delete M
@@ -363,6 +381,20 @@ END {
 	row("server CPU-us per empty short poll", "short.cpu_us", "none")
 	bare_rows("short.cpu_us", "bare libmicrohttpd CPU-us per request",
 		  "same, by CPU: bare us / pollbridge us", 1)
+	# --lean-long-polls no: what a waiting poll costs when it stays suspended
+	# in libmicrohttpd
+	if (have["classic"] || have["classicred"]) {
+		printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "",
+			"memory (default: lean)", "Redis (default: lean)", "memory, lean no",
+			"Redis, lean no", "mem y/n", "red y/n"
+		printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
+			"--------------------------:", "--------------------------:", "--------------------------:",
+			"--------------------------:", "----------:", "----------:"
+		for (i = 1; i in S; i++)
+			lrow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
+		lrow("fds per session, " last " held polls", "held" last ".fds_per_session")
+		lrow("server threads, " last " held polls", "held" last ".threads")
+	}
 	# Redis Cluster (1 and 3 primaries, no replicas) against one Redis,
 	# same pinning: every redis-server on the server CPU with pollbridge
 	if (have["cluster1"] || have["cluster3"]) {

@@ -29,6 +29,7 @@ enum opt_kind {
 	OPT_STRING,
 	OPT_LEVEL,
 	OPT_SWITCH,
+	OPT_YESNO,      /* a switch that is on by default: yes or no */
 	OPT_CORS,
 	OPT_HEADER,     /* --forward-header */
 	OPT_FILE,       /* a path, read by pb_config_load_files() */
@@ -78,7 +79,7 @@ static const struct opt pb_opts[] = {
 	{ "sse-heartbeat", OPT_UINT, OFF(sse_heartbeat), 1, 3600 },
 	{ "cors-origin", OPT_CORS, 0, 0, 0 },
 	{ "jsonp", OPT_SWITCH, OFF(jsonp), 0, 0 },
-	{ "lean-long-polls", OPT_SWITCH, OFF(lean_long_polls), 0, 0 },
+	{ "lean-long-polls", OPT_YESNO, OFF(lean_long_polls), 0, 0 },
 	{ "sockjs-url", OPT_STRING, OFF(sockjs_url), 1, 2048 },
 	{ "compress-min-bytes", OPT_SIZE, OFF(compress_min_bytes), 0, 1ULL << 30 },
 	{ "config", OPT_CONFIG, 0, 0, 0 },
@@ -180,9 +181,10 @@ static const char pb_usage[] =
 "                            (default: none)\n"
 "  --jsonp                   allow ?callback= on GET .../messages (script-tag\n"
 "                            polling for the oldest browsers)\n"
-"  --lean-long-polls         a /v1 long poll waiting on plain HTTP keeps only its\n"
-"                            socket, not libmicrohttpd's connection memory\n"
-"                            (--max-header-bytes + 4 KiB) (default: off)\n"
+"  --lean-long-polls yes|no  whether a /v1 long poll waiting on plain HTTP keeps\n"
+"                            only its socket rather than libmicrohttpd's\n"
+"                            connection memory (--max-header-bytes + 4 KiB)\n"
+"                            (default: yes)\n"
 "  --sockjs-url URL          the sockjs-client script the SockJS iframe page\n"
 "                            (PREFIX/iframe.html) loads, for the iframe-based\n"
 "                            transports; a URL the browser can reach (default:\n"
@@ -280,6 +282,7 @@ int pb_config_init(struct pb_config *cfg)
 	cfg->header_timeout = PB_DEFAULT_HEADER_TIMEOUT;
 	cfg->min_body_rate = PB_DEFAULT_MIN_BODY_RATE;
 	cfg->max_header_bytes = 16384;
+	cfg->lean_long_polls = 1;
 	cfg->ping_interval = PB_DEFAULT_PING_INTERVAL;
 	cfg->max_batch = PB_DEFAULT_MAX_BATCH;
 	cfg->max_batch_bytes = PB_DEFAULT_MAX_BATCH_BYTES;
@@ -745,6 +748,11 @@ static int cfg_apply(struct pb_config *cfg, const struct opt *o, const char *v,
 		return 0;
 	case OPT_SWITCH:
 		*(int *)(base + o->offset) = 1;
+		return 0;
+	case OPT_YESNO:
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0)
+			return cfg_fail(err, errlen, "--%s %s: expected yes or no", o->name, v);
+		*(int *)(base + o->offset) = v[0] == 'y';
 		return 0;
 	case OPT_CORS:
 		return cfg_add_cors(cfg, v, err, errlen);

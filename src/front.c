@@ -4,9 +4,13 @@
  *
  * libmicrohttpd runs in external epoll mode: its epoll fd is watched by a
  * uv_poll_t, its timeouts by a uv_timer_t, and MHD_run() is called from
- * either. A request that cannot be answered inside the access handler (a
- * long poll, an upstream handshake) is suspended and resumed when the core
- * calls back; the handler then queues the response prepared for it.
+ * either. Connections are accepted here and given to it
+ * (MHD_add_connection), so that --max-connections counts them all. A
+ * request that cannot be answered inside the access handler (a long poll,
+ * an upstream handshake) is suspended and resumed when the core calls back;
+ * the handler then queues the response prepared for it. A /v1 poll that
+ * waits on plain HTTP leaves libmicrohttpd instead and answers on its own
+ * socket ("waiting polls outside libmicrohttpd" below).
  *
  * Front doors. A path under a route's engineio= or sockjs= door is routed
  * to engineio.c / sockjs.c (after the operations endpoints, before /v1)

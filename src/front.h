@@ -2,7 +2,8 @@
  * front.h: the HTTP front end. It owns the listening socket and
  * libmicrohttpd (driven from the daemon's libuv loop in external epoll
  * mode), routes /v1/... requests, parses and bounds their inputs, hands
- * them to the session core, parks waiting polls (suspend/resume) and
+ * them to the session core, parks waiting polls (suspended, or outside
+ * libmicrohttpd with only their socket: --lean-long-polls) and
  * encodes the answers. Requests under a route's engineio= or sockjs= path
  * go to that front door (engineio.c, sockjs.c) through front_req.h, with
  * the same limits, defences, access log and metrics. It knows nothing of

@@ -961,6 +961,17 @@ static void test_browser_flags(void)
 		tap_is_int(r.cfg.jsonp, 1, "--jsonp: on");
 	pb_config_free(&r.cfg);
 	FAILS("--jsonp", "--jsonp=yes");
+	if (ACCEPTS(&r, "--route", "e=ws://h:1/"))
+		tap_is_int(r.cfg.lean_long_polls, 1, "--lean-long-polls: yes by default");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--lean-long-polls", "no"))
+		tap_is_int(r.cfg.lean_long_polls, 0, "--lean-long-polls no: off");
+	pb_config_free(&r.cfg);
+	if (ACCEPTS(&r, "--lean-long-polls=yes"))
+		tap_is_int(r.cfg.lean_long_polls, 1, "--lean-long-polls=yes: on");
+	pb_config_free(&r.cfg);
+	FAILS("--lean-long-polls", "--lean-long-polls", "on");
+	FAILS("--lean-long-polls", "--lean-long-polls");
 }
 
 /* 1 if text mentions flag as a whole word ("--max-batch" is not in "--max-batch-bytes"). */
