@@ -904,8 +904,7 @@ static void front_poll(struct pb_req *r)
 	}
 	r->in_core = 1;
 	r->wait = wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait;
-	pb_core_poll(r->f->core, r->id, after,
-		     wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait,
+	pb_core_poll(r->f->core, r->id, after, r->wait,
 		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
 }
 
