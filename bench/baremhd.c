@@ -24,6 +24,8 @@
 
 static const char body[] = "{\"messages\":[],\"state\":\"open\"}";
 static struct MHD_Response *resp;
+/* -b: the answers of a server with nothing to do but answer (see below). */
+static struct MHD_Response *created, *sent, *batch;
 static volatile sig_atomic_t stop_flag;
 
 /* Signal handler: ask the loop to stop. */
@@ -53,7 +55,54 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const cha
 		*upload_size = 0;       /* ignore any body */
 		return MHD_YES;
 	}
-	return MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	if (!batch)
+		return MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/sessions") == 0)
+		return MHD_queue_response(conn, MHD_HTTP_CREATED, created);
+	if (strcmp(method, "POST") == 0)
+		return MHD_queue_response(conn, MHD_HTTP_OK, sent);
+	return MHD_queue_response(conn, MHD_HTTP_OK, batch);
+}
+
+/* A response with body text (copied) and pollbridge's content type. */
+static struct MHD_Response *json_response(const char *text)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)text,
+								 MHD_RESPMEM_MUST_COPY);
+
+	if (r && MHD_add_response_header(r, "Content-Type", "application/json; charset=utf-8") !=
+	    MHD_YES) {
+		MHD_destroy_response(r);
+		r = NULL;
+	}
+	return r;
+}
+
+/* -b N: answer as a /v1 server whose every poll finds N messages at once
+ * (loadgen -k pb -m thru runs against it unchanged): a session create
+ * gets 201 with session "bare", a send 200, anything else the same batch
+ * of N 64-byte text messages, shaped as pollbridge's (seq, type, data),
+ * built once. What loadgen measures then is the round trip of a poll
+ * between the two cores, with no server work behind it: the ceiling of
+ * any server's msgs/s at 1 client on this machine. 0 on success. */
+static int batch_setup(int n)
+{
+	size_t cap = 64 + (size_t)n * 128, len;
+	char *b = malloc(cap);
+
+	if (!b)
+		return -1;
+	len = (size_t)snprintf(b, cap, "{\"messages\":[");
+	for (int i = 0; i < n; i++)
+		len += (size_t)snprintf(b + len, cap - len,
+					"%s{\"seq\":%d,\"type\":\"text\",\"data\":\"%064d\"}",
+					i ? "," : "", 1000001 + i, 0);
+	snprintf(b + len, cap - len, "],\"state\":\"open\"}");
+	created = json_response("{\"session\":\"bare\",\"protocol\":null}");
+	sent = json_response("{\"accepted\":1}");
+	batch = json_response(b);
+	free(b);
+	return created && sent && batch ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -63,12 +112,18 @@ int main(int argc, char **argv)
 	struct epoll_event ev;
 	int port = 0, opt, efd;
 
-	while ((opt = getopt(argc, argv, "p:")) != -1) {
-		if (opt != 'p') {
-			fprintf(stderr, "usage: baremhd [-p PORT]\n");
+	while ((opt = getopt(argc, argv, "p:b:")) != -1) {
+		if (opt == 'p') {
+			port = atoi(optarg);
+		} else if (opt == 'b' && atoi(optarg) > 0 && atoi(optarg) <= 1000) {
+			if (batch_setup(atoi(optarg))) {
+				fprintf(stderr, "baremhd: out of memory\n");
+				return 1;
+			}
+		} else {
+			fprintf(stderr, "usage: baremhd [-p PORT] [-b MESSAGES]\n");
 			return 2;
 		}
-		port = atoi(optarg);
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);

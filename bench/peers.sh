@@ -21,7 +21,9 @@
 #                   cluster": pollbridge /v1 on each store, the same with
 #                   --lean-long-polls no (held polls only), npm engine.io,
 #                   pollbridge's Engine.IO
-#                   door on each store, bare libmicrohttpd, and pollbridge /v1
+#                   door on each store, bare libmicrohttpd (short polls, and
+#                   the throughput ceiling: every poll answered at once with
+#                   64 canned messages), and pollbridge /v1
 #                   on a Redis Cluster of 1 primary, then of 3 primaries, no
 #                   replicas (tests/cluster/with_cluster.sh; throughput and
 #                   latency only, with the redis-servers' CPU per message)
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
 	-B) build=$2; shift 2 ;;
 	-B*) build=${1#-B}; shift ;;
 	--no-make) do_make=0; shift ;;
-	-h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "peers.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -178,6 +180,15 @@ start_eio() {
 	spids=$eio_pid
 }
 
+# start_bare [-b N]: the bare libmicrohttpd server on the server CPU; with
+# -b it answers every poll with the same batch of N messages (bench/baremhd.c).
+start_bare() {
+	: >"$out/baremhd.out"   # as in start_upstream
+	$srv "$out/baremhd" "$@" >"$out/baremhd.out" 2>&1 &
+	bm_pid=$!; pids="$pids $bm_pid"
+	srv_port=$(wait_port "$out/baremhd.out" '^listening')
+}
+
 # record NAME REP PREFIX: turn loadgen's key=value line(s) on stdin into rows.
 record() {
 	awk -v n="$1" -v r="$2" -v p="$3" '{
@@ -248,14 +259,21 @@ while [ "$rep" -le "$reps" ]; do
 	for name in $scen; do
 		echo "  rep $rep: $name" >&2
 		if [ $name = bare ]; then
-			has short "$parts" || continue
-			: >"$out/baremhd.out"   # as in start_upstream
-			$srv "$out/baremhd" >"$out/baremhd.out" 2>&1 &
-			bm_pid=$!; pids="$pids $bm_pid"
-			srv_port=$(wait_port "$out/baremhd.out" '^listening')
-			wrk_short "http://127.0.0.1:$srv_port/v1/sessions/x/messages" "$bm_pid" |
-				record bare $rep ""
-			stop_all
+			if has short "$parts"; then
+				start_bare
+				wrk_short "http://127.0.0.1:$srv_port/v1/sessions/x/messages" "$bm_pid" |
+					record bare $rep ""
+				stop_all
+			fi
+			if has thru "$parts"; then
+				# the ceiling: polls answered at once with a canned batch
+				for c in 1 100; do
+					start_bare -b 64
+					$cli "$out/loadgen" -p "$srv_port" -k pb -P "$bm_pid" -m thru -c $c \
+						-d "$dur" -w "$warm" | record bare $rep thru$c
+					stop_all
+				done
+			fi
 			continue
 		fi
 		case $name in classic|classicred)
@@ -343,6 +361,20 @@ function bare_rows(k, label, rlabel, cost,   b, m, r) {
 		cost ? ratio(M["bare"], m) : ratio(m, M["bare"]),
 		cost ? ratio(M["bare"], r) : ratio(r, M["bare"]), "n/a", "", ""
 }
+# The ceiling of a msgs/s row: the bare server answering every poll at once
+# with 64 canned messages (no server work behind them), and each server'"'"'s
+# share of it; Engine.IO'"'"'s too, so that the ratio a target asks for can be
+# checked against what the machine allows.
+function ceiling_rows(k, who,   b, m, r, e) {
+	delete M
+	b = cell("bare", k)
+	if (b == "n/a") return
+	m = med("memory", k); r = med("redis", k); e = med("eio", k)
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "  ceiling: canned answers, " who, b, b, b,
+		ratio(M["bare"], e), ""
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "  share of the ceiling", ratio(m, M["bare"]),
+		ratio(r, M["bare"]), ratio(e, M["bare"]), "", ""
+}
 function lrow(label, k,   a, b, c, d) {
 	delete M
 	a = cell("memory", k); b = cell("redis", k); c = cell("classic", k); d = cell("classicred", k)
@@ -364,7 +396,9 @@ END {
 	printf "|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
 		"--------------------------:", "--------------------------:", "--------------------------:", "--------:", "--------:"
 	row("msgs/s delivered, 1 client", "thru1.msgs_per_s")
+	ceiling_rows("thru1.msgs_per_s", "1 client")
 	row("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
+	ceiling_rows("thru100.msgs_per_s", "100 clients")
 	row("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
 	row("server CPU (cores), 100 clients", "thru100.server_cpu")
 	row("upstream CPU (cores), 100 clients", "thru100.upstream_cpu")
