@@ -8,9 +8,10 @@
  * (MHD_add_connection), so that --max-connections counts them all. A
  * request that cannot be answered inside the access handler (a long poll,
  * an upstream handshake) is suspended and resumed when the core calls back;
- * the handler then queues the response prepared for it. A /v1 poll that
- * waits on plain HTTP leaves libmicrohttpd instead and answers on its own
- * socket ("waiting polls outside libmicrohttpd" below).
+ * the handler then queues the response prepared for it. A /v1 poll (or
+ * an Engine.IO GET) that waits on plain HTTP leaves libmicrohttpd instead
+ * and answers on its own socket ("waiting polls outside libmicrohttpd"
+ * below).
  *
  * Front doors. A path under a route's engineio= or sockjs= door is routed
  * to engineio.c / sockjs.c (after the operations endpoints, before /v1)
@@ -2050,8 +2051,9 @@ static void front_accept_cb(uv_poll_t *p, int status, int events)
 
 /* libmicrohttpd 0.9.75 keeps a connection's whole memory pool
  * (--max-header-bytes + FRONT_POOL_SLACK) resident while a request is
- * suspended. With --lean-long-polls, a /v1 poll that has to wait gives
- * its connection up instead: the handler keeps a duplicate of the socket
+ * suspended. With --lean-long-polls, a /v1 poll (or an Engine.IO GET,
+ * front_may_hand_off) that has to wait gives its connection up instead:
+ * the handler keeps a duplicate of the socket
  * and returns MHD_NO, which (with MHD_USE_TURBO, so without a shutdown of
  * the socket) makes libmicrohttpd close its descriptor and free the
  * connection without writing anything. The answer is then written here
@@ -2128,6 +2130,15 @@ static int front_keep(struct pb_req *r)
 	return 0;
 }
 
+/* Whether r is a request whose answer is built without its connection,
+ * so that it may wait outside libmicrohttpd: a /v1 poll that waits, or an
+ * Engine.IO GET (the door keeps what its answers need in its own state).
+ * Not SockJS: its answers read the request's Cookie and CORS headers. */
+static int front_may_hand_off(const struct pb_req *r)
+{
+	return (r->ep == EP_POLL && r->wait) || r->ep == EP_ENGINEIO;
+}
+
 /* Take r's connection from libmicrohttpd if r may wait outside it (see
  * above). 1 if taken: the handler then returns MHD_NO. */
 static int front_hand_off(struct pb_req *r)
@@ -2136,8 +2147,8 @@ static int front_hand_off(struct pb_req *r)
 	const union MHD_ConnectionInfo *ci;
 	int fd;
 
-	if (!f->cfg->lean_long_polls || f->admin || f->cred || f->draining || r->ep != EP_POLL ||
-	    !r->wait || !r->pc || r->pc->cut || r->pc->body_bytes || r->body.len ||
+	if (!f->cfg->lean_long_polls || f->admin || f->cred || f->draining ||
+	    !front_may_hand_off(r) || !r->pc || r->pc->cut || r->pc->body_bytes || r->body.len ||
 	    strcmp(r->method, "GET") != 0 || strcmp(r->version, MHD_HTTP_VERSION_1_1) != 0 ||
 	    front_has_close(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 							 MHD_HTTP_HEADER_CONNECTION)))

@@ -860,6 +860,63 @@ static void check_their_max_payload(void)
 	h_resp_free(&r);
 }
 
+/* Polls waiting on a bridge started with route and lean ("yes" or "no"
+ * for --lean-long-polls): N handshakes, then on N connections of their
+ * own a GET that waits. The RSS per waiting poll (KiB), or -1. */
+static double held_rss(const char *route, const char *lean)
+{
+	enum { N = 300 };
+	static int fd[N];
+	struct h_bridge saved = B;
+	char sid[64], req[256];
+	long before, during;
+	int held = 0;
+
+	if (h_bridge_start(&B, route, "--lean-long-polls", lean, "--wait-max", "20",
+			   "--log-level", "warn", NULL))
+		tap_bail("pollbridge --lean-long-polls %s did not start", lean);
+	before = h_rss_kib(B.proc->pid);
+	for (int i = 0; i < N; i++) {
+		fd[i] = -1;
+		if (v4_open("/engine.io/", sid, NULL) != 200 || !sid[0])
+			continue;
+		fd[i] = h_raw_connect(B.port, NULL);
+		snprintf(req, sizeof(req), "GET /engine.io/?EIO=4&transport=polling&sid=%s "
+			 "HTTP/1.1\r\nHost: t\r\n\r\n", sid);
+		if (fd[i] >= 0 && h_raw_write(fd[i], req, strlen(req)) == 0)
+			held++;
+	}
+	h_sleep_ms(500);
+	during = h_rss_kib(B.proc->pid);
+	tap_is_int(held, N, "memory (%s): %d Engine.IO sessions with a waiting GET", lean, N);
+	tap_diag("memory (%s): RSS %ld KiB before, %ld KiB with %d waiting GETs: %.2f KiB each "
+		 "(sessions and upstream links included)", lean, before, during, N,
+		 (double)(during - before) / N);
+	for (int i = 0; i < N; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	tap_is_int(h_stop(B.proc, SIGTERM, 15000), 0, "memory (%s): the bridge exits 0", lean);
+	B = saved;
+	return before > 0 && during > 0 ? (double)(during - before) / N : -1;
+}
+
+/* --lean-long-polls: an Engine.IO GET that waits gives libmicrohttpd's
+ * connection memory back, as a /v1 poll does (test_lean_polls). */
+static void check_held_memory(const char *route)
+{
+	double lean = held_rss(route, "yes"), suspended;
+
+	if (getenv("PB_SANITIZERS") && strcmp(getenv("PB_SANITIZERS"), "yes") == 0) {
+		tap_diag("memory: the bounds are not checked in a sanitizer build");
+		return;
+	}
+	suspended = held_rss(route, "no");
+	tap_ok(lean > 0 && lean < 10.0, "memory: under 10 KiB per waiting Engine.IO GET "
+	       "(libmicrohttpd's pool alone is 20)");
+	tap_ok(suspended > 3 * lean, "memory: --lean-long-polls no keeps them in libmicrohttpd "
+	       "(%.1f KiB each)", suspended);
+}
+
 int main(void)
 {
 	char r_eio[256], r_ping[256], r_sio2[256], r_sio4[256], r_small[256], r_echo[128];
@@ -905,5 +962,6 @@ int main(void)
 	check_order();
 	/* With sanitizers a leak or an error makes this non-zero. */
 	tap_is_int(h_stop(B.proc, SIGTERM, 15000), 0, "the bridge drains and exits 0");
+	check_held_memory(r_eio);
 	return tap_done();
 }
