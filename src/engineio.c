@@ -297,6 +297,7 @@ static void eio_handshake(struct pb_req *r, struct eio_state *st)
 	}
 	pb_req_client_address(r, addr, sizeof(addr));
 	pb_req_core_begin(r);
+	pb_req_wait_outside(r, 0);         /* the rest is answered from st alone */
 	pb_core_create(pb_req_core(r), &cr, addr, origin, &fh, eio_created, r);
 	pb_create_req_free(&cr);
 	pb_buf_free(&fhbuf);
@@ -545,6 +546,7 @@ void pb_engineio_handle(struct pb_req *r)
 		const struct pb_config *cfg = pb_req_config(r);
 
 		pb_req_core_begin(r);
+		pb_req_wait_outside(r, 0);         /* answered from st alone */
 		pb_core_poll(pb_req_core(r), st->id, PB_AFTER_HANDED, cfg->wait_max, cfg->max_batch,
 			     eio_polled, r);
 	} else if (strcmp(method, "POST") == 0) {

@@ -265,8 +265,15 @@ struct pb_req {
 	size_t header_size;     /* the request line and headers as received */
 	const char *resp_body;  /* resp's body (front_response; owned by resp) */
 	size_t resp_body_len;
+	int wait_outside;       /* a door's request may (pb_req_wait_outside) */
+	int may_create;         /* ... and may start a create after it left */
 	char *kept;
 	const char *referer, *user_agent, *addr;        /* in kept, or NULL */
+	const char *origin_raw, *cookie, *acrh; /* a door's (in kept, or NULL) */
+	/* may_create: the forwarded headers as they were when the connection
+	 * left (front_keep_forward): n pairs "name\0value\0" in fwd. */
+	char *fwd;
+	size_t fwd_n;
 	struct pb_req *hprev, *hnext;   /* f->handed, or f->backs (hnext) */
 	struct front_out *out;  /* the rest of the answer, while it is written */
 };
@@ -395,6 +402,7 @@ static void front_req_free(struct pb_req *r)
 	pb_gzip_free(r->gz);
 	free(r->jsonp);
 	free(r->kept);
+	free(r->fwd);
 	free(r->route_name);
 	free(r->st_ctype);
 	if (r->door_free)
@@ -916,6 +924,25 @@ struct MHD_Connection *pb_req_conn(struct pb_req *r)
 	return r->conn;
 }
 
+const char *pb_req_header(struct pb_req *r, const char *name)
+{
+	if (r->conn)
+		return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+	if (strcasecmp(name, "Origin") == 0)
+		return r->origin_raw;
+	if (strcasecmp(name, "Cookie") == 0)
+		return r->cookie;
+	if (strcasecmp(name, "Access-Control-Request-Headers") == 0)
+		return r->acrh;
+	return NULL;
+}
+
+void pb_req_wait_outside(struct pb_req *r, int may_create)
+{
+	r->wait_outside = 1;
+	r->may_create = may_create;
+}
+
 struct pb_core *pb_req_core(struct pb_req *r)
 {
 	return r->f->core;
@@ -971,17 +998,61 @@ void pb_req_client_address(struct pb_req *r, char *out, size_t outlen)
 {
 	if (!outlen)
 		return;
-	if (!r->conn) {
-		out[0] = '\0';
-		return;
-	}
-	front_client_address(r, out, outlen);
+	front_client_address(r, out, outlen);   /* the kept copy once handed off */
 }
 
 int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_buf *buf,
 			   const char **why)
 {
-	return front_forward_headers(r, fh, buf, why);
+	const char *p = r->fwd;
+	size_t off[PB_MAX_HEADERS];
+
+	if (r->conn)
+		return front_forward_headers(r, fh, buf, why);
+	/* Handed off (may_create): what front_keep_forward kept. */
+	fh->n = 0;
+	for (size_t i = 0; p && i < r->fwd_n && i < PB_MAX_HEADERS; i++) {
+		size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
+
+		fh->name[fh->n] = p;    /* in r->fwd, which outlives the call */
+		off[fh->n++] = buf->len;
+		if (pb_buf_append(buf, p + nlen + 1, vlen + 1))
+			return PB_ENOMEM;
+		p += nlen + 1 + vlen + 1;
+	}
+	for (size_t i = 0; i < fh->n; i++)
+		fh->value[i] = buf->data + off[i];
+	return 0;
+}
+
+/* may_create: keep the forwarded headers (front_forward_headers) for a
+ * create after r's connection has left libmicrohttpd. 0, or -1 (without
+ * memory, or headers a create would refuse: r then stays). */
+static int front_keep_forward(struct pb_req *r)
+{
+	struct pb_headers fh;
+	struct pb_buf b, out;
+	const char *why = NULL;
+	size_t len;
+
+	pb_buf_init(&b, 65536);
+	pb_buf_init(&out, 0);
+	if (front_forward_headers(r, &fh, &b, &why)) {
+		pb_buf_free(&b);
+		return -1;
+	}
+	for (size_t i = 0; i < fh.n; i++)
+		if (pb_buf_append(&out, fh.name[i], strlen(fh.name[i]) + 1) ||
+		    pb_buf_append(&out, fh.value[i], strlen(fh.value[i]) + 1)) {
+			pb_buf_free(&b);
+			pb_buf_free(&out);
+			return -1;
+		}
+	pb_buf_free(&b);
+	r->fwd_n = fh.n;
+	r->fwd = fh.n ? pb_buf_steal(&out, &len) : NULL;
+	pb_buf_free(&out);
+	return fh.n && !r->fwd ? -1 : 0;
 }
 
 void pb_req_set_id(struct pb_req *r, const char *id)
@@ -2098,8 +2169,9 @@ static int front_has_close(const char *v)
 static int front_keep(struct pb_req *r)
 {
 	char addr[INET6_ADDRSTRLEN];
-	const char *in[7], **out[7] = { &r->origin, &r->url, &r->method, &r->version,
-					&r->referer, &r->user_agent, &r->addr };
+	const char *in[10], **out[10] = { &r->origin, &r->url, &r->method, &r->version,
+					  &r->referer, &r->user_agent, &r->addr, &r->cookie,
+					  &r->acrh, &r->origin_raw };
 	size_t total = 0;
 	char *p;
 	int combined = pb_log_access_enabled() && r->f->cfg->access_log_combined;
@@ -2113,12 +2185,24 @@ static int front_keep(struct pb_req *r)
 	in[5] = combined ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") :
 		NULL;
 	in[6] = addr;
-	for (size_t i = 0; i < 7; i++)
+	in[7] = r->wait_outside ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Cookie") :
+		NULL;
+	in[8] = r->wait_outside ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+							       "Access-Control-Request-Headers") :
+		NULL;
+	in[9] = r->may_create ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin") :
+		NULL;
+	if (r->may_create && front_keep_forward(r))
+		return -1;
+	for (size_t i = 0; i < 10; i++)
 		total += in[i] ? strlen(in[i]) + 1 : 0;
 	p = r->kept = malloc(total);
-	if (!p)
+	if (!p) {
+		free(r->fwd);
+		r->fwd = NULL;
 		return -1;
-	for (size_t i = 0; i < 7; i++) {
+	}
+	for (size_t i = 0; i < 10; i++) {
 		if (!in[i]) {
 			*out[i] = NULL;
 			continue;
@@ -2131,12 +2215,14 @@ static int front_keep(struct pb_req *r)
 }
 
 /* Whether r is a request whose answer is built without its connection,
- * so that it may wait outside libmicrohttpd: a /v1 poll that waits, or an
- * Engine.IO GET (the door keeps what its answers need in its own state).
- * Not SockJS: its answers read the request's Cookie and CORS headers. */
+ * so that it may wait outside libmicrohttpd: a /v1 poll that waits, or a
+ * door's request whose door said so (pb_req_wait_outside: Engine.IO
+ * polls, SockJS's polling receives), a GET or a POST without a body. */
 static int front_may_hand_off(const struct pb_req *r)
 {
-	return (r->ep == EP_POLL && r->wait) || r->ep == EP_ENGINEIO;
+	if (r->wait_outside)
+		return strcmp(r->method, "GET") == 0 || strcmp(r->method, "POST") == 0;
+	return r->ep == EP_POLL && r->wait && strcmp(r->method, "GET") == 0;
 }
 
 /* Take r's connection from libmicrohttpd if r may wait outside it (see
@@ -2149,7 +2235,7 @@ static int front_hand_off(struct pb_req *r)
 
 	if (!f->cfg->lean_long_polls || f->admin || f->cred || f->draining ||
 	    !front_may_hand_off(r) || !r->pc || r->pc->cut || r->pc->body_bytes || r->body.len ||
-	    strcmp(r->method, "GET") != 0 || strcmp(r->version, MHD_HTTP_VERSION_1_1) != 0 ||
+	    strcmp(r->version, MHD_HTTP_VERSION_1_1) != 0 ||
 	    front_has_close(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
 							 MHD_HTTP_HEADER_CONNECTION)))
 		return 0;
@@ -2157,13 +2243,14 @@ static int front_hand_off(struct pb_req *r)
 	if (!ci || ci->connect_fd < 0 || !r->header_size || r->pc->done_bytes == UINT64_MAX ||
 	    pb_tcp_bytes_read(ci->connect_fd) != r->pc->done_bytes + r->header_size)
 		return 0;
-	if (front_keep(r))
-		return 0;
+	/* The duplicate first: once front_keep has run, r's strings are in
+	 * r->kept and there is no going back. */
 	fd = fcntl(ci->connect_fd, F_DUPFD_CLOEXEC, 0);
-	if (fd < 0) {
-		free(r->kept);
-		r->kept = NULL;
-		return 0;       /* the copies hold the same strings: nothing else changed */
+	if (fd < 0)
+		return 0;
+	if (front_keep(r)) {
+		close(fd);      /* nothing was copied: r is as it was */
+		return 0;
 	}
 	r->handed = 1;
 	r->hand_fd = fd;

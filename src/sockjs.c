@@ -102,8 +102,7 @@ static void sj_cache_for(struct MHD_Response *resp)
 /* For an allowed Origin, grant the headers a preflight asked about. */
 static void sj_cors_headers(struct pb_req *r, struct MHD_Response *resp)
 {
-	const char *h = MHD_lookup_connection_value(pb_req_conn(r), MHD_HEADER_KIND,
-						    "Access-Control-Request-Headers");
+	const char *h = pb_req_header(r, "Access-Control-Request-Headers");
 
 	if (pb_req_origin(r) && h && *h && pb_header_value_valid(h, strlen(h)))
 		MHD_add_response_header(resp, "Access-Control-Allow-Headers", h);
@@ -127,7 +126,7 @@ static int cookie_value_ok(const char *v, size_t len)
  * balancers that stick on it); the door never invents one. */
 static void sj_cookie(struct pb_req *r, struct MHD_Response *resp)
 {
-	const char *c = MHD_lookup_connection_value(pb_req_conn(r), MHD_HEADER_KIND, "Cookie");
+	const char *c = pb_req_header(r, "Cookie");
 	char v[MAX_JSESSIONID + 32];
 
 	while (c && *c) {
@@ -506,7 +505,7 @@ static void sj_created(void *req, int err, const char *id, const char *protocol)
 static void sj_create(struct pb_req *r, struct sj_req *s)
 {
 	const struct pb_route *route = pb_req_route(r);
-	const char *origin = MHD_lookup_connection_value(pb_req_conn(r), MHD_HEADER_KIND, "Origin");
+	const char *origin = pb_req_header(r, "Origin");
 	struct pb_create_req cr;
 	struct pb_headers fh;
 	struct pb_buf fhbuf;
@@ -702,6 +701,9 @@ static void sj_receive(struct pb_req *r)
 		return;
 	}
 	pb_req_core_begin(r);
+	/* Answered with a response (sj_answer), never a stream; an unknown
+	 * session is created from the kept headers (sj_create). */
+	pb_req_wait_outside(r, 1);
 	pb_core_poll_flags(pb_req_core(r), s->id, PB_AFTER_HANDED, wait, cfg->max_batch,
 			   PB_POLL_EXCLUSIVE, sj_polled, r);
 }

@@ -50,6 +50,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1066,6 +1067,183 @@ static void check_heartbeat(void)
 	xr_close(&s);
 }
 
+/* ---- --lean-long-polls (HTTP/1.1) -------------------------------------------- */
+
+/* Send one HTTP/1.1 request (headers hdrs, body or none) on a connection
+ * of its own to p; the socket, or -1. */
+static int send11(int p, const char *method, const char *path, const char *const *hdrs,
+		  const char *body)
+{
+	char head[4096];
+	size_t n;
+	int fd = h_raw_connect(p, NULL);
+
+	if (fd < 0)
+		return -1;
+	n = (size_t)snprintf(head, sizeof(head), "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n", method,
+			     path);
+	for (; hdrs && *hdrs; hdrs++)
+		n += (size_t)snprintf(head + n, sizeof(head) - n, "%s\r\n", *hdrs);
+	n += (size_t)snprintf(head + n, sizeof(head) - n, "Content-Length: %zu\r\n\r\n%s",
+			      body ? strlen(body) : 0, body ? body : "");
+	if (h_raw_write(fd, head, n)) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Read into x (from fd, taken) one whole answer framed by Content-Length. */
+static int read11(struct xr *x, int fd, int ms)
+{
+	int64_t end = h_now_ms() + ms;
+
+	memset(x, 0, sizeof(*x));
+	x->fd = fd;
+	while (h_now_ms() < end) {
+		if (x->body && x->len >= x->body + (size_t)atol(hdr(x, "Content-Length")))
+			return 0;
+		if (xr_read(x, 50) < 0)
+			break;
+	}
+	return x->body && x->len >= x->body + (size_t)atol(hdr(x, "Content-Length")) ? 0 : -1;
+}
+
+/* x's head without its status line and Date (for comparing two answers). */
+static void head_but_date(const struct xr *x, char *out, size_t len)
+{
+	const char *p = strstr(x->buf, "\r\n"), *end = x->buf + x->body;
+	size_t n = 0;
+
+	out[0] = '\0';
+	while (p && p + 2 < end) {
+		const char *eol = strstr(p + 2, "\r\n");
+
+		if (!eol)
+			break;
+		if (strncasecmp(p + 2, "Date:", 5) != 0)
+			n += (size_t)snprintf(out + n, n < len ? len - n : 0, "%.*s|",
+					      (int)(eol - p - 2), p + 2);
+		p = eol;
+	}
+}
+
+/* A SockJS poll that waits on HTTP/1.1 leaves libmicrohttpd: its answer,
+ * built after the connection's memory is gone, still echoes JSESSIONID
+ * and the requested CORS headers, and equals an immediate one but for
+ * Date; a receive that has to create its session (on the Redis store the
+ * store's answer comes after the poll left) creates it with the kept
+ * headers; JSONP keeps its callback. */
+static void check_lean(void)
+{
+	static const char *const h[] = { "Origin: " ORIGIN, "Access-Control-Request-Headers: x-a, x-b",
+					 "Cookie: k=v; JSESSIONID=lean1", NULL };
+	char url[128], path[256], send[256], waited[2048], now[2048];
+	struct xr x;
+	int fd;
+
+	sess(url, sizeof(url), "/echo");
+	snprintf(path, sizeof(path), "%s/xhr", url);
+	snprintf(send, sizeof(send), "%s/xhr_send", url);
+	fd = send11(port, "POST", path, h, NULL);
+	tap_ok(fd >= 0 && read11(&x, fd, WAIT_MS) == 0 && x.status == 200 &&
+	       !strcmp(xr_body(&x), "o\n") &&
+	       !strcmp(hdr(&x, "Set-Cookie"), "JSESSIONID=lean1; path=/") &&
+	       !strcmp(hdr(&x, "Access-Control-Allow-Headers"), "x-a, x-b") &&
+	       !strcmp(hdr(&x, "Access-Control-Allow-Origin"), ORIGIN),
+	       "lean: HTTP/1.1 xhr creates the session: o, JSESSIONID, CORS");
+	xr_close(&x);
+	/* A receive that waits until a send comes. */
+	fd = send11(port, "POST", path, h, NULL);
+	h_sleep_ms(300);
+	tap_is_int(quick("POST", send, "[\"w\"]", NULL, 0), 204, "lean: a send while it waits");
+	tap_ok(fd >= 0 && read11(&x, fd, WAIT_MS) == 0 && x.status == 200 &&
+	       !strcmp(xr_body(&x), "a[\"w\"]\n") &&
+	       !strcmp(hdr(&x, "Set-Cookie"), "JSESSIONID=lean1; path=/") &&
+	       !strcmp(hdr(&x, "Access-Control-Allow-Headers"), "x-a, x-b") &&
+	       !strcmp(hdr(&x, "Access-Control-Allow-Origin"), ORIGIN) &&
+	       !strcmp(hdr(&x, "Cache-Control"), NO_CACHE),
+	       "lean: the waiting xhr gets it with JSESSIONID and CORS");
+	head_but_date(&x, waited, sizeof(waited));
+	xr_close(&x);
+	/* The same answer without waiting. */
+	tap_is_int(quick("POST", send, "[\"i\"]", NULL, 0), 204, "lean: a send first");
+	h_sleep_ms(300);
+	fd = send11(port, "POST", path, h, NULL);
+	tap_ok(fd >= 0 && read11(&x, fd, WAIT_MS) == 0 && !strcmp(xr_body(&x), "a[\"i\"]\n"),
+	       "lean: then an xhr gets it at once");
+	head_but_date(&x, now, sizeof(now));
+	xr_close(&x);
+	tap_is_str(waited, now, "lean: the waiting answer's headers are the immediate one's");
+	/* JSONP. */
+	snprintf(path, sizeof(path), "%s/jsonp?c=cb", url);
+	fd = send11(port, "GET", path, h, NULL);
+	h_sleep_ms(300);
+	quick("POST", send, "[\"j\"]", NULL, 0);
+	tap_ok(fd >= 0 && read11(&x, fd, WAIT_MS) == 0 &&
+	       strstr(xr_body(&x), "cb(\"a[\\\"j\\\"]\");") != NULL &&
+	       !strcmp(hdr(&x, "Set-Cookie"), "JSESSIONID=lean1; path=/"),
+	       "lean: a waiting jsonp keeps its callback");
+	xr_close(&x);
+}
+
+/* The RSS per waiting xhr receive (KiB) on a bridge started with route
+ * and --lean-long-polls lean, or -1: N sessions, each then with a receive
+ * that waits, on HTTP/1.1. */
+static double held_rss(const char *route, const char *lean)
+{
+	enum { N = 300 };
+	static int fd[N];
+	struct h_bridge b;
+	char url[128], path[256];
+	long before, during;
+	int held = 0, saved = port;
+
+	if (h_bridge_start(&b, route, "--lean-long-polls", lean, "--wait-max", "20",
+			   "--log-level", "warn", NULL))
+		tap_bail("pollbridge --lean-long-polls %s did not start", lean);
+	port = b.port;
+	before = h_rss_kib(b.proc->pid);
+	for (int i = 0; i < N; i++) {
+		sess(url, sizeof(url), "/echo");
+		snprintf(path, sizeof(path), "%s/xhr", url);
+		fd[i] = -1;
+		if (quick("POST", path, NULL, NULL, 0) != 200)
+			continue;
+		fd[i] = send11(port, "POST", path, NULL, NULL);
+		held += fd[i] >= 0;
+	}
+	h_sleep_ms(500);
+	during = h_rss_kib(b.proc->pid);
+	tap_is_int(held, N, "memory (%s): %d SockJS sessions with a waiting xhr", lean, N);
+	tap_diag("memory (%s): RSS %ld KiB before, %ld KiB with %d waiting receives: %.2f KiB "
+		 "each (sessions and upstream links included)", lean, before, during, N,
+		 (double)(during - before) / N);
+	for (int i = 0; i < N; i++)
+		if (fd[i] >= 0)
+			close(fd[i]);
+	tap_is_int(h_stop(b.proc, SIGTERM, 15000), 0, "memory (%s): the bridge exits 0", lean);
+	port = saved;
+	return before > 0 && during > 0 ? (double)(during - before) / N : -1;
+}
+
+/* --lean-long-polls: a SockJS receive that waits gives libmicrohttpd's
+ * connection memory back, as a /v1 poll does (test_lean_polls). */
+static void check_held_memory(const char *route)
+{
+	double lean = held_rss(route, "yes"), suspended;
+
+	if (getenv("PB_SANITIZERS") && strcmp(getenv("PB_SANITIZERS"), "yes") == 0) {
+		tap_diag("memory: the bounds are not checked in a sanitizer build");
+		return;
+	}
+	suspended = held_rss(route, "no");
+	tap_ok(lean > 0 && lean < 10.0, "memory: under 10 KiB per waiting SockJS receive "
+	       "(libmicrohttpd's pool alone is 20)");
+	tap_ok(suspended > 3 * lean, "memory: --lean-long-polls no keeps them in libmicrohttpd "
+	       "(%.1f KiB each)", suspended);
+}
+
 int main(void)
 {
 	struct h_bridge b, bare;
@@ -1126,6 +1304,8 @@ int main(void)
 	check_edges(rec);
 	check_hostile(&b);
 	check_heartbeat();
+	check_lean();
+	check_held_memory(echo_r);
 	(void)errno;
 	return tap_done();
 }
