@@ -19,7 +19,9 @@
  *
  * Outbound (store -> upstream): the owner fetches up to PB_OUT_FETCH
  * client messages into out.ring and hands one to the link per WRITEABLE;
- * the store forgets them (ack_out) once the link has written them all.
+ * the store forgets them (ack_out) once the link has written them whole:
+ * when it asks for the next one, or before upstream messages (which may
+ * answer them) are appended.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,47 @@ void pump_free(struct pb_session *s)
 {
 	pb_msgq_free(&s->in.q);
 	pb_msgq_free(&s->out.ring);
+}
+
+/* ---- acknowledging client messages the link has written ---------------- */
+
+/* Store answer to an acknowledgement of written messages. */
+static void pump_out_acked(void *arg, int err)
+{
+	(void)err;
+	session_release(arg);
+}
+
+/* Everything handed to the link has left this process: the store may
+ * forget it. (A message is never forgotten while it could still be lost
+ * here; after a crash it may be written a second time instead.) */
+static void pump_out_ack(struct pb_session *s)
+{
+	struct pb_store *st = s->core->store;
+
+	if (s->out.written <= s->out.acked)
+		return;
+	s->out.acked = s->out.written;
+	session_hold(s);
+	if (st->ops->ack_out(st, s->id, s->out.acked, pump_out_acked, s))
+		session_release(s);
+}
+
+/* Before upstream messages are appended: acknowledge the client messages
+ * the link has written whole, which it otherwise does only when it asks
+ * for the next one. An upstream's answer to a client message (an echo)
+ * may arrive before that; stored first, it would outlive the message's
+ * acknowledgement if this instance died in between, and the adopter
+ * would write the message again and store a second answer. The store
+ * runs the two in the order sent (a session's keys share one Redis
+ * connection, on a cluster too). */
+static void pump_in_before_append(struct pb_session *s)
+{
+	const struct pb_link_ops *link = s->core->link;
+
+	if (s->in.q.count && s->up && s->out.written > s->out.acked && link->written &&
+	    link->written(s->up))
+		pump_out_ack(s);
 }
 
 /* ---- inbound: upstream -> store ---------------------------------------- */
@@ -167,6 +210,7 @@ void pump_in_next(struct pb_session *s)
 	if (s->in.in_loop)
 		return;
 	s->in.in_loop = 1;
+	pump_in_before_append(s);
 	while (s->in.state == PB_IN_IDLE && s->in.q.count && s->state != PB_S_ENDED &&
 	       s->state != PB_S_CONNECTING) {
 		size_t n = s->in.q.count < PB_IN_BATCH ? s->in.q.count : PB_IN_BATCH;
@@ -387,13 +431,6 @@ static void pump_out_fetched(void *arg, int err, const struct pb_store_batch *b)
 	session_release(s);
 }
 
-/* Store answer to an acknowledgement of written messages. */
-static void pump_out_acked(void *arg, int err)
-{
-	(void)err;
-	session_release(arg);
-}
-
 /* Core answer to the delete a PB_MSG_CLOSE started: nobody waits for it. */
 static void pump_out_closed(void *req, int err)
 {
@@ -415,22 +452,12 @@ static void pump_out_close(struct pb_session *s)
 
 struct pb_msg *pump_out_next(struct pb_session *s)
 {
-	struct pb_store *st = s->core->store;
 	struct pb_msg *m;
 
 	if (s->out.closing)
 		return NULL;
-
-	/* The link asks again only once its own buffer is empty, so all
-	 * handed over so far has left this process: now the store may forget
-	 * it. (A message is never forgotten while it could still be lost
-	 * here; after a crash it may be written a second time instead.) */
-	if (s->out.written > s->out.acked) {
-		s->out.acked = s->out.written;
-		session_hold(s);
-		if (st->ops->ack_out(st, s->id, s->out.acked, pump_out_acked, s))
-			session_release(s);
-	}
+	/* The link asks again only once its own buffer is empty. */
+	pump_out_ack(s);
 	m = pb_msgq_pop(&s->out.ring);
 	if (m && m->type == PB_MSG_CLOSE) {
 		s->out.written = m->seq;

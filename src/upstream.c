@@ -669,6 +669,16 @@ void pb_upstream_pause(struct pb_upstream *up, int paused)
 		lws_rx_flow_control(up->wsi, !paused);
 }
 
+int pb_upstream_written(struct pb_upstream *up)
+{
+	if (own_link(up))
+		return pb_wsc_written(own_link(up));
+	/* A message held for permessage-deflate may still be in the
+	 * extension; otherwise lws_write() either sent all of it or kept
+	 * the rest (lws_partial_buffered). */
+	return up->established && up->wsi && !up->tx_hold && !lws_partial_buffered(up->wsi);
+}
+
 void pb_upstream_close(struct pb_upstream *up, int code, const char *reason)
 {
 	if (own_link(up)) {
@@ -700,4 +710,5 @@ const struct pb_link_ops pb_upstream_link_ops = {
 	.want_write = pb_upstream_want_write,
 	.pause = pb_upstream_pause,
 	.close = pb_upstream_close,
+	.written = pb_upstream_written,
 };

@@ -95,6 +95,10 @@ void pb_upstream_want_write(struct pb_upstream *up);
 /* Pause (1) or resume (0) reading messages from the upstream. */
 void pb_upstream_pause(struct pb_upstream *up, int paused);
 
+/* 1 if every message next_out() handed over has left this process (the
+ * kernel has all of it), 0 if the link still holds part of one. */
+int pb_upstream_written(struct pb_upstream *up);
+
 /* The link operations the session core uses, as a table, so that the
  * core's tests can drive it with a fake link (tests/unit/test_pump.c). */
 struct pb_link_ops {
@@ -103,6 +107,7 @@ struct pb_link_ops {
 	void (*want_write)(struct pb_upstream *up);
 	void (*pause)(struct pb_upstream *up, int paused);
 	void (*close)(struct pb_upstream *up, int code, const char *reason);
+	int (*written)(struct pb_upstream *up);
 };
 
 /* The real links: ctx is a struct pb_upstream_ctx. */

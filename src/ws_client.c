@@ -1356,6 +1356,11 @@ void pb_wsc_want_write(struct pb_wsc *l)
 		wsc_defer(l);
 }
 
+int pb_wsc_written(const struct pb_wsc *l)
+{
+	return l->writes == 0;  /* no frame waits in libuv's write queue */
+}
+
 void pb_wsc_pause(struct pb_wsc *l, int paused)
 {
 	if (l->state != WSC_OPEN || l->paused == !!paused)

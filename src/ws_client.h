@@ -103,6 +103,7 @@ struct pb_wsc *pb_wsc_dial(struct pb_wsc_ctx *ctx, const struct pb_upstream_dial
 			   const struct pb_upstream_handler *h, void *arg, int *err);
 void pb_wsc_want_write(struct pb_wsc *l);
 void pb_wsc_pause(struct pb_wsc *l, int paused);
+int pb_wsc_written(const struct pb_wsc *l);
 void pb_wsc_close(struct pb_wsc *l, int code, const char *reason);
 
 #endif

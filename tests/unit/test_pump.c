@@ -42,6 +42,7 @@ struct fake_up {
 	int pauses;             /* pause(1) calls */
 	int closed;
 	int close_code;
+	int unwritten;          /* 1: part of a message is still in the link */
 };
 
 static struct fake_up links[8];
@@ -92,11 +93,17 @@ static void fake_close(struct pb_upstream *up, int code, const char *reason)
 	f->close_code = code;
 }
 
+static int fake_written(struct pb_upstream *up)
+{
+	return !((struct fake_up *)up)->unwritten;
+}
+
 static const struct pb_link_ops fake_ops = {
 	.dial = fake_dial,
 	.want_write = fake_want_write,
 	.pause = fake_pause,
 	.close = fake_close,
+	.written = fake_written,
 };
 
 /* ---- a core over the fake link -------------------------------------------- */
@@ -823,9 +830,72 @@ static void check_quiet_append(void)
 	redis_world_close(&w, srv, "quiet");
 }
 
+/* Store answer to a read of the client messages still stored. */
+static void on_read_out(void *arg, int err, const struct pb_store_batch *b)
+{
+	*(int *)arg = err ? -1 : (int)b->n;
+}
+
+/* How many client messages of id the store still holds (-1: an error). */
+static int out_left(struct world *w, const char *id)
+{
+	int n = -2;
+
+	if (w->store->ops->read_out(w->store, id, 0, 10, on_read_out, &n))
+		return -3;
+	for (int i = 0; i < 500 && n == -2; i++) {
+		uv_run(door_loop, UV_RUN_NOWAIT);
+		h_sleep_ms(2);
+	}
+	return n;
+}
+
+/* A client message the link has taken is acknowledged before the next
+ * upstream messages are appended, once the link holds none of it: an
+ * echo must never be stored ahead of the acknowledgement of what it
+ * echoes (an adopter would write the message again, and the client get
+ * two echoes). Until then, and while the link still holds part of it,
+ * it stays. On a real redis-server, where the two are pipelined. */
+static void check_ack_before_append(void)
+{
+	struct world w;
+	struct answer a;
+	struct fake_up *f;
+	struct h_proc *srv;
+	struct pb_msg *m;
+	int port;
+
+	if (redis_world_open(&w, &srv, &port, &a, &f, "ack"))
+		return;
+	send_texts(&w, a.id, "q", 1, 1, 0);
+	for (int i = 0; i < 500 && !f->want_write; i++) {
+		uv_run(door_loop, UV_RUN_NOWAIT);
+		h_sleep_ms(2);
+	}
+	/* One WRITEABLE: the link takes q1 and does not ask again yet. */
+	f->want_write = 0;
+	m = f->h->next_out(f->arg);
+	tap_ok(m && m->len == 2 && !memcmp(m->data, "q1", 2), "ack: the link takes q1");
+	pb_msg_unref(m);
+	door_run(&w, 50);
+	tap_is_int(out_left(&w, a.id), 1, "ack: q1 stays stored while the link has not asked again");
+	f->unwritten = 1;
+	upstream_says(f, "r1", 0);
+	door_run(&w, 50);
+	tap_is_int(out_left(&w, a.id), 1,
+		   "ack: an upstream message does not acknowledge q1 while the link holds part of it");
+	f->unwritten = 0;
+	upstream_says(f, "r2", 0);
+	door_run(&w, 50);
+	tap_is_int(out_left(&w, a.id), 0,
+		   "ack: written whole, q1 is acknowledged with the next upstream message's append");
+	redis_world_close(&w, srv, "ack");
+}
+
 int main(void)
 {
 	h_init();
+	check_ack_before_append();
 	check_quiet_append();
 	check_waiter_yield();
 	check_eio_path();
