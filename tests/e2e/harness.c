@@ -415,6 +415,33 @@ long h_rss_kib(pid_t pid)
 	return proc_status_field(pid, "VmRSS");
 }
 
+double h_rss_per(long before, long during, int n, const char *lean, const char *what)
+{
+	if (before <= 0 || during <= 0 || n <= 0)
+		return -1;
+	tap_diag("memory (%s): RSS %ld KiB before, %ld KiB with %d %s: %.2f KiB each "
+		 "(sessions and upstream links included)", lean, before, during, n, what,
+		 (double)(during - before) / n);
+	return (double)(during - before) / n;
+}
+
+void h_check_lean_memory(double (*held)(const char *route, const char *lean), const char *route,
+			 const char *what)
+{
+	double lean = held(route, "yes"), suspended;
+
+	if ((getenv("PB_SANITIZERS") && strcmp(getenv("PB_SANITIZERS"), "yes") == 0) ||
+	    (getenv("PB_BRIDGE_WRAPPER") && *getenv("PB_BRIDGE_WRAPPER"))) {
+		tap_diag("memory: the bounds are not checked in a sanitizer build or under a wrapper");
+		return;
+	}
+	suspended = held(route, "no");
+	tap_ok(lean > 0 && lean < 10.0, "memory: under 10 KiB per %s (libmicrohttpd's pool "
+	       "alone is 20)", what);
+	tap_ok(suspended > 3 * lean, "memory: --lean-long-polls no keeps them in libmicrohttpd "
+	       "(%.1f KiB each)", suspended);
+}
+
 /* A TCP socket bound to 127.0.0.1:0 (CLOEXEC); sets *port. -1 on error. */
 static int bind_loopback(int *port)
 {

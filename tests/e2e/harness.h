@@ -77,6 +77,20 @@ int h_thread_count(pid_t pid);
 /* Resident set size of pid in KiB (VmRSS), -1 on error. */
 long h_rss_kib(pid_t pid);
 
+/* --lean-long-polls' memory checks for one kind of waiting poll: held()
+ * starts a bridge with route and --lean-long-polls lean, parks its polls,
+ * stops it, and returns the RSS per waiting poll (KiB, h_rss_per). Checked:
+ * under 10 KiB with "yes", and "no" above 3 times that. In a sanitizer
+ * build or under PB_BRIDGE_WRAPPER (where RSS says nothing) only the
+ * "yes" run is made, for the checks held() makes itself. */
+void h_check_lean_memory(double (*held)(const char *route, const char *lean), const char *route,
+			 const char *what);
+
+/* The RSS per poll (KiB) of n polls that took the process from before to
+ * during (KiB), reported as a diagnostic naming lean and what; -1 if
+ * either is unknown. */
+double h_rss_per(long before, long during, int n, const char *lean, const char *what);
+
 /* Sleep ms milliseconds. */
 void h_sleep_ms(int ms);
 

@@ -889,33 +889,12 @@ static double held_rss(const char *route, const char *lean)
 	h_sleep_ms(500);
 	during = h_rss_kib(B.proc->pid);
 	tap_is_int(held, N, "memory (%s): %d Engine.IO sessions with a waiting GET", lean, N);
-	tap_diag("memory (%s): RSS %ld KiB before, %ld KiB with %d waiting GETs: %.2f KiB each "
-		 "(sessions and upstream links included)", lean, before, during, N,
-		 (double)(during - before) / N);
 	for (int i = 0; i < N; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
 	tap_is_int(h_stop(B.proc, SIGTERM, 15000), 0, "memory (%s): the bridge exits 0", lean);
 	B = saved;
-	return before > 0 && during > 0 ? (double)(during - before) / N : -1;
-}
-
-/* --lean-long-polls: an Engine.IO GET that waits gives libmicrohttpd's
- * connection memory back, as a /v1 poll does (test_lean_polls). */
-static void check_held_memory(const char *route)
-{
-	double lean = held_rss(route, "yes"), suspended;
-
-	if ((getenv("PB_SANITIZERS") && strcmp(getenv("PB_SANITIZERS"), "yes") == 0) ||
-	    (getenv("PB_BRIDGE_WRAPPER") && *getenv("PB_BRIDGE_WRAPPER"))) {
-		tap_diag("memory: the bounds are not checked in a sanitizer build or under a wrapper");
-		return;
-	}
-	suspended = held_rss(route, "no");
-	tap_ok(lean > 0 && lean < 10.0, "memory: under 10 KiB per waiting Engine.IO GET "
-	       "(libmicrohttpd's pool alone is 20)");
-	tap_ok(suspended > 3 * lean, "memory: --lean-long-polls no keeps them in libmicrohttpd "
-	       "(%.1f KiB each)", suspended);
+	return h_rss_per(before, during, N, lean, "waiting GETs");
 }
 
 int main(void)
@@ -963,6 +942,8 @@ int main(void)
 	check_order();
 	/* With sanitizers a leak or an error makes this non-zero. */
 	tap_is_int(h_stop(B.proc, SIGTERM, 15000), 0, "the bridge drains and exits 0");
-	check_held_memory(r_eio);
+	/* --lean-long-polls: an Engine.IO GET that waits gives libmicrohttpd's
+	 * connection memory back, as a /v1 poll does (test_lean_polls). */
+	h_check_lean_memory(held_rss, r_eio, "waiting Engine.IO GET");
 	return tap_done();
 }

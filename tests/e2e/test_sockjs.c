@@ -1216,33 +1216,12 @@ static double held_rss(const char *route, const char *lean)
 	h_sleep_ms(500);
 	during = h_rss_kib(b.proc->pid);
 	tap_is_int(held, N, "memory (%s): %d SockJS sessions with a waiting xhr", lean, N);
-	tap_diag("memory (%s): RSS %ld KiB before, %ld KiB with %d waiting receives: %.2f KiB "
-		 "each (sessions and upstream links included)", lean, before, during, N,
-		 (double)(during - before) / N);
 	for (int i = 0; i < N; i++)
 		if (fd[i] >= 0)
 			close(fd[i]);
 	tap_is_int(h_stop(b.proc, SIGTERM, 15000), 0, "memory (%s): the bridge exits 0", lean);
 	port = saved;
-	return before > 0 && during > 0 ? (double)(during - before) / N : -1;
-}
-
-/* --lean-long-polls: a SockJS receive that waits gives libmicrohttpd's
- * connection memory back, as a /v1 poll does (test_lean_polls). */
-static void check_held_memory(const char *route)
-{
-	double lean = held_rss(route, "yes"), suspended;
-
-	if ((getenv("PB_SANITIZERS") && strcmp(getenv("PB_SANITIZERS"), "yes") == 0) ||
-	    (getenv("PB_BRIDGE_WRAPPER") && *getenv("PB_BRIDGE_WRAPPER"))) {
-		tap_diag("memory: the bounds are not checked in a sanitizer build or under a wrapper");
-		return;
-	}
-	suspended = held_rss(route, "no");
-	tap_ok(lean > 0 && lean < 10.0, "memory: under 10 KiB per waiting SockJS receive "
-	       "(libmicrohttpd's pool alone is 20)");
-	tap_ok(suspended > 3 * lean, "memory: --lean-long-polls no keeps them in libmicrohttpd "
-	       "(%.1f KiB each)", suspended);
+	return h_rss_per(before, during, N, lean, "waiting receives");
 }
 
 int main(void)
@@ -1306,7 +1285,9 @@ int main(void)
 	check_hostile(&b);
 	check_heartbeat();
 	check_lean();
-	check_held_memory(echo_r);
+	/* --lean-long-polls: a SockJS receive that waits gives libmicrohttpd's
+	 * connection memory back, as a /v1 poll does (test_lean_polls). */
+	h_check_lean_memory(held_rss, echo_r, "waiting SockJS receive");
 	(void)errno;
 	return tap_done();
 }
