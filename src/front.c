@@ -8,9 +8,9 @@
  * (MHD_add_connection), so that --max-connections counts them all. A
  * request that cannot be answered inside the access handler (a long poll,
  * an upstream handshake) is suspended and resumed when the core calls back;
- * the handler then queues the response prepared for it. A /v1 poll (or
- * an Engine.IO GET) that waits on plain HTTP leaves libmicrohttpd instead
- * and answers on its own socket ("waiting polls outside libmicrohttpd"
+ * the handler then queues the response prepared for it. A /v1 poll or a
+ * door's poll that waits on plain HTTP leaves libmicrohttpd instead and
+ * answers on its own socket ("waiting polls outside libmicrohttpd"
  * below).
  *
  * Front doors. A path under a route's engineio= or sockjs= door is routed
@@ -254,7 +254,7 @@ struct pb_req {
 	int gz_ok;
 	struct pb_gzip *gz;
 	size_t gz_len;
-	/* --lean-long-polls (front_hand_off): a waiting /v1 poll whose
+	/* --lean-long-polls (front_hand_off): a waiting poll whose
 	 * connection left libmicrohttpd keeps its socket here and writes its
 	 * own answer; the strings the answer and its log read are copied into
 	 * kept, since libmicrohttpd's connection memory is gone. */
@@ -2122,8 +2122,8 @@ static void front_accept_cb(uv_poll_t *p, int status, int events)
 
 /* libmicrohttpd 0.9.75 keeps a connection's whole memory pool
  * (--max-header-bytes + FRONT_POOL_SLACK) resident while a request is
- * suspended. With --lean-long-polls, a /v1 poll (or an Engine.IO GET,
- * front_may_hand_off) that has to wait gives its connection up instead:
+ * suspended. With --lean-long-polls, a /v1 poll or a door's poll
+ * (front_may_hand_off) that has to wait gives its connection up instead:
  * the handler keeps a duplicate of the socket
  * and returns MHD_NO, which (with MHD_USE_TURBO, so without a shutdown of
  * the socket) makes libmicrohttpd close its descriptor and free the
