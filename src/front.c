@@ -266,11 +266,11 @@ struct pb_req {
 	const char *resp_body;  /* resp's body (front_response; owned by resp) */
 	size_t resp_body_len;
 	int wait_outside;       /* a door's request may (pb_req_wait_outside) */
-	int may_create;         /* ... and may start a create after it left */
+	int keep;               /* ... keeping PB_KEEP_* when it leaves */
 	char *kept;
 	const char *referer, *user_agent, *addr;        /* in kept, or NULL */
 	const char *origin_raw, *cookie, *acrh; /* a door's (in kept, or NULL) */
-	/* may_create: the forwarded headers as they were when the connection
+	/* PB_KEEP_CREATE: the forwarded headers as they were when the connection
 	 * left (front_keep_forward): n pairs "name\0value\0" in fwd. */
 	char *fwd;
 	size_t fwd_n;
@@ -937,10 +937,10 @@ const char *pb_req_header(struct pb_req *r, const char *name)
 	return NULL;
 }
 
-void pb_req_wait_outside(struct pb_req *r, int may_create)
+void pb_req_wait_outside(struct pb_req *r, int keep)
 {
 	r->wait_outside = 1;
-	r->may_create = may_create;
+	r->keep = keep;
 }
 
 struct pb_core *pb_req_core(struct pb_req *r)
@@ -1009,7 +1009,7 @@ int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_bu
 
 	if (r->conn)
 		return front_forward_headers(r, fh, buf, why);
-	/* Handed off (may_create): what front_keep_forward kept. */
+	/* Handed off (PB_KEEP_CREATE): what front_keep_forward kept. */
 	fh->n = 0;
 	for (size_t i = 0; p && i < r->fwd_n && i < PB_MAX_HEADERS; i++) {
 		size_t nlen = strlen(p), vlen = strlen(p + nlen + 1);
@@ -1025,7 +1025,7 @@ int pb_req_forward_headers(struct pb_req *r, struct pb_headers *fh, struct pb_bu
 	return 0;
 }
 
-/* may_create: keep the forwarded headers (front_forward_headers) for a
+/* PB_KEEP_CREATE: keep the forwarded headers (front_forward_headers) for a
  * create after r's connection has left libmicrohttpd. 0, or -1 (without
  * memory, or headers a create would refuse: r then stays). */
 static int front_keep_forward(struct pb_req *r)
@@ -2185,14 +2185,14 @@ static int front_keep(struct pb_req *r)
 	in[5] = combined ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "User-Agent") :
 		NULL;
 	in[6] = addr;
-	in[7] = r->wait_outside ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Cookie") :
-		NULL;
-	in[8] = r->wait_outside ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-							       "Access-Control-Request-Headers") :
-		NULL;
-	in[9] = r->may_create ? MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin") :
-		NULL;
-	if (r->may_create && front_keep_forward(r))
+	in[7] = r->keep & PB_KEEP_HEADERS ?
+		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Cookie") : NULL;
+	in[8] = r->keep & PB_KEEP_HEADERS ?
+		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					    "Access-Control-Request-Headers") : NULL;
+	in[9] = r->keep & PB_KEEP_CREATE ?
+		MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Origin") : NULL;
+	if (r->keep & PB_KEEP_CREATE && front_keep_forward(r))
 		return -1;
 	for (size_t i = 0; i < 10; i++)
 		total += in[i] ? strlen(in[i]) + 1 : 0;

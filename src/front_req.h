@@ -28,17 +28,24 @@ struct pb_req;
  * (pb_req_wait_outside); read headers with pb_req_header then. */
 struct MHD_Connection *pb_req_conn(struct pb_req *r);
 /* The value of the request header name (the first one), or NULL. Once the
- * request waits outside libmicrohttpd only Origin, Cookie and
- * Access-Control-Request-Headers are left (copied when it left). */
+ * request waits outside libmicrohttpd only what pb_req_wait_outside()
+ * asked to keep is left (copied when it left). */
 const char *pb_req_header(struct pb_req *r, const char *name);
+/* What a request waiting outside libmicrohttpd keeps for its answer
+ * (pb_req_wait_outside), beyond pb_req_origin and pb_req_client_address. */
+enum {
+	PB_KEEP_HEADERS = 1,    /* Cookie, Access-Control-Request-Headers */
+	PB_KEEP_CREATE = 2,     /* Origin and pb_req_forward_headers' result,
+				   for a create started after it left */
+};
+
 /* The core call the door is starting (inside its handler) is answered
  * with pb_req_finish(), never with a stream, and the answer is built from
- * the door's own state and what stays readable (pb_req_origin,
- * pb_req_header, pb_req_client_address, and pb_req_forward_headers, whose
- * result is kept if may_create): if it has to wait on plain HTTP, the
- * request may then wait outside libmicrohttpd (--lean-long-polls),
- * keeping only its socket. A GET, or a POST with no body. */
-void pb_req_wait_outside(struct pb_req *r, int may_create);
+ * the door's own state and what keep (PB_KEEP_* flags, or 0) keeps
+ * readable: if it has to wait on plain HTTP, the request may then wait
+ * outside libmicrohttpd (--lean-long-polls), keeping only its socket. A
+ * GET, or a POST with no body. */
+void pb_req_wait_outside(struct pb_req *r, int keep);
 struct pb_core *pb_req_core(struct pb_req *r);
 const struct pb_config *pb_req_config(struct pb_req *r);
 /* The route whose door the request came in by, looked up by name in the
