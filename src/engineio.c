@@ -546,7 +546,7 @@ void pb_engineio_handle(struct pb_req *r)
 		const struct pb_config *cfg = pb_req_config(r);
 
 		pb_req_core_begin(r);
-		pb_req_wait_outside(r, 0);         /* answered from st alone */
+		pb_req_wait_outside_poll(r, 0);         /* answered from st alone */
 		pb_core_poll(pb_req_core(r), st->id, PB_AFTER_HANDED, cfg->wait_max, cfg->max_batch,
 			     eio_polled, r);
 	} else if (strcmp(method, "POST") == 0) {

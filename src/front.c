@@ -174,6 +174,8 @@ struct pb_front {
 	struct pb_req *handed;
 	struct pb_req *backs;
 	size_t nhanded;         /* sockets held outside libmicrohttpd (both lists) */
+	struct pb_req *later;   /* polls waiting for their first read (pb_req.later) */
+	uv_check_t late;        /* runs front_late_cb while later is not empty */
 	int hand_note;          /* the next "internal error" log line is a hand-off */
 };
 
@@ -261,6 +263,14 @@ struct pb_req {
 	int handed;
 	int hand_fd;
 	int hand_keep;          /* the connection goes back to libmicrohttpd */
+	/* A poll (poll_late: a /v1 one, or pb_req_wait_outside_poll) whose
+	 * first read was in flight when its handler returned waits in
+	 * libmicrohttpd on f->later until that read parks it (front_late_cb),
+	 * then leaves at the handler's next call (leave). */
+	int poll_late;
+	int later;
+	int leave;
+	struct pb_req *lprev, *lnext;
 	unsigned wait;          /* a poll's wait (front_poll) */
 	size_t header_size;     /* the request line and headers as received */
 	const char *resp_body;  /* resp's body (front_response; owned by resp) */
@@ -291,6 +301,7 @@ static void front_hand_answer(struct pb_req *r);
 static void front_tick_start(struct pb_front *f);
 static void front_accept_start(struct pb_front *f);
 static void front_handle_closed(uv_handle_t *h);
+static void front_later_drop(struct pb_req *r);
 
 /* ---- responses ---------------------------------------------------------- */
 
@@ -396,6 +407,7 @@ static void front_resp_drop(struct pb_req *r)
 /* Free a request whose connection and core are both done with it. */
 static void front_req_free(struct pb_req *r)
 {
+	front_later_drop(r);
 	front_resp_drop(r);
 	pb_buf_free(&r->body);
 	pb_buf_free(&r->st);
@@ -419,6 +431,7 @@ static void front_req_free(struct pb_req *r)
 static void front_set_response(struct pb_req *r, unsigned status, struct MHD_Response *resp)
 {
 	r->in_core = 0;
+	front_later_drop(r);
 	if (r->orphan) {
 		if (resp)
 			MHD_destroy_response(resp);
@@ -912,6 +925,7 @@ static void front_poll(struct pb_req *r)
 		return;
 	}
 	r->in_core = 1;
+	r->poll_late = 1;
 	r->wait = wait > cfg->wait_max ? cfg->wait_max : (unsigned)wait;
 	pb_core_poll(r->f->core, r->id, after, r->wait,
 		     max > cfg->max_batch ? cfg->max_batch : (size_t)max, front_polled, r);
@@ -941,6 +955,12 @@ void pb_req_wait_outside(struct pb_req *r, int keep)
 {
 	r->wait_outside = 1;
 	r->keep = keep;
+}
+
+void pb_req_wait_outside_poll(struct pb_req *r, int keep)
+{
+	pb_req_wait_outside(r, keep);
+	r->poll_late = 1;
 }
 
 struct pb_core *pb_req_core(struct pb_req *r)
@@ -2265,6 +2285,85 @@ static int front_hand_off(struct pb_req *r)
 	return 1;
 }
 
+/* r, in the handler, waits for the core: its connection leaves
+ * libmicrohttpd if it may (front_hand_off), else it is suspended there. */
+static enum MHD_Result front_wait(struct pb_req *r)
+{
+	if (front_hand_off(r))
+		/* libmicrohttpd closes its descriptor and frees the connection
+		 * (front_completed); the socket goes on in r's. */
+		return MHD_NO;
+	MHD_suspend_connection(r->conn);
+	r->suspended = 1;
+	return MHD_YES;
+}
+
+/*
+ * A poll (pb_req.poll_late) whose first read is still in flight when its
+ * handler returns (a shared store answers reads later) is suspended in libmicrohttpd and
+ * leaves it only if that read parks it: under load most such reads find
+ * messages, and a hand-off (a dup, two TCP_INFO reads, a close and an
+ * MHD_add_connection) for an answer a millisecond away costs more than it
+ * saves. f->later holds these polls; front_late_cb, after each loop
+ * pass's I/O, resumes those that parked, and their handler's next call
+ * hands them off (front_wait).
+ */
+static void front_late_cb(uv_check_t *h)
+{
+	struct pb_front *f = h->data;
+	struct pb_req *r, *next;
+	int resumed = 0;
+
+	for (r = f->later; r; r = next) {
+		next = r->lnext;
+		if (!pb_core_poll_parked(f->core, r->id, r))
+			continue;
+		front_later_drop(r);
+		r->leave = 1;
+		r->suspended = 0;
+		MHD_resume_connection(r->conn);
+		resumed = 1;
+	}
+	if (resumed)
+		front_kick(f);
+}
+
+/* Suspend r, in the handler, until its first read parks it or answers. */
+static void front_later_add(struct pb_req *r)
+{
+	struct pb_front *f = r->f;
+
+	MHD_suspend_connection(r->conn);
+	r->suspended = 1;
+	r->later = 1;
+	r->lprev = NULL;
+	r->lnext = f->later;
+	if (f->later)
+		f->later->lprev = r;
+	f->later = r;
+	if (!uv_is_active((uv_handle_t *)&f->late))
+		uv_check_start(&f->late, front_late_cb);
+}
+
+/* Take r off f->later, if it is there (answered, orphaned or freed). */
+static void front_later_drop(struct pb_req *r)
+{
+	struct pb_front *f = r->f;
+
+	if (!r->later)
+		return;
+	r->later = 0;
+	if (r->lprev)
+		r->lprev->lnext = r->lnext;
+	else
+		f->later = r->lnext;
+	if (r->lnext)
+		r->lnext->lprev = r->lprev;
+	r->lprev = r->lnext = NULL;
+	if (!f->later)
+		uv_check_stop(&f->late);
+}
+
 /* r's answer is written (keep: the connection goes on) or failed: the
  * socket goes back to libmicrohttpd on the next run, or is closed. */
 static void front_hand_end(struct pb_req *r, int keep)
@@ -2566,6 +2665,11 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 		r->pc->phase = PH_BUSY;         /* the whole request is in */
 	if (r->resp || r->resp_shared)
 		return front_queue(r);
+	if (r->leave) {
+		/* Resumed by front_late_cb: its poll parked. */
+		r->leave = 0;
+		return front_wait(r);
+	}
 	if (r->dispatched)
 		return MHD_YES;
 	r->dispatched = 1;
@@ -2574,13 +2678,12 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 	r->in_handler = 0;
 	if (r->resp || !r->in_core)
 		return front_queue(r);
-	if (front_hand_off(r))
-		/* libmicrohttpd closes its descriptor and frees the connection
-		 * (front_completed); the socket goes on in r's. */
-		return MHD_NO;
-	MHD_suspend_connection(conn);
-	r->suspended = 1;
-	return MHD_YES;
+	if (f->cfg->lean_long_polls && r->poll_late && front_may_hand_off(r) &&
+	    !pb_core_poll_parked(f->core, r->id, r)) {
+		front_later_add(r);
+		return MHD_YES;
+	}
+	return front_wait(r);
 }
 
 /* MHD completion callback: the connection is done with the request. */
@@ -2604,6 +2707,7 @@ static void front_completed(void *cls, struct MHD_Connection *conn, void **con_c
 		r->pc->since_ms = uv_now(r->f->loop);
 	}
 	if (r->in_core) {
+		front_later_drop(r);
 		r->orphan = 1;
 		r->conn = NULL;
 		return;
@@ -3189,10 +3293,12 @@ static struct pb_front *front_start(uv_loop_t *loop, const struct pb_config *cfg
 	uv_poll_init(loop, &f->poll, info->epoll_fd);
 	uv_timer_init(loop, &f->timer);
 	uv_timer_init(loop, &f->tick);
+	uv_check_init(loop, &f->late);
 	f->poll.data = f;
 	f->timer.data = f;
 	f->tick.data = f;
-	f->handles_open = 4;
+	f->late.data = f;
+	f->handles_open = 5;
 	uv_poll_start(&f->poll, UV_READABLE, front_poll_cb);
 	front_accept_start(f);
 	front_run(f);
@@ -3264,6 +3370,8 @@ void pb_front_free(struct pb_front *f)
 	if (!f)
 		return;
 	f->stopping = 1;
+	while (f->later)
+		front_later_drop(f->later);
 	front_hand_stop(f);
 	MHD_stop_daemon(f->mhd);
 	f->mhd = NULL;
@@ -3275,4 +3383,5 @@ void pb_front_free(struct pb_front *f)
 	uv_close((uv_handle_t *)&f->poll, front_handle_closed);
 	uv_close((uv_handle_t *)&f->timer, front_handle_closed);
 	uv_close((uv_handle_t *)&f->tick, front_handle_closed);
+	uv_close((uv_handle_t *)&f->late, front_handle_closed);
 }

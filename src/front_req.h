@@ -46,6 +46,13 @@ enum {
  * outside libmicrohttpd (--lean-long-polls), keeping only its socket. A
  * GET, or a POST with no body. */
 void pb_req_wait_outside(struct pb_req *r, int keep);
+/* The same for a poll: the core call is pb_core_poll*() on the session
+ * named by pb_req_set_id(), with r as its req. The request then waits in
+ * libmicrohttpd while the poll's first read is in flight, and leaves only
+ * once that read found nothing (pb_core_poll_parked): on a shared store,
+ * most reads under load find messages, and their answers are a
+ * millisecond away. */
+void pb_req_wait_outside_poll(struct pb_req *r, int keep);
 struct pb_core *pb_req_core(struct pb_req *r);
 const struct pb_config *pb_req_config(struct pb_req *r);
 /* The route whose door the request came in by, looked up by name in the

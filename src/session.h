@@ -122,6 +122,12 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 void pb_core_poll_flags(struct pb_core *c, const char *id, uint64_t after, unsigned wait,
 			size_t max, unsigned flags, pb_core_poll_cb cb, void *req);
 
+/* Whether the poll req (pb_core_poll's req) is parked on id: its first
+ * read came back with nothing for it and it now waits for messages or its
+ * deadline. A front end that holds a waiting request more cheaply than one
+ * being answered moves it then (front.c, --lean-long-polls). */
+int pb_core_poll_parked(struct pb_core *c, const char *id, const void *req);
+
 /* One read of a stream (Server-Sent Events): like a poll, but answers
  * with what lies past from (the last seq already streamed) while only
  * acknowledging <= after (the client's cursor, 0 after the first read),

@@ -382,6 +382,13 @@ void pb_core_poll(struct pb_core *c, const char *id, uint64_t after, unsigned wa
 	pb_core_poll_flags(c, id, after, wait, max, 0, cb, req);
 }
 
+int pb_core_poll_parked(struct pb_core *c, const char *id, const void *req)
+{
+	const struct pb_session *s = session_find(c, id);
+
+	return s && s->w.state == PB_W_PARKED && s->w.req == req && !s->w.stream;
+}
+
 void pb_core_stream_read_flags(struct pb_core *c, const char *id, uint64_t after, uint64_t from,
 			       unsigned wait, uint64_t stream, int first, unsigned flags,
 			       pb_core_poll_cb cb, void *req)

@@ -703,7 +703,7 @@ static void sj_receive(struct pb_req *r)
 	pb_req_core_begin(r);
 	/* Answered with a response (sj_answer), never a stream; an unknown
 	 * session is created from the kept headers (sj_create). */
-	pb_req_wait_outside(r, PB_KEEP_HEADERS | PB_KEEP_CREATE);
+	pb_req_wait_outside_poll(r, PB_KEEP_HEADERS | PB_KEEP_CREATE);
 	pb_core_poll_flags(pb_req_core(r), s->id, PB_AFTER_HANDED, wait, cfg->max_batch,
 			   PB_POLL_EXCLUSIVE, sj_polled, r);
 }

@@ -17,7 +17,8 @@
  * another instance's poll is announced answers what the read found (its
  * messages, the session's close) and gives way only if it found nothing;
  * a short poll answered without Redis on the owner is not while an append
- * of upstream messages is in flight.
+ * of upstream messages is in flight; a poll counts as parked (what
+ * --lean-long-polls waits for) only once its read found nothing.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -830,6 +831,55 @@ static void check_quiet_append(void)
 	redis_world_close(&w, srv, "quiet");
 }
 
+/* pb_core_poll_parked(), which --lean-long-polls waits for before a poll
+ * leaves libmicrohttpd: not while the poll's first read is in flight,
+ * not for a poll that read found messages for, yes once a read found
+ * nothing and the poll waits, and no longer once a message answered it;
+ * never for another request. On a real Redis, where reads answer later;
+ * the memory store's parks at once. */
+static void check_parked(void)
+{
+	struct world w;
+	struct answer a, p, other;
+	struct fake_up *f;
+	struct h_proc *srv;
+	int port;
+
+	if (redis_world_open(&w, &srv, &port, &a, &f, "parked"))
+		return;
+	upstream_says(f, "p1", 0);
+	door_run(&w, 100);
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 0, 5, 100, on_poll, &p);
+	tap_ok(!p.done && !pb_core_poll_parked(w.core, a.id, &p),
+	       "parked: not while the first read is in flight");
+	door_run(&w, 100);
+	tap_ok(p.done && p.n == 1 && !pb_core_poll_parked(w.core, a.id, &p),
+	       "parked: not a poll its read found a message for (%zu)", p.n);
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 1, 5, 100, on_poll, &p);
+	tap_ok(!pb_core_poll_parked(w.core, a.id, &p), "parked: a waiting poll's read in flight");
+	door_run(&w, 150);
+	tap_ok(!p.done && pb_core_poll_parked(w.core, a.id, &p),
+	       "parked: yes once its read found nothing");
+	tap_ok(!pb_core_poll_parked(w.core, a.id, &other) &&
+	       !pb_core_poll_parked(w.core, "no-such-session", &p), "parked: only for that request");
+	upstream_says(f, "p2", 0);
+	door_run(&w, 100);
+	tap_ok(p.done && p.n == 1 && !pb_core_poll_parked(w.core, a.id, &p),
+	       "parked: no longer once a message answered it");
+	redis_world_close(&w, srv, "parked");
+
+	world_start(&w, NULL);
+	door_loop = &w.loop;
+	door_create(&w, &(struct pb_create_req){ 0 }, &a);
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 0, 5, 100, on_poll, &p);
+	tap_ok(!p.done && pb_core_poll_parked(w.core, a.id, &p),
+	       "parked: on the memory store, as soon as the poll returns");
+	world_stop(&w);
+}
+
 /* Store answer to a read of the client messages still stored. */
 static void on_read_out(void *arg, int err, const struct pb_store_batch *b)
 {
@@ -895,6 +945,7 @@ static void check_ack_before_append(void)
 int main(void)
 {
 	h_init();
+	check_parked();
 	check_ack_before_append();
 	check_quiet_append();
 	check_waiter_yield();
