@@ -6,7 +6,7 @@ CFLAGS = -O2 -g
 WARN = -std=c11 -Wall -Wextra -Werror
 O = .
 
-all: $(O)/upstream $(O)/loadgen $(O)/baremhd
+all: $(O)/upstream $(O)/loadgen $(O)/baremhd $(O)/floor
 
 $(O)/upstream: upstream.c
 	$(CC) $(WARN) $(CFLAGS) -o $@ upstream.c `pkg-config --cflags --libs gnutls`
@@ -16,5 +16,8 @@ $(O)/loadgen: loadgen.c
 
 $(O)/baremhd: baremhd.c
 	$(CC) $(WARN) $(CFLAGS) -o $@ baremhd.c `pkg-config --cflags --libs libmicrohttpd`
+
+$(O)/floor: floor.c
+	$(CC) $(WARN) $(CFLAGS) -o $@ floor.c
 
 .PHONY: all

@@ -23,7 +23,9 @@
 #                   pollbridge's Engine.IO
 #                   door on each store, bare libmicrohttpd (short polls, and
 #                   the throughput ceiling: every poll answered at once with
-#                   64 canned messages), and pollbridge /v1
+#                   64 canned messages; with it the latency floor: the same
+#                   message rate crossing the CPUs with nothing done,
+#                   bench/floor.c), and pollbridge /v1
 #                   on a Redis Cluster of 1 primary, then of 3 primaries, no
 #                   replicas (tests/cluster/with_cluster.sh; throughput and
 #                   latency only, with the redis-servers' CPU per message)
@@ -43,7 +45,7 @@ while [ $# -gt 0 ]; do
 	-B) build=$2; shift 2 ;;
 	-B*) build=${1#-B}; shift ;;
 	--no-make) do_make=0; shift ;;
-	-h|--help) sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "peers.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -81,9 +83,9 @@ make -s -C "$here" -f peers.mk O="$out" CC="${BENCH_CC:-cc}" >/dev/null
 
 # Server side on CPU 0, load generator and upstream on CPU 1.
 if command -v taskset >/dev/null 2>&1 && [ "$(nproc)" -ge 2 ]; then
-	srv="taskset -c 0"; cli="taskset -c 1"
+	srv="taskset -c 0"; cli="taskset -c 1"; floor_cpus="-s 0 -c 1"
 else
-	srv=""; cli=""
+	srv=""; cli=""; floor_cpus="-s 0 -c 0"
 	echo "peers.sh: warning: no taskset or a single CPU: nothing is pinned" >&2
 fi
 
@@ -274,6 +276,15 @@ while [ "$rep" -le "$reps" ]; do
 					stop_all
 				done
 			fi
+			if has lat "$parts"; then
+				# the floor: the same rate crossing the CPUs with
+				# nothing done (bench/floor.c), as a bridge's
+				# messages do (2 hops) and a server's own (1 hop)
+				for h in 2 1; do
+					"$out/floor" -h $h -r 1000 -d "$latdur" -w "$warm" $floor_cpus |
+						record bare $rep floor$h
+				done
+			fi
 			continue
 		fi
 		case $name in classic|classicred)
@@ -375,6 +386,17 @@ function ceiling_rows(k, who,   b, m, r, e) {
 	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "  share of the ceiling", ratio(m, M["bare"]),
 		ratio(r, M["bare"]), ratio(e, M["bare"]), "", ""
 }
+# The latency floor of a percentile: messages crossing the CPUs at the
+# same rate with nothing done (bench/floor.c), from the load CPU through
+# the server CPU and back for the bridges (2 hops), from the server CPU
+# for Engine.IO, which makes its messages itself (1 hop).
+function floor_row(q,   a, b) {
+	delete M
+	a = cell("bare", "floor2." q); b = cell("bare", "floor1." q)
+	if (a == "n/a" && b == "n/a") return
+	printf "| %-44s | %25s | %25s | %25s | %7s | %7s |\n", "  floor: nothing done (2 hops; EIO 1 hop)",
+		a, a, b, "", ""
+}
 function lrow(label, k,   a, b, c, d) {
 	delete M
 	a = cell("memory", k); b = cell("redis", k); c = cell("classic", k); d = cell("classicred", k)
@@ -404,8 +426,11 @@ END {
 	row("upstream CPU (cores), 100 clients", "thru100.upstream_cpu")
 	row("load generator CPU (cores), 100 clients", "thru100.load_cpu")
 	row("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
+	floor_row("p50_ms")
 	row("p99 ms, same", "lat.p99_ms")
+	floor_row("p99_ms")
 	row("p99.9 ms, same", "lat.p999_ms")
+	floor_row("p999_ms")
 	for (i = 1; i in S; i++)
 		row("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
 	row("fds per session, " last " held polls", "held" last ".fds_per_session")
