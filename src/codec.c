@@ -180,6 +180,11 @@ static size_t json_plain_span(const unsigned char *s, size_t len)
 	return i;
 }
 
+size_t pb_json_plain_span(const void *s, size_t len)
+{
+	return json_plain_span(s, len);
+}
+
 int pb_utf8_valid(const void *p, size_t len)
 {
 	const unsigned char *s = p;

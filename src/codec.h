@@ -35,6 +35,11 @@
  * too large). */
 int pb_parse_uint53(const char *s, size_t len, uint64_t *out);
 
+/* The length of the prefix of s[0..len) that a JSON string carries as it
+ * is: printable ASCII (0x20 to 0x7e) other than '"' and '\\'. Eight bytes
+ * at a time: for encoders that copy such runs whole. */
+size_t pb_json_plain_span(const void *s, size_t len);
+
 /* 1 if p[0..len) is well-formed UTF-8 (no overlong forms, no surrogates,
  * nothing above U+10FFFF), else 0. NUL bytes are valid. */
 int pb_utf8_valid(const void *p, size_t len);

@@ -20,6 +20,7 @@
 #include <gnutls/gnutls.h>
 #include <jansson.h>
 
+#include "codec.h"
 #include "error.h"
 
 /* Decode one UTF-8 sequence at s[0..len) (len > 0): the code point in *cp
@@ -99,10 +100,25 @@ static int html_escapable(unsigned cp)
 	       cp == 0x2028 || cp == 0x2029;
 }
 
+/* The length of the run at s[0..len) that quote_with() copies as it is:
+ * printable ASCII other than '"' and '\\' (pb_json_plain_span, eight
+ * bytes at a time), cut at the first byte escapable() picks (none for
+ * sockjs_escapable; '<', '>', '&' and '\'' for html_escapable). */
+static size_t plain_run(const unsigned char *s, size_t len, int (*escapable)(unsigned))
+{
+	size_t n = pb_json_plain_span(s, len), i;
+
+	if (escapable == sockjs_escapable)
+		return n;
+	for (i = 0; i < n && !escapable(s[i]); i++)
+		;
+	return i;
+}
+
 /* Append s[0..len) as a double-quoted string: quote and backslash escaped,
  * the named control escapes, \uhhhh for every code point escapable()
- * picks, invalid UTF-8 as U+FFFD, the rest copied. On error out is left
- * as it was. */
+ * picks, invalid UTF-8 as U+FFFD, the rest copied (plain runs whole). On
+ * error out is left as it was. */
 static int quote_with(struct pb_buf *out, const unsigned char *s, size_t len,
 		      int (*escapable)(unsigned))
 {
@@ -114,6 +130,12 @@ static int quote_with(struct pb_buf *out, const unsigned char *s, size_t len,
 	if (!r)
 		r = pb_buf_append(out, "\"", 1);
 	while (!r && i < len) {
+		n = plain_run(s + i, len - i, escapable);
+		if (n) {
+			r = pb_buf_append(out, s + i, n);
+			i += n;
+			continue;
+		}
 		n = utf8_next(s + i, len - i, &cp);
 		if (!n) {
 			r = put_u(out, 0xfffd);

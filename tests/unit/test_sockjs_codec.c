@@ -578,6 +578,70 @@ static void test_send_bodies(void)
 	tap_ok(p.r == PB_EBADREQ && !strcmp(p.why, PB_SOCKJS_BROKEN_JSON), "form: bad escape");
 }
 
+/* Plain runs are copied eight bytes at a time (pb_json_plain_span): a
+ * byte that needs escaping at any offset of a longer string is escaped
+ * exactly as when it stands alone (the single code points above), in the
+ * frame's JSON and in the HTML-safe string of the script transports. */
+static void test_quote_runs(void)
+{
+	static const char *const specials[] = {
+		"\"", "\\", "\n", "\x01", "\x7f", "<", ">", "&", "'", "\xe2\x80\xa8", "\xc3\xa9",
+		"\xff",
+	};
+	int bad_json = 0, bad_html = 0, n = 0;
+
+	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+		const char *sp = specials[k];
+		size_t sl = strlen(sp);
+		char *alone = quoted(sp, sl);
+
+		for (size_t pos = 0; pos < 20; pos++) {
+			char in[64], want[128];
+			struct pb_buf b, f, w;
+			struct pb_msg *m;
+			const char *start, *end;
+			json_t *js;
+			size_t len;
+
+			memset(in, 'x', sizeof(in));
+			memcpy(in + pos, sp, sl);
+			len = 24 + sl;
+			snprintf(want, sizeof(want), "\"%.*s%.*s%.*s\"", (int)pos, in, (int)(strlen(alone) - 2),
+				 alone + 1, (int)(len - pos - sl), in + pos + sl);
+			pb_buf_init(&b, 0);
+			if (pb_sockjs_quote(&b, in, len) || pb_buf_append(&b, "", 1) ||
+			    strcmp(b.data, want))
+				bad_json++;
+			pb_buf_free(&b);
+			/* the script transports: no raw '<', '>', '&' or quote in
+			 * the string, and it decodes to the frame */
+			m = pb_msg_new(PB_MSG_TEXT, in, len);
+			pb_buf_init(&f, 0);
+			pb_buf_init(&w, 0);
+			pb_sockjs_frame_messages(&f, &m, 1);
+			pb_sockjs_wrap(&w, PB_SOCKJS_JSONP, f.data, f.len, "cb");
+			start = w.data + strlen("/**/cb(\"");
+			end = w.data + w.len - strlen("\");\r\n");
+			js = json_loadb(start - 1, (size_t)(end - start + 2), JSON_DECODE_ANY, NULL);
+			for (const char *c = start; c < end; c++)
+				if (*c == '<' || *c == '>' || *c == '&' || *c == '\'')
+					js = (json_decref(js), NULL);
+			if (!js || json_string_length(js) != f.len ||
+			    memcmp(json_string_value(js), f.data, f.len))
+				bad_html++;
+			json_decref(js);
+			pb_buf_free(&w);
+			pb_buf_free(&f);
+			pb_msg_unref(m);
+			n++;
+		}
+		free(alone);
+	}
+	tap_is_int(bad_json, 0, "%d strings with an escaped byte at offsets 0 to 19: as when alone",
+		   n);
+	tap_is_int(bad_html, 0, "the same through jsonp: HTML-safe, decode to the frame");
+}
+
 /* Random input through every parser and encoder: no crash, quoted output
  * always valid JSON. */
 static void test_random(void)
@@ -622,6 +686,7 @@ int main(void)
 	test_session_id();
 	test_callbacks();
 	test_quote();
+	test_quote_runs();
 	test_frames();
 	test_pages();
 	test_send_bodies();
