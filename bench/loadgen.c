@@ -2,15 +2,18 @@
  * loadgen.c: the peer benchmark's load generator (bench/peers.sh).
  *
  * What this file owns: N long-polling HTTP/1.1 clients on one epoll loop,
- * one keep-alive connection each, speaking either pollbridge's /v1 API or
- * the Engine.IO v4 polling protocol, and the figures of one scenario:
+ * one keep-alive connection each, speaking pollbridge's /v1 API, the
+ * Engine.IO v4 polling protocol or SockJS xhr-polling (pollbridge's door
+ * at /sjs), and the figures of one scenario:
  *
- *   -m thru  every client creates its session (POST /v1/sessions?route=R, or
- *            the Engine.IO handshake GET), then, once all exist, sends the
+ *   -m thru  every client creates its session (POST /v1/sessions?route=R,
+ *            the Engine.IO handshake GET, or SockJS's first xhr POST to a
+ *            session id of its own), then, once all exist, sends the
  *            text message "go" (the upstream, or the Engine.IO server, then
  *            pushes 64-byte messages) and long-polls one request at a time:
  *            /v1: GET .../messages?after=CURSOR&wait=30&max=64, the cursor
- *            acknowledging everything received; Engine.IO: GET ...&sid=ID.
+ *            acknowledging everything received; Engine.IO: GET ...&sid=ID;
+ *            SockJS: POST /sjs/000/ID/xhr.
  *            After -w seconds of warm-up it counts messages for -d seconds.
  *   -m lat   the same, but the sender paces itself (e.g. 1,000 msgs/s over
  *            all sessions): the latency of each message is the receipt time
@@ -29,7 +32,7 @@
  * CPU-microseconds per delivered message). Output: one "key=value ..."
  * line per figure on stdout.
  *
- * Usage: loadgen -p PORT -k pb|eio -m thru|lat|held [-c CLIENTS] [-d SECS]
+ * Usage: loadgen -p PORT -k pb|eio|sjs -m thru|lat|held [-c CLIENTS] [-d SECS]
  *                [-w SECS] [-s STEPS] [-P PID,PID] [-U PID] [-R PID,PID]
  *                [-r ROUTE]
  */
@@ -58,7 +61,7 @@
 #define POLL_WAIT	30
 #define CREATE_INFLIGHT	64      /* sessions being created at once */
 
-enum kind { K_PB, K_EIO };
+enum kind { K_PB, K_EIO, K_SJS };
 enum mode { M_THRU, M_LAT, M_HELD };
 enum phase { PH_IDLE, PH_CREATE, PH_READY, PH_GO, PH_POLL };
 
@@ -280,11 +283,17 @@ static void send_create(struct client *c)
 {
 	c->phase = PH_CREATE;
 	creating++;
-	if (kind == K_PB)
+	if (kind == K_PB) {
 		request(c, "POST /v1/sessions?route=%s HTTP/1.1\r\nHost: b\r\n"
 			"Content-Length: 0\r\n\r\n", route);
-	else
+	} else if (kind == K_SJS) {
+		/* SockJS: the client names the session; its first receive opens it */
+		snprintf(c->sid, sizeof(c->sid), "lg%ld", (long)(c - cl));
+		request(c, "POST /sjs/000/%s/xhr HTTP/1.1\r\nHost: b\r\n"
+			"Content-Length: 0\r\n\r\n", c->sid);
+	} else {
 		request(c, "GET /engine.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: b\r\n\r\n");
+	}
 }
 
 /* Tell the sender to start pushing to this session. */
@@ -294,6 +303,10 @@ static void send_go(struct client *c)
 	if (kind == K_PB)
 		request(c, "POST /v1/sessions/%s/messages HTTP/1.1\r\nHost: b\r\n"
 			"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\ngo", c->sid);
+	else if (kind == K_SJS)
+		request(c, "POST /sjs/000/%s/xhr_send HTTP/1.1\r\nHost: b\r\n"
+			"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: 6\r\n\r\n"
+			"[\"go\"]", c->sid);
 	else
 		request(c, "POST /engine.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\n"
 			"Host: b\r\nContent-Type: text/plain;charset=UTF-8\r\n"
@@ -310,6 +323,9 @@ static void send_poll(struct client *c)
 	if (kind == K_PB)
 		request(c, "GET /v1/sessions/%s/messages?after=%" PRIu64 "&wait=%d&max=%d "
 			"HTTP/1.1\r\nHost: b\r\n\r\n", c->sid, c->cursor, POLL_WAIT, BATCH_MAX);
+	else if (kind == K_SJS)
+		request(c, "POST /sjs/000/%s/xhr HTTP/1.1\r\nHost: b\r\n"
+			"Content-Length: 0\r\n\r\n", c->sid);
 	else
 		request(c, "GET /engine.io/?EIO=4&transport=polling&sid=%s HTTP/1.1\r\n"
 			"Host: b\r\n\r\n", c->sid);
@@ -413,6 +429,37 @@ static void eio_payload(struct client *c, const char *b, size_t len, uint64_t no
 	}
 }
 
+/* Handle a SockJS xhr answer: one frame. Counted: the strings of an array
+ * frame 'a' (each starts with its send time; the bench's messages hold no
+ * character JSON escapes); a heartbeat 'h' is counted as a ping; an open
+ * frame 'o' is skipped; a close frame 'c' is fatal. */
+static void sjs_frame(struct client *c, const char *b, size_t len, uint64_t now)
+{
+	const char *end = b + len, *p = b + 1;
+
+	if (len < 1)
+		die("empty SockJS frame", c);
+	if (b[0] == 'h') {
+		pings++;
+		return;
+	}
+	if (b[0] == 'c')
+		die("the SockJS session was closed", c);
+	if (b[0] != 'a')
+		return;
+	for (;;) {
+		const char *q = memchr(p, '"', (size_t)(end - p)), *e;
+
+		if (!q)
+			break;
+		e = memchr(q + 1, '"', (size_t)(end - q - 1));
+		if (!e)
+			die("unterminated string in a SockJS frame", c);
+		got_message(digits(q + 1, e), now);
+		p = e + 1;
+	}
+}
+
 /* One complete response arrived. */
 static void on_response(struct client *c, int status, const char *b, size_t len)
 {
@@ -428,6 +475,7 @@ static void on_response(struct client *c, int status, const char *b, size_t len)
 		}
 		if (kind == K_PB ? status != 201 || json_str(b, len, "\"session\":\"", c->sid,
 							       sizeof(c->sid)) < 0
+		    : kind == K_SJS ? status != 200 || len < 1 || b[0] != 'o'
 				 : status != 200 || len < 1 || b[0] != '0' ||
 				   json_str(b, len, "\"sid\":\"", c->sid, sizeof(c->sid)) < 0) {
 			fprintf(stderr, "loadgen: create answered %d: %.*s\n", status,
@@ -451,7 +499,7 @@ static void on_response(struct client *c, int status, const char *b, size_t len)
 			send_poll(c);
 		return;
 	case PH_GO:
-		if (status != 200)
+		if (status != (kind == K_SJS ? 204 : 200))
 			die("the \"go\" message was refused", c);
 		send_poll(c);
 		return;
@@ -465,6 +513,8 @@ static void on_response(struct client *c, int status, const char *b, size_t len)
 				die("session lost", c);
 		} else if (kind == K_PB) {
 			pb_batch(c, b, len, now);
+		} else if (kind == K_SJS) {
+			sjs_frame(c, b, len, now);
 		} else {
 			eio_payload(c, b, len, now);
 		}
@@ -656,7 +706,9 @@ int main(int argc, char **argv)
 	while ((opt = getopt(argc, argv, "p:k:m:c:d:w:s:P:U:R:r:")) != -1) {
 		switch (opt) {
 		case 'p': port = atoi(optarg); break;
-		case 'k': kind = strcmp(optarg, "eio") == 0 ? K_EIO : K_PB; break;
+		case 'k':
+			kind = strcmp(optarg, "eio") == 0 ? K_EIO : strcmp(optarg, "sjs") == 0 ? K_SJS : K_PB;
+			break;
 		case 'm':
 			mode = strcmp(optarg, "lat") == 0 ? M_LAT :
 			       strcmp(optarg, "held") == 0 ? M_HELD : M_THRU;
@@ -670,7 +722,7 @@ int main(int argc, char **argv)
 		case 'R': nrp = int_list(optarg, rpids, MAX_PIDS); break;
 		case 'r': route = optarg; break;
 		default:
-			fprintf(stderr, "usage: loadgen -p PORT -k pb|eio -m thru|lat|held [-c N] "
+			fprintf(stderr, "usage: loadgen -p PORT -k pb|eio|sjs -m thru|lat|held [-c N] "
 				"[-d S] [-w S] [-s STEPS] [-P PIDS] [-U PIDS] [-R PIDS] [-r ROUTE]\n");
 			return 2;
 		}

@@ -17,11 +17,12 @@
 #   BENCH_REPS=N    repetitions (default 3; the table shows medians)
 #   BENCH_CC=clang  compiler for the bench tools (default cc)
 #   BENCH_SCEN="..." servers, in this order per repetition (default
-#                   "memory redis classic classicred eio door doorred bare
-#                   cluster": pollbridge /v1 on each store, the same with
-#                   --lean-long-polls no (held polls only), npm engine.io,
-#                   pollbridge's Engine.IO
-#                   door on each store, bare libmicrohttpd (short polls, and
+#                   "memory redis classic classicred eio door doorred sjs
+#                   sjsred bare cluster": pollbridge /v1 on each store, the
+#                   same with --lean-long-polls no (held polls only), npm
+#                   engine.io, pollbridge's Engine.IO door on each store,
+#                   its SockJS door (xhr-polling) on each store, bare
+#                   libmicrohttpd (short polls, and
 #                   the throughput ceiling: every poll answered at once with
 #                   64 canned messages; with it the latency floor: the same
 #                   message rate crossing the CPUs with nothing done,
@@ -59,7 +60,7 @@ else
 	steps=1000,5000,9500
 fi
 last_step=${steps##*,}
-scen=${BENCH_SCEN:-memory redis classic classicred eio door doorred bare cluster}
+scen=${BENCH_SCEN:-memory redis classic classicred eio door doorred sjs sjsred bare cluster}
 # "cluster" is two servers: 1 primary, then 3
 scen=$(echo " $scen " | sed 's/ cluster / cluster1 cluster3 /g')
 parts=${BENCH_PARTS:-thru lat held short}
@@ -214,6 +215,11 @@ start_server() {
 		if [ "$1" = door ]; then st=memory; else st=redis; fi
 		start_bridge $st '?transport=websocket engineio=/engine.io/'
 		kind=eio; upids=$up_pid ;;
+	sjs|sjsred)
+		start_upstream "$2"
+		if [ "$1" = sjs ]; then st=memory; else st=redis; fi
+		start_bridge $st ' sockjs=/sjs'
+		kind=sjs; upids=$up_pid ;;
 	eio) start_eio "$2"; kind=eio; upids="" ;;
 	esac
 }
@@ -350,6 +356,13 @@ function drow(label, k,   a, b, c, d) {
 	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
 		ratio(M["door"], M["memory"]), ratio(M["doorred"], M["redis"])
 }
+function srow(label, k,   a, b, c, d) {
+	delete M
+	a = cell("sjs", k); b = cell("memory", k); c = cell("sjsred", k); d = cell("redis", k)
+	if (a b c d == "n/an/an/an/a") return
+	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
+		ratio(M["sjs"], M["memory"]), ratio(M["sjsred"], M["redis"])
+}
 function crow(label, k,   a, b, c) {
 	delete M
 	a = cell("redis", k); b = cell("cluster1", k); c = cell("cluster3", k)
@@ -471,10 +484,14 @@ END {
 		crow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
 		crow("p99 ms, same", "lat.p99_ms")
 	}
-	if (!have["door"] && !have["doorred"])
-		exit
-	# The Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
-	# the msgs/s of /v1, issue 10), same store, same run.
+	if (have["door"] || have["doorred"])
+		door_table()
+	if (have["sjs"] || have["sjsred"])
+		sjs_table()
+}
+# The Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
+# the msgs/s of /v1, issue 10), same store, same run.
+function door_table(   i) {
 	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", "Engine.IO door, memory",
 		"/v1, memory", "Engine.IO door, Redis", "/v1, Redis", "door/v1 m", "door/v1 r"
 	printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
@@ -493,4 +510,24 @@ END {
 	for (i = 1; i in S; i++)
 		drow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
 	drow("fds per session, " last " held polls", "held" last ".fds_per_session")
+}
+# The SockJS door (xhr-polling) against /v1, same store, same run.
+function sjs_table(   i) {
+	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", "SockJS door, memory",
+		"/v1, memory", "SockJS door, Redis", "/v1, Redis", "sjs/v1 m", "sjs/v1 r"
+	printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
+		"--------------------------:", "--------------------------:", "--------------------------:",
+		"--------------------------:", "----------:", "----------:"
+	srow("msgs/s delivered, 1 client", "thru1.msgs_per_s")
+	srow("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
+	srow("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
+	srow("msgs per poll, 100 clients", "thru100.msgs_per_poll")
+	srow("server CPU (cores), 100 clients", "thru100.server_cpu")
+	srow("load generator CPU (cores), 100 clients", "thru100.load_cpu")
+	srow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
+	srow("p99 ms, same", "lat.p99_ms")
+	srow("p99.9 ms, same", "lat.p999_ms")
+	for (i = 1; i in S; i++)
+		srow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
+	srow("fds per session, " last " held polls", "held" last ".fds_per_session")
 }' "$results"
