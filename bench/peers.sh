@@ -349,19 +349,14 @@ function cell(n, k,   m) {
 	M[n] = m
 	return cnt[n, k] > 1 ? fmt(m) " [" fmt(lo[n, k]) "-" fmt(hi[n, k]) "]" : fmt(m)
 }
-function drow(label, k,   a, b, c, d) {
+# One row of a door table: the door on memory (scenario dm) and on Redis
+# (dr) beside /v1 on the same store.
+function drow(label, k, dm, dr,   a, b, c, d) {
 	delete M
-	a = cell("door", k); b = cell("memory", k); c = cell("doorred", k); d = cell("redis", k)
+	a = cell(dm, k); b = cell("memory", k); c = cell(dr, k); d = cell("redis", k)
 	if (a b c d == "n/an/an/an/a") return
 	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
-		ratio(M["door"], M["memory"]), ratio(M["doorred"], M["redis"])
-}
-function srow(label, k,   a, b, c, d) {
-	delete M
-	a = cell("sjs", k); b = cell("memory", k); c = cell("sjsred", k); d = cell("redis", k)
-	if (a b c d == "n/an/an/an/a") return
-	printf "| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", label, a, b, c, d,
-		ratio(M["sjs"], M["memory"]), ratio(M["sjsred"], M["redis"])
+		ratio(M[dm], M["memory"]), ratio(M[dr], M["redis"])
 }
 function crow(label, k,   a, b, c) {
 	delete M
@@ -484,50 +479,31 @@ END {
 		crow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
 		crow("p99 ms, same", "lat.p99_ms")
 	}
+	# the Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
+	# the msgs/s of /v1, issue 10), then its SockJS door (xhr-polling);
+	# same store, same run
 	if (have["door"] || have["doorred"])
-		door_table()
+		door_table("door", "doorred", "Engine.IO door", "door")
 	if (have["sjs"] || have["sjsred"])
-		sjs_table()
+		door_table("sjs", "sjsred", "SockJS door", "sjs")
 }
-# The Engine.IO door of pollbridge against its own /v1 API (target: 0.8x of
-# the msgs/s of /v1, issue 10), same store, same run.
-function door_table(   i) {
-	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", "Engine.IO door, memory",
-		"/v1, memory", "Engine.IO door, Redis", "/v1, Redis", "door/v1 m", "door/v1 r"
+function door_table(dm, dr, name, short,   i) {
+	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", name ", memory",
+		"/v1, memory", name ", Redis", "/v1, Redis", short "/v1 m", short "/v1 r"
 	printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
 		"--------------------------:", "--------------------------:", "--------------------------:",
 		"--------------------------:", "----------:", "----------:"
-	drow("msgs/s delivered, 1 client", "thru1.msgs_per_s")
-	drow("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
-	drow("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
-	drow("msgs per poll, 100 clients", "thru100.msgs_per_poll")
-	drow("server CPU (cores), 100 clients", "thru100.server_cpu")
-	drow("upstream CPU (cores), 100 clients", "thru100.upstream_cpu")
-	drow("load generator CPU (cores), 100 clients", "thru100.load_cpu")
-	drow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
-	drow("p99 ms, same", "lat.p99_ms")
-	drow("p99.9 ms, same", "lat.p999_ms")
+	drow("msgs/s delivered, 1 client", "thru1.msgs_per_s", dm, dr)
+	drow("msgs/s delivered, 100 clients", "thru100.msgs_per_s", dm, dr)
+	drow("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s", dm, dr)
+	drow("msgs per poll, 100 clients", "thru100.msgs_per_poll", dm, dr)
+	drow("server CPU (cores), 100 clients", "thru100.server_cpu", dm, dr)
+	drow("upstream CPU (cores), 100 clients", "thru100.upstream_cpu", dm, dr)
+	drow("load generator CPU (cores), 100 clients", "thru100.load_cpu", dm, dr)
+	drow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms", dm, dr)
+	drow("p99 ms, same", "lat.p99_ms", dm, dr)
+	drow("p99.9 ms, same", "lat.p999_ms", dm, dr)
 	for (i = 1; i in S; i++)
-		drow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
-	drow("fds per session, " last " held polls", "held" last ".fds_per_session")
-}
-# The SockJS door (xhr-polling) against /v1, same store, same run.
-function sjs_table(   i) {
-	printf "\n| %-44s | %25s | %25s | %25s | %25s | %9s | %9s |\n", "", "SockJS door, memory",
-		"/v1, memory", "SockJS door, Redis", "/v1, Redis", "sjs/v1 m", "sjs/v1 r"
-	printf "|%s|%s|%s|%s|%s|%s|%s|\n", "----------------------------------------------",
-		"--------------------------:", "--------------------------:", "--------------------------:",
-		"--------------------------:", "----------:", "----------:"
-	srow("msgs/s delivered, 1 client", "thru1.msgs_per_s")
-	srow("msgs/s delivered, 100 clients", "thru100.msgs_per_s")
-	srow("msgs per server CPU-second, 100 clients", "thru100.msgs_per_cpu_s")
-	srow("msgs per poll, 100 clients", "thru100.msgs_per_poll")
-	srow("server CPU (cores), 100 clients", "thru100.server_cpu")
-	srow("load generator CPU (cores), 100 clients", "thru100.load_cpu")
-	srow("p50 ms, 1,000 msgs/s over 100 clients", "lat.p50_ms")
-	srow("p99 ms, same", "lat.p99_ms")
-	srow("p99.9 ms, same", "lat.p999_ms")
-	for (i = 1; i in S; i++)
-		srow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib")
-	srow("fds per session, " last " held polls", "held" last ".fds_per_session")
+		drow("RSS KiB per session, " S[i] " held polls", "held" S[i] ".rss_per_session_kib", dm, dr)
+	drow("fds per session, " last " held polls", "held" last ".fds_per_session", dm, dr)
 }' "$results"
