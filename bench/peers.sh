@@ -11,7 +11,7 @@
 #                 the bench tools are built into BUILD_DIR/bench-peers
 #   --no-make     do not run `make` for src/pollbridge first
 # Environment:
-#   BENCH_QUICK=1   smoke run (under 2 minutes): 1 repetition, 1 s windows,
+#   BENCH_QUICK=1   smoke run (about 3 minutes): 1 repetition, 1 s windows,
 #                   held polls at 200/500/1000 sessions instead of
 #                   1000/5000/9500
 #   BENCH_REPS=N    repetitions (default 3; the table shows medians)
