@@ -2245,6 +2245,20 @@ static int front_may_hand_off(const struct pb_req *r)
 	return r->ep == EP_POLL && r->wait && strcmp(r->method, "GET") == 0;
 }
 
+/* Whether r is of the kind that may wait outside libmicrohttpd (see
+ * above), all but the count of bytes read, which front_hand_off checks
+ * when it takes the connection. */
+static int front_may_leave(const struct pb_req *r)
+{
+	const struct pb_front *f = r->f;
+
+	return f->cfg->lean_long_polls && !f->admin && !f->cred && !f->draining &&
+	       front_may_hand_off(r) && r->pc && !r->pc->cut && !r->pc->body_bytes &&
+	       !r->body.len && strcmp(r->version, MHD_HTTP_VERSION_1_1) == 0 &&
+	       !front_has_close(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_CONNECTION));
+}
+
 /* Take r's connection from libmicrohttpd if r may wait outside it (see
  * above). 1 if taken: the handler then returns MHD_NO. */
 static int front_hand_off(struct pb_req *r)
@@ -2253,11 +2267,7 @@ static int front_hand_off(struct pb_req *r)
 	const union MHD_ConnectionInfo *ci;
 	int fd;
 
-	if (!f->cfg->lean_long_polls || f->admin || f->cred || f->draining ||
-	    !front_may_hand_off(r) || !r->pc || r->pc->cut || r->pc->body_bytes || r->body.len ||
-	    strcmp(r->version, MHD_HTTP_VERSION_1_1) != 0 ||
-	    front_has_close(MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
-							 MHD_HTTP_HEADER_CONNECTION)))
+	if (!front_may_leave(r))
 		return 0;
 	ci = MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (!ci || ci->connect_fd < 0 || !r->header_size || r->pc->done_bytes == UINT64_MAX ||
@@ -2678,8 +2688,7 @@ static enum MHD_Result front_handler(void *cls, struct MHD_Connection *conn, con
 	r->in_handler = 0;
 	if (r->resp || !r->in_core)
 		return front_queue(r);
-	if (f->cfg->lean_long_polls && r->poll_late && front_may_hand_off(r) &&
-	    !pb_core_poll_parked(f->core, r->id, r)) {
+	if (r->poll_late && front_may_leave(r) && !pb_core_poll_parked(f->core, r->id, r)) {
 		front_later_add(r);
 		return MHD_YES;
 	}
