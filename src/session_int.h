@@ -277,6 +277,9 @@ void waiter_release(struct pb_session *s);
 void waiter_wake(struct pb_session *s);
 /* The poll deadline passed: one last read, answered whatever it finds. */
 void waiter_deadline(struct pb_session *s);
+/* An append of upstream messages has just been sent to a shared store: a
+ * request parked here reads now, behind it on the same connection. */
+void waiter_read_behind_append(struct pb_session *s);
 /* A shadow with nothing in its slot lingers for idle_timeout. */
 void waiter_linger(struct pb_session *s);
 void core_read(struct pb_core *c, const char *id, uint64_t after, uint64_t from,

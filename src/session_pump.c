@@ -10,7 +10,10 @@
  * sent before the loop next blocks) unless a whole batch is waiting or it
  * could fill the stored queue (which must pause the upstream at once):
  * one read of the upstream usually brings many messages, and they then
- * cost one append and one wakeup instead of one each. The upstream is
+ * cost one append and one wakeup instead of one each. On a shared store,
+ * a request parked here reads right behind the append, without waiting
+ * for the append's wakeup to come back (waiter_read_behind_append). The
+ * upstream is
  * paused while the stored queue is full (queue_max messages or
  * queue_max_bytes bytes), while too much waits for the store, or while
  * the instance holds more than total_queue_max_bytes of messages; nothing
@@ -206,6 +209,7 @@ void pump_in_next(struct pb_session *s)
 {
 	struct pb_store *st = s->core->store;
 	struct pb_msg *batch[PB_IN_BATCH];
+	int appended = 0;
 
 	if (s->in.in_loop)
 		return;
@@ -225,9 +229,13 @@ void pump_in_next(struct pb_session *s)
 			in_set_state(s, PB_IN_HELD);
 			pump_in_update_pause(s);
 			session_release(s);
+		} else {
+			appended = 1;
 		}
 	}
 	s->in.in_loop = 0;
+	if (appended)
+		waiter_read_behind_append(s);
 }
 
 void pump_in_retry(struct pb_session *s)

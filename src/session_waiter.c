@@ -231,6 +231,19 @@ void waiter_wake(struct pb_session *s)
 		waiter_read(s);
 }
 
+/* The store runs a connection's commands in order, so this read finds
+ * what the append brought: the answer comes one round trip after the
+ * upstream's frame instead of two (the append's wakeup, then a read).
+ * The wakeup still comes, and finds the read in flight (it asks for a
+ * re-read only if the read finds nothing) or the slot answered. A read
+ * that overtakes the append (a cluster redirection) finds nothing and
+ * the request stays parked for the wakeup, as before. */
+void waiter_read_behind_append(struct pb_session *s)
+{
+	if (s->w.state == PB_W_PARKED && !s->w.reading && pb_store_shared(s->core->store))
+		waiter_read(s);
+}
+
 void waiter_deadline(struct pb_session *s)
 {
 	if (s->w.state != PB_W_PARKED)

@@ -843,6 +843,7 @@ static void check_parked(void)
 	struct answer a, p, other;
 	struct fake_up *f;
 	struct h_proc *srv;
+	void (*inbound)(void *arg, const char *id);
 	int port;
 
 	if (redis_world_open(&w, &srv, &port, &a, &f, "parked"))
@@ -868,6 +869,33 @@ static void check_parked(void)
 	door_run(&w, 100);
 	tap_ok(p.done && p.n == 1 && !pb_core_poll_parked(w.core, a.id, &p),
 	       "parked: no longer once a message answered it");
+
+	/* The parked poll reads behind the append, not after the wakeup the
+	 * append publishes: with no wakeup at all, it is answered still. */
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 2, 5, 100, on_poll, &p);
+	door_run(&w, 150);
+	tap_ok(!p.done && pb_core_poll_parked(w.core, a.id, &p), "parked: the next poll parks");
+	inbound = w.store->events.inbound;
+	w.store->events.inbound = NULL;
+	upstream_says(f, "p3", 0);
+	tap_ok(!p.done, "parked: not answered before the append's answer");
+	door_run(&w, 150);
+	tap_ok(p.done && !p.err && p.n == 1 && !strcmp(p.first, "p3"),
+	       "parked: answered by the read behind the append, without its wakeup (%zu)", p.n);
+	memset(&p, 0, sizeof(p));
+	pb_core_poll(w.core, a.id, 3, 5, 100, on_poll, &p);
+	door_run(&w, 150);
+	upstream_says(f, "p4", 0);
+	upstream_says(f, "p5", 0);
+	door_run(&w, 150);
+	tap_ok(p.done == 1 && !p.err && p.n >= 1 && !strcmp(p.first, "p4"),
+	       "parked: two appends in a row, answered once, from the first (%zu)", p.n);
+	if (p.n == 1)
+		door_poll(&w, a.id, p.last, 0, 100, 0, &p, 2000);
+	tap_ok(p.done == 1 && !p.err && !strcmp(p.lastd, "p5"), "parked: then the second (%s)",
+	       p.lastd);
+	w.store->events.inbound = inbound;
 	redis_world_close(&w, srv, "parked");
 
 	world_start(&w, NULL);
