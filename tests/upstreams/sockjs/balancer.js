@@ -1,12 +1,15 @@
 'use strict';
 /*
- * balancer.js: two pollbridge instances on one Redis behind HAProxy
- * (round-robin, no stickiness), a sockjs-client 1.6.1 session through it,
- * and a SIGKILL of the instance that owns the session's upstream
+ * balancer.js: two pollbridge instances on one Redis behind HAProxy or
+ * nginx (round-robin, no stickiness), a sockjs-client 1.6.1 session through
+ * it, and a SIGKILL of the instance that owns the session's upstream
  * connection. Prints TAP. Started by balancer.sh:
  *
  *   node balancer.js --pb-bin PATH --upstreams DIR --tmp DIR
- *                    [--deps DIR --chromium PATH]
+ *                    [--deps DIR --chromium PATH] [--lb haproxy|nginx --nginx PATH]
+ *
+ * With --lb nginx the balancer runs the shipped contrib/lb/nginx.conf, only
+ * its addresses replaced (nginxConfig()).
  *
  * The client: sockjs-client's node build for xhr-polling; headless Chromium
  * (playwright-core from --deps, window.WebSocket deleted) for xhr-streaming,
@@ -25,8 +28,12 @@
  *
  * Per transport: the client sends numbered messages every 10 ms; once 100
  * echoes are back, it stops until no send is in flight, the owner (the
- * bridge holding a TCP connection to the upstream, found with `ss -tnp`) is
- * killed with SIGKILL, and sending goes on to $N. Checked: requests reached both instances before the kill; the session
+ * bridge holding the TCP connection this session's messages reach the
+ * upstream on: the upstream logs its port, `ss -tnp` names the process) is
+ * killed with SIGKILL, and sending goes on to $N. For xhr-streaming and
+ * htmlfile, whose session sockjs-client ends when its stream is cut, the
+ * stream is first rolled over (padding messages, echoed but not counted)
+ * until it runs on the other bridge. Checked: requests reached both instances before the kill; the session
  * survives (no close) and every message is echoed once, in order, except
  * possibly echoes that were on their way at the kill: messages the upstream
  * received on the killed owner's connection (told from the upstream's log,
@@ -41,7 +48,7 @@ const fs = require('fs');
 const path = require('path');
 const net = require('net');
 const http = require('http');
-const { spawn, execFileSync } = require('child_process');
+const { spawn, execFileSync, spawnSync } = require('child_process');
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, '')] = process.argv[i + 1];
@@ -51,6 +58,11 @@ const N = Number(process.env.PB_SOCKJS_LB_N || 400);
 const KILL_AT = 100;
 const TRANSPORTS = (process.env.PB_SOCKJS_LB_NODE ?? 'xhr-polling').split(/\s+/).filter(Boolean);
 const BROWSER_TRANSPORTS = (process.env.PB_SOCKJS_LB_CHROMIUM ?? 'xhr-streaming eventsource jsonp-polling').split(/\s+/).filter(Boolean);
+/* The balancer: haproxy (a config generated here) or nginx (the shipped
+ * contrib/lb/nginx.conf, its addresses replaced). */
+const LB = args.lb || 'haproxy';
+/* Transports whose session sockjs-client ends when its stream is cut. */
+const STREAM_CUT_ENDS = ['xhr-streaming', 'htmlfile'];
 
 /* ---- TAP ---- */
 let count = 0, failed = 0;
@@ -122,17 +134,19 @@ function upstreamReceipts() {
 	return conns;
 }
 /* The upstream connection open at time t: the one the last message
- * received up to t came on. */
-function upstreamConnAt(t) {
-	let text = '', conn;
-	try { text = fs.readFileSync(world.upLog, 'utf8'); } catch (e) { return conn; }
+ * received up to t came on ({conn, port}: its number and the bridge's
+ * port of it). */
+function upstreamAt(t) {
+	let text = '', at = {};
+	try { text = fs.readFileSync(world.upLog, 'utf8'); } catch (e) { return at; }
 	for (const l of text.split('\n')) {
 		if (!l) continue;
 		const o = JSON.parse(l);
-		if (o.msg !== undefined && o.at <= t) conn = o.conn;
+		if (o.msg !== undefined && o.at <= t) at = { conn: o.conn, port: o.port };
 	}
-	return conn;
+	return at;
 }
+function upstreamConnAt(t) { return upstreamAt(t).conn; }
 async function startBridge(which, instance) {
 	const port = world['port' + which];
 	const r = await start('bridge-' + instance, args['pb-bin'], ['--listen', '127.0.0.1:' + port,
@@ -143,6 +157,7 @@ async function startBridge(which, instance) {
 		'--cors-origin', 'http://127.0.0.1:' + world.pagePort], /listening on/);
 	world[which] = r.proc;
 	world[which].instance = instance;
+	world[which].port = port;
 }
 
 async function setUp() {
@@ -158,6 +173,51 @@ async function setUp() {
 	await startBridge('A', 'lb-a');
 	await startBridge('B', 'lb-b');
 	world.lbPort = await freePort();
+	if (LB === 'nginx')
+		await startNginx();
+	else
+		await startHaproxy();
+	note('redis :' + world.redisPort + ', ws echo :' + world.echoPort + ', bridges A :' + world.portA +
+		' B :' + world.portB + ', ' + LB + ' :' + world.lbPort);
+}
+
+/* contrib/lb/nginx.conf as shipped, in a main context of its own: its
+ * listen address and its bridges' addresses replaced by the test's (the
+ * third bridge's line dropped), nothing else changed. */
+function nginxConfig() {
+	const contrib = path.join(__dirname, '..', '..', '..', 'contrib', 'lb', 'nginx.conf');
+	let text = fs.readFileSync(contrib, 'utf8');
+	const swaps = [[/^(\s*)listen 80;$/m, '$1listen 127.0.0.1:' + world.lbPort + ';'],
+		[/127\.0\.0\.1:8081/g, '127.0.0.1:' + world.portA], [/127\.0\.0\.1:8082/g, '127.0.0.1:' + world.portB],
+		[/^\s*server 127\.0\.0\.1:8083 .*\n/m, '']];
+	for (const [re, to] of swaps) {
+		if (!re.test(text))
+			throw new Error('contrib/lb/nginx.conf has no ' + re + ': update balancer.js');
+		text = text.replace(re, to);
+	}
+	const dir = path.join(args.tmp, 'nginx');
+	return [process.getuid && process.getuid() === 0 ? 'user root;' : '', 'worker_processes 1;',
+		'daemon off;', 'pid ' + dir + '/pid;', 'error_log ' + args.tmp + '/nginx.log warn;',
+		'events { worker_connections 512; }', 'http {',
+		'log_format up \'$upstream_addr "$request" $status $upstream_status\';',
+		'access_log ' + args.tmp + '/nginx-access.log up;',
+		...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((t) => t + '_temp_path ' + dir + '/' + t + ';'),
+		text, '}', ''].join('\n');
+}
+
+async function startNginx() {
+	fs.mkdirSync(path.join(args.tmp, 'nginx'), { recursive: true });
+	const cfg = path.join(args.tmp, 'nginx.conf');
+	fs.writeFileSync(cfg, nginxConfig());
+	const log = fs.openSync(path.join(args.tmp, 'nginx.log'), 'a');
+	const h = spawn(args.nginx || 'nginx', ['-p', path.join(args.tmp, 'nginx'), '-c', cfg], { stdio: ['ignore', log, log] });
+	procs.push(h);
+	for (let i = 0; i < 100 && !(await tcpUp(world.lbPort)); i++) await sleep(50);
+	if (!(await tcpUp(world.lbPort)))
+		throw new Error('nginx did not start: ' + lastLines(path.join(args.tmp, 'nginx.log'), 5));
+}
+
+async function startHaproxy() {
 	const cfg = path.join(args.tmp, 'haproxy.cfg');
 	fs.writeFileSync(cfg, [
 		'global', '  maxconn 512',
@@ -172,11 +232,34 @@ async function setUp() {
 	procs.push(h);
 	for (let i = 0; i < 100 && !(await tcpUp(world.lbPort)); i++) await sleep(50);
 	await sleep(500); /* first health checks */
-	note('redis :' + world.redisPort + ', ws echo :' + world.echoPort + ', bridges A :' + world.portA +
-		' B :' + world.portB + ', haproxy :' + world.lbPort);
 }
 
-/* The bridge pid holding a TCP connection to the upstream port, if any. */
+/* The pid of the bridge whose end of an upstream connection is on port. */
+function pidOfUpstreamPort(port) {
+	let out = '';
+	try { out = execFileSync('ss', ['-Htnp', 'state', 'established', 'dst', '127.0.0.1:' + world.echoPort], { encoding: 'utf8' }); } catch (e) { return undefined; }
+	for (const line of out.split('\n')) {
+		const m = line.match(/\s127\.0\.0\.1:(\d+)\s.*pid=(\d+)/);
+		if (m && Number(m[1]) === port) return Number(m[2]);
+	}
+	return undefined;
+}
+/* The bridge's open streams (its pollbridge_streams_open gauge), -1 if unknown. */
+function streamsOpen(bridge) {
+	return new Promise((resolve) => {
+		const req = http.get({ host: '127.0.0.1', port: bridge.port, path: '/metrics', timeout: 2000 }, (res) => {
+			let body = '';
+			res.on('data', (d) => { body += d; });
+			res.on('end', () => {
+				const m = body.match(/^pollbridge_streams_open (\d+)/m);
+				resolve(m ? Number(m[1]) : -1);
+			});
+		});
+		req.on('error', () => resolve(-1));
+		req.on('timeout', () => { req.destroy(); resolve(-1); });
+	});
+}
+/* The bridge pids holding a TCP connection to the upstream port (any session's). */
 function upstreamHolders() {
 	let out = '';
 	try { out = execFileSync('ss', ['-Htnp', 'state', 'established', 'dst', '127.0.0.1:' + world.echoPort], { encoding: 'utf8' }); } catch (e) { return []; }
@@ -202,13 +285,13 @@ function sendIdle(sock) {
 
 /* A sockjs-client session in node: open, pace N sends, report its state. */
 function nodeClient(url, transport) {
-	const st = { opened: false, transport: null, closed: null, got: [], sent: 0 };
+	const st = { opened: false, transport: null, closed: null, got: [], sent: 0, pads: 0 };
 	/* timeout: see tests/browser/sockjs.js (sockjs-client's own rule gives
 	 * 300-800 ms to open, too tight on a loaded machine). */
 	const sock = new SockJS(url, null, { transports: [transport], timeout: 5000 });
 	sock.onopen = () => { st.opened = true; st.transport = sock.transport; };
 	sock.onclose = (e) => { st.closed = { code: e.code, reason: e.reason, at: Date.now() }; };
-	sock.onmessage = (e) => { st.got.push(e.data); };
+	sock.onmessage = (e) => { if (e.data[0] === 'p') st.pads++; else st.got.push(e.data); };
 	let timer = null;
 	return {
 		where: 'node',
@@ -225,6 +308,7 @@ function nodeClient(url, transport) {
 			for (let i = 0; i < 150 && !sendIdle(sock); i++) await sleep(20);
 			return sendIdle(sock);
 		},
+		pad: async (n, bytes) => { for (let i = 0; i < n; i++) sock.send('p' + 'x'.repeat(bytes)); },
 		close: async () => { clearInterval(timer); sock.close(); },
 	};
 }
@@ -235,11 +319,11 @@ async function pageClient(url, transport) {
 	const page = await world.browser.newPage();
 	await page.goto(world.pageUrl + '/');
 	await page.evaluate(([u, t]) => {
-		const st = window.ST = { opened: false, transport: null, closed: null, got: [], sent: 0 };
+		const st = window.ST = { opened: false, transport: null, closed: null, got: [], sent: 0, pads: 0 };
 		const sock = window.SOCK = new SockJS(u, null, { transports: [t], timeout: 5000 });
 		sock.onopen = () => { st.opened = true; st.transport = sock.transport; };
 		sock.onclose = (e) => { st.closed = { code: e.code, reason: e.reason, at: Date.now() }; };
-		sock.onmessage = (e) => { st.got.push(e.data); };
+		sock.onmessage = (e) => { if (e.data[0] === 'p') st.pads++; else st.got.push(e.data); };
 	}, [url, transport]);
 	return {
 		where: 'chromium',
@@ -257,6 +341,7 @@ async function pageClient(url, transport) {
 			for (let i = 0; i < 150 && !(await idle()); i++) await sleep(20);
 			return idle();
 		},
+		pad: (n, bytes) => page.evaluate(([k, b]) => { for (let i = 0; i < k; i++) SOCK.send('p' + 'x'.repeat(b)); }, [n, bytes]),
 		close: async () => {
 			await page.evaluate(() => { clearInterval(window.TIMER); SOCK.close(); }).catch(() => {});
 			await page.close().catch(() => {});
@@ -271,22 +356,56 @@ async function run(transport, where) {
 	const c = where === 'node' ? nodeClient(url, transport) : await pageClient(url, transport);
 	let st = await c.state();
 	for (let i = 0; i < 200 && !st.opened && !st.closed; i++) { await sleep(50); st = await c.state(); }
-	if (!ok(st.opened && st.transport === transport, label + ': a sockjs-client session opens through haproxy', st)) {
+	if (!ok(st.opened && st.transport === transport, label + ': a sockjs-client session opens through ' + LB, st)) {
 		await c.close();
 		return;
 	}
 	await c.start(N);
 	for (let i = 0; i < 600 && st.got.length < KILL_AT && !st.closed; i++) { await sleep(20); st = await c.state(); }
+	/* The owner: the bridge holding the upstream connection this
+	 * session's messages arrive on (an earlier transport's session may
+	 * still hold one on the other bridge until it idles out). */
 	const holders = upstreamHolders();
-	const owner = [world.A, world.B].find((p) => holders.includes(p.pid));
+	const conn = upstreamAt(Date.now());
+	const ownerPid = conn.port && pidOfUpstreamPort(conn.port);
+	const owner = [world.A, world.B].find((p) => p.pid === ownerPid);
 	const seenA = requestsSeen('A') - baseA, seenB = requestsSeen('B') - baseB;
 	note(label + ': before the kill ' + st.got.length + ' echoes; SockJS requests logged by A ' + seenA + ', B ' + seenB);
 	ok(seenA > 0 && seenB > 0, label + ': requests reached both instances (no stickiness)', { seenA, seenB });
-	if (!ok(owner !== undefined, label + ': the owner (holding the upstream connection) is found', { holders, A: world.A.pid, B: world.B.pid })) {
+	if (!ok(owner !== undefined, label + ': the owner (holding this session\'s upstream connection) is found',
+		{ conn, ownerPid, holders, A: world.A.pid, B: world.B.pid })) {
 		await c.close();
 		return;
 	}
 	const which = owner === world.A ? 'A' : 'B';
+	const other = owner === world.A ? world.B : world.A;
+	if (STREAM_CUT_ENDS.includes(transport)) {
+		/* sockjs-client ends an xhr-streaming or htmlfile session whose
+		 * stream is cut (a failed XHR, an iframe that loads to its end:
+		 * "permanent"), so no server can keep one alive through the death
+		 * of the instance holding its stream (docs/API.md). The stream
+		 * starts on the owner (its first request created the session):
+		 * roll it over (128 KiB of frames end a stream) until the balancer
+		 * has put the next one on the other bridge, then kill the owner. */
+		await c.pause();
+		let moved = -1, pads = 0;
+		for (let round = 0; round < 20 && moved < 0; round++) {
+			const [o, n] = [await streamsOpen(owner), await streamsOpen(other)];
+			if (o === 0 && n >= 1) {
+				moved = round;
+			} else {
+				await c.pad(20, 8000);
+				pads += 20;
+				await sleep(400);
+			}
+		}
+		note(label + ': the stream moved off the owner after ' + pads + ' padding messages of 8,000 bytes');
+		if (!ok(moved >= 0, label + ': its stream is on the other bridge before the kill',
+			{ owner: await streamsOpen(owner), other: await streamsOpen(other) })) {
+			await c.close();
+			return;
+		}
+	}
 	/* No send may be in flight at the kill: SockJS sends carry no
 	 * sequence, so one the dying owner may or may not have stored has no
 	 * right outcome. Re-sent by a balancer it could reach the upstream
@@ -295,6 +414,7 @@ async function run(transport, where) {
 	 * are retried);
 	 * failed, it closes the client ("Sending error"). docs/API.md. */
 	ok(await c.pause(), label + ': the client has no send in flight before the kill');
+	st = await c.state();
 	owner.kill('SIGKILL');
 	const killedAt = Date.now();
 	await c.start(N);
@@ -408,8 +528,10 @@ async function main() {
 	const t0 = Date.now();
 	try {
 		await setUp();
+		const lbVersion = LB === 'nginx' ? spawnSync(args.nginx || 'nginx', ['-v'], { encoding: 'utf8' }).stderr
+			: execFileSync('haproxy', ['-v'], { encoding: 'utf8' });
 		note('sockjs-client ' + require(path.join(MODULES, 'sockjs-client', 'package.json')).version + ' (node ' +
-			process.version + '), ' + execFileSync('haproxy', ['-v'], { encoding: 'utf8' }).split('\n')[0]);
+			process.version + '), ' + lbVersion.trim().split('\n')[0]);
 		for (const t of TRANSPORTS) await run(t, 'node');
 		const why = await startBrowser();
 		if (why) {
@@ -426,7 +548,7 @@ async function main() {
 		if (world.pageServer) world.pageServer.close();
 		for (const p of procs) { try { p.kill('SIGKILL'); } catch (e) { /* gone */ } }
 	}
-	if (failed) for (const f of ['bridge-lb-a', 'bridge-lb-b', 'haproxy']) {
+	if (failed) for (const f of ['bridge-lb-a', 'bridge-lb-b', LB, ...(LB === 'nginx' ? ['nginx-access'] : [])]) {
 		note(f + ' (last lines):');
 		for (const l of lastLines(path.join(args.tmp, f + '.log'), 15).split('\n')) note('  ' + l);
 	}

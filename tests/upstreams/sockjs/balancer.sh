@@ -3,7 +3,8 @@
 # behind HAProxy (round-robin, no stickiness), sockjs-client 1.6.1 in node
 # (xhr-polling) and in headless Chromium (xhr-streaming, eventsource,
 # jsonp-polling), the owner SIGKILLed mid-session (see balancer.js). Prints
-# TAP. Uses $PB_BIN
+# TAP. PB_SOCKJS_LB=nginx puts nginx with contrib/lb/nginx.conf in front
+# instead (balancer_nginx.sh). Uses $PB_BIN
 # and $PB_UPSTREAMS (set by make check), else the build-plain binary.
 # Skips when haproxy, redis-server or the npm packages are missing, unless
 # PB_BALANCER_REQUIRED=1. PB_KEEP_TMP=1 keeps the logs.
@@ -30,7 +31,12 @@ missing() {
 }
 [ -x "$PB_BIN" ] || missing "pollbridge not built ($PB_BIN)"
 command -v node >/dev/null 2>&1 || missing "node is not installed"
-command -v haproxy >/dev/null 2>&1 || missing "haproxy is not installed (apt-get install haproxy)"
+lb=${PB_SOCKJS_LB:-haproxy}
+case $lb in
+haproxy) lb_bin=$(command -v haproxy) || missing "haproxy is not installed (apt-get install haproxy)" ;;
+nginx) lb_bin=$(command -v nginx || echo /usr/sbin/nginx); [ -x "$lb_bin" ] || missing "nginx is not installed (apt-get install nginx)" ;;
+*) echo "Bail out! PB_SOCKJS_LB must be haproxy or nginx"; exit 1 ;;
+esac
 command -v redis-server >/dev/null 2>&1 || missing "redis-server is not installed"
 command -v ss >/dev/null 2>&1 || missing "ss (iproute2) is not installed"
 [ -f "$PB_UPSTREAMS/node/node_modules/sockjs-client/package.json" ] ||
@@ -46,7 +52,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM HUP PIPE
 
 timeout -k 5 150 node "$here/balancer.js" --pb-bin "$PB_BIN" --upstreams "$PB_UPSTREAMS" --tmp "$tmp" \
-	--deps "$deps" --chromium "$chromium" &
+	--deps "$deps" --chromium "$chromium" --lb "$lb" --nginx "$lb_bin" &
 node_pid=$!
 wait $node_pid
 rc=$?

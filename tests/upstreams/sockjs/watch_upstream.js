@@ -5,7 +5,7 @@
 //   {"first":"<its first message>","code":N,"reason":"...","at":<ms epoch>,
 //    "open_ms":<how long it was open>}
 // and with --messages also one line per message received, before echoing:
-//   {"conn":<connection number>,"msg":"<text>","at":<ms epoch>}
+//   {"conn":<connection number>,"port":<the bridge's port of it>,"msg":"<text>","at":<ms epoch>}
 // so a test can tell what the upstream saw, and when, after a client went
 // away (SockJS clients' close() sends nothing). Listens on 127.0.0.1 on a
 // free port and prints "listening on PORT".
@@ -24,10 +24,11 @@ const wss = new WebSocket.Server({ host: '127.0.0.1', port: 0 });
 wss.on('connection', (ws) => {
 	const opened = Date.now();
 	const conn = ++conns;
+	const port = ws._socket.remotePort;
 	let first = null;
 	ws.on('message', (data, isBinary) => {
 		if (first === null) first = data.toString();
-		if (messages) fs.appendFileSync(log, JSON.stringify({ conn, msg: data.toString(), at: Date.now() }) + '\n');
+		if (messages) fs.appendFileSync(log, JSON.stringify({ conn, port, msg: data.toString(), at: Date.now() }) + '\n');
 		ws.send(data, { binary: isBinary });
 	});
 	ws.on('close', (code, reason) => {
