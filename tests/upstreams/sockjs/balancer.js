@@ -147,7 +147,34 @@ function upstreamAt(t) {
 	return at;
 }
 function upstreamConnAt(t) { return upstreamAt(t).conn; }
-async function startBridge(which, instance) {
+/* A port freePort() saw free can be taken before it is bound (an outgoing
+ * connection's ephemeral port, a test running beside this one): run
+ * attempt(retry) again, up to 3 times, while it fails that way. */
+async function retryTaken(attempt) {
+	for (let retry = 0; ; retry++) {
+		try {
+			return await attempt(retry);
+		} catch (e) {
+			if (retry >= 3 || !/Address already in use/.test(String(e && e.message)))
+				throw e;
+			note('port taken meanwhile, trying again: ' + String(e.message).split('\n')[0]);
+		}
+	}
+}
+
+/* Start bridge `which` on world.portWHICH. fresh: the balancer does not
+ * know the port yet, so a taken one is replaced; a restarted bridge keeps
+ * its port (the balancer names it) and tries it again shortly. */
+async function startBridge(which, instance, fresh) {
+	await retryTaken(async (retry) => {
+		if (retry && fresh)
+			world['port' + which] = await freePort();
+		else if (retry)
+			await sleep(500);
+		await startBridgeOn(which, instance + (retry ? '-retry' + retry : ''));
+	});
+}
+async function startBridgeOn(which, instance) {
 	const port = world['port' + which];
 	const r = await start('bridge-' + instance, args['pb-bin'], ['--listen', '127.0.0.1:' + port,
 		'--store', 'redis://127.0.0.1:' + world.redisPort, '--instance-id', instance,
@@ -170,13 +197,17 @@ async function setUp() {
 	world.pagePort = await freePort();
 	world.portA = await freePort();
 	world.portB = await freePort();
-	await startBridge('A', 'lb-a');
-	await startBridge('B', 'lb-b');
-	world.lbPort = await freePort();
-	if (LB === 'nginx')
-		await startNginx();
-	else
+	await startBridge('A', 'lb-a', true);
+	await startBridge('B', 'lb-b', true);
+	if (LB === 'nginx') {
+		await retryTaken(async () => {
+			world.lbPort = await freePort();
+			await startNginx();
+		});
+	} else {
+		world.lbPort = await freePort();
 		await startHaproxy();
+	}
 	note('redis :' + world.redisPort + ', ws echo :' + world.echoPort + ', bridges A :' + world.portA +
 		' B :' + world.portB + ', ' + LB + ' :' + world.lbPort);
 }
@@ -212,9 +243,11 @@ async function startNginx() {
 	const log = fs.openSync(path.join(args.tmp, 'nginx.log'), 'a');
 	const h = spawn(args.nginx || 'nginx', ['-p', path.join(args.tmp, 'nginx'), '-c', cfg], { stdio: ['ignore', log, log] });
 	procs.push(h);
-	for (let i = 0; i < 100 && !(await tcpUp(world.lbPort)); i++) await sleep(50);
-	if (!(await tcpUp(world.lbPort)))
+	for (let i = 0; i < 100 && h.exitCode === null && !(await tcpUp(world.lbPort)); i++) await sleep(50);
+	if (!(await tcpUp(world.lbPort))) {
+		h.kill('SIGKILL');
 		throw new Error('nginx did not start: ' + lastLines(path.join(args.tmp, 'nginx.log'), 5));
+	}
 }
 
 async function startHaproxy() {
@@ -349,8 +382,25 @@ async function pageClient(url, transport) {
 	};
 }
 
+/* Wait (up to 10 s) until the balancer sends requests to both bridges
+ * again: after a restart, nginx's passive checks (contrib's max_fails=2
+ * fail_timeout=5s) keep the restarted one out for a while. */
+async function bothReachable() {
+	const baseA = requestsSeen('A'), baseB = requestsSeen('B');
+	for (let i = 0; i < 50 && (requestsSeen('A') === baseA || requestsSeen('B') === baseB); i++) {
+		await new Promise((resolve) => {
+			http.get({ host: '127.0.0.1', port: world.lbPort, path: '/echo/info', timeout: 2000 }, (res) => {
+				res.resume();
+				res.on('end', resolve);
+			}).on('error', resolve).on('timeout', resolve);
+		});
+		await sleep(200);
+	}
+}
+
 async function run(transport, where) {
 	const label = 'balancer ' + transport + ' (' + where + ')';
+	await bothReachable();
 	const baseA = requestsSeen('A'), baseB = requestsSeen('B');
 	const url = 'http://127.0.0.1:' + world.lbPort + '/echo';
 	const c = where === 'node' ? nodeClient(url, transport) : await pageClient(url, transport);
