@@ -13,8 +13,7 @@
  * cost one append and one wakeup instead of one each. On a shared store,
  * a request parked here reads right behind the append, without waiting
  * for the append's wakeup to come back (waiter_read_behind_append). The
- * upstream is
- * paused while the stored queue is full (queue_max messages or
+ * upstream is paused while the stored queue is full (queue_max messages or
  * queue_max_bytes bytes), while too much waits for the store, or while
  * the instance holds more than total_queue_max_bytes of messages; nothing
  * is ever dropped. The upstream's close is stored only after every
