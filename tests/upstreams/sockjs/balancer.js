@@ -398,6 +398,34 @@ async function bothReachable() {
 	}
 }
 
+/* After the kill, before the client sends again: a send the balancer
+ * still routes to the dead bridge fails (a POST that must not be re-sent)
+ * and sockjs-client ends the session on it (docs/API.md). Wait (up to 3 s)
+ * until HAProxy's check has marked the bridge down, or, for nginx, whose
+ * checks are passive, make its failures count: GETs through it, which it
+ * re-sends to the live bridge, until max_fails has taken the dead one out. */
+function haproxyDowns(which) {
+	let text = '';
+	try { text = fs.readFileSync(path.join(args.tmp, 'haproxy.log'), 'utf8'); } catch (e) { return 0; }
+	return text.split('Server be/' + which.toLowerCase() + ' is DOWN').length - 1;
+}
+async function balancerSawDeath(which, downs) {
+	for (let i = 0; i < 30; i++) {
+		if (LB === 'haproxy') {
+			if (haproxyDowns(which) > downs)
+				return;
+		} else if (i >= 3) {
+			return;
+		} else {
+			await new Promise((resolve) => {
+				http.get({ host: '127.0.0.1', port: world.lbPort, path: '/echo/info', agent: false, timeout: 2000 },
+					(res) => { res.resume(); res.on('end', resolve); }).on('error', resolve).on('timeout', resolve);
+			});
+		}
+		await sleep(100);
+	}
+}
+
 async function run(transport, where) {
 	const label = 'balancer ' + transport + ' (' + where + ')';
 	await bothReachable();
@@ -465,8 +493,10 @@ async function run(transport, where) {
 	 * failed, it closes the client ("Sending error"). docs/API.md. */
 	ok(await c.pause(), label + ': the client has no send in flight before the kill');
 	st = await c.state();
+	const downs = haproxyDowns(which);
 	owner.kill('SIGKILL');
 	const killedAt = Date.now();
+	await balancerSawDeath(which, downs);
 	await c.start(N);
 	/* Echoes the client had before the kill (read before it: a lower
 	 * bound). What it had sent by then is known only roughly (finding the
