@@ -382,18 +382,23 @@ async function pageClient(url, transport) {
 	};
 }
 
+/* One GET of /echo/info through the balancer, on a new connection; its
+ * outcome does not matter (the bridges' access logs and the balancer's
+ * failure counts do). */
+function infoThroughBalancer() {
+	return new Promise((resolve) => {
+		http.get({ host: '127.0.0.1', port: world.lbPort, path: '/echo/info', agent: false, timeout: 2000 },
+			(res) => { res.resume(); res.on('end', resolve); }).on('error', resolve).on('timeout', resolve);
+	});
+}
+
 /* Wait (up to 10 s) until the balancer sends requests to both bridges
  * again: after a restart, nginx's passive checks (contrib's max_fails=2
  * fail_timeout=5s) keep the restarted one out for a while. */
 async function bothReachable() {
 	const baseA = requestsSeen('A'), baseB = requestsSeen('B');
 	for (let i = 0; i < 50 && (requestsSeen('A') === baseA || requestsSeen('B') === baseB); i++) {
-		await new Promise((resolve) => {
-			http.get({ host: '127.0.0.1', port: world.lbPort, path: '/echo/info', timeout: 2000 }, (res) => {
-				res.resume();
-				res.on('end', resolve);
-			}).on('error', resolve).on('timeout', resolve);
-		});
+		await infoThroughBalancer();
 		await sleep(200);
 	}
 }
@@ -417,10 +422,7 @@ async function balancerSawDeath(which, downs) {
 		} else if (i >= 3) {
 			return;
 		} else {
-			await new Promise((resolve) => {
-				http.get({ host: '127.0.0.1', port: world.lbPort, path: '/echo/info', agent: false, timeout: 2000 },
-					(res) => { res.resume(); res.on('end', resolve); }).on('error', resolve).on('timeout', resolve);
-			});
+			await infoThroughBalancer();
 		}
 		await sleep(100);
 	}
