@@ -52,37 +52,13 @@ round() {
 	log=$tmp/lb$v.access
 	if [ "$balancer" = nginx ]; then
 		mkdir -p "$tmp/nginx$v"
-		user=""
-		[ "$(id -u)" = 0 ] && user="user root;"
-		# contrib/lb/nginx.conf as shipped, only its addresses replaced
-		# (the third bridge's line dropped): the Engine.IO door needs
-		# nothing of its own there (polls are GETs, sends POSTs).
-		conf=$(sed -e "s/^\( *\)listen 80;\$/\1listen 127.0.0.1:$lb_port;/" \
-			-e "s/127\.0\.0\.1:8081/$a/g" -e "s/127\.0\.0\.1:8082/$b/g" \
-			-e '/server 127\.0\.0\.1:8083 /d' "$top/contrib/lb/nginx.conf")
-		case $conf in
-		*"server $a "*"server $b "*"listen 127.0.0.1:$lb_port;"*) ok=0 ;;
-		*) ok=1 ;;
-		esac
-		check $ok "contrib/lb/nginx.conf still has the listen and server lines this test replaces (v$v)"
-		cat >"$tmp/nginx$v.conf" <<EOF
-$user
-worker_processes 1;
-daemon off;
-pid $tmp/nginx$v/pid;
-error_log $tmp/nginx$v/error.log warn;
-events { worker_connections 512; }
-http {
-	log_format up '\$upstream_addr "\$request" \$status';
-	access_log $log up;
-	client_body_temp_path $tmp/nginx$v/body;
-	proxy_temp_path $tmp/nginx$v/proxy;
-	fastcgi_temp_path $tmp/nginx$v/fastcgi;
-	uwsgi_temp_path $tmp/nginx$v/uwsgi;
-	scgi_temp_path $tmp/nginx$v/scgi;
-$conf
-}
-EOF
+		# contrib/lb/nginx.conf as shipped, only its addresses replaced:
+		# the Engine.IO door needs nothing of its own there (polls are
+		# GETs, sends POSTs).
+		sh "$top/tests/upstreams/nginx_conf.sh" "$lb_port" "$a" "$b" "$tmp/nginx$v" \
+			"$log" "$tmp/nginx$v/error.log" >"$tmp/nginx$v.conf" 2>"$tmp/nginx$v.log"
+		check $? "contrib/lb/nginx.conf still has the listen and server lines this test replaces (v$v)" ||
+			show "$tmp/nginx$v.log"
 		"$nginx" -p "$tmp/nginx$v" -c "$tmp/nginx$v.conf" >"$tmp/nginx$v.log" 2>&1 &
 	else
 		cat >"$tmp/haproxy$v.cfg" <<EOF
