@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "front.h"
+#include "heap_trim.h"
 #include "log.h"
 #include "metrics.h"
 #include "msg.h"
@@ -41,6 +42,7 @@ struct pb_daemon {
 	uv_signal_t sigterm, sigint, sighup;
 	uv_signal_t sigusr1;            /* reopen the access log */
 	uv_timer_t status_timer;        /* systemd STATUS=, retired route tables */
+	struct pb_heap_trim heap_trim;  /* free heap back to the kernel after bursts */
 	struct pb_reload *reload;       /* SIGHUP */
 	int ready;                      /* the ready line was printed */
 	uv_timer_t drain_timer;
@@ -215,6 +217,7 @@ static void shutdown_daemon(struct pb_daemon *d)
 	uv_close((uv_handle_t *)&d->sighup, NULL);
 	uv_close((uv_handle_t *)&d->sigusr1, NULL);
 	uv_close((uv_handle_t *)&d->status_timer, NULL);
+	pb_heap_trim_stop(&d->heap_trim);
 	uv_close((uv_handle_t *)&d->drain_timer, NULL);
 	/* Let closing links finish their close handshakes (bounded), then
 	 * destroy libwebsockets, which runs the loop to the end. */
@@ -374,6 +377,7 @@ int main(int argc, char **argv)
 		d.ready = 1;
 	}
 	uv_timer_start(&d.status_timer, status_tick, 5000, 5000);
+	pb_heap_trim_start(&d.heap_trim, &d.loop);
 
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	shutdown_daemon(&d);
