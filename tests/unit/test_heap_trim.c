@@ -1,11 +1,11 @@
 /*
  * test_heap_trim.c: unit tests for src/heap_trim.c: no trim while the free
- * heap has not grown; a trim once a burst's memory was freed (4 MiB in
- * 2 KiB blocks, small live blocks among them so that glibc cannot shrink
- * the heap from its top by itself), which gives its pages back (RSS falls
- * by at least half of it); no second trim for the same free memory; a
- * trim again after a reuse of it that a check saw; the timer on a real
- * loop closes cleanly. Under a sanitizer's allocator glibc's heap figures
+ * heap has not grown; no heap read while the RSS holds still; a trim once
+ * a burst's memory was freed (4 MiB in 2 KiB blocks, small live blocks
+ * among them so that glibc cannot shrink the heap from its top by itself),
+ * which gives its pages back (RSS falls by at least half of it); no second
+ * trim for the same free memory; a trim again after a reuse of it that a
+ * check saw; the timer on a real loop closes cleanly. Under a sanitizer's allocator glibc's heap figures
  * do not move: skipped.
  */
 #include <stdio.h>
@@ -68,22 +68,29 @@ static void check_trim(void)
 {
 	struct pb_heap_trim t;
 	uv_loop_t loop;
+	unsigned long reads;
 	long before, after;
 
 	uv_loop_init(&loop);
 	pb_heap_trim_start(&t, &loop);
 	tap_is_int(pb_heap_trim_check(&t), 0, "nothing freed: no trim");
+	tap_is_int(t.reads, 0, "the RSS held still: the heap was not read");
 
 	burst_alloc();
 	tap_is_int(pb_heap_trim_check(&t), 0, "memory in use: no trim");
+	tap_is_int(t.reads, 1, "the RSS grew: the heap was read");
 	burst_free();
 	before = rss_kib();
-	tap_is_int(pb_heap_trim_check(&t), 1, "4 MiB freed: trimmed");
+	tap_is_int(pb_heap_trim_check(&t), 1, "4 MiB freed (the RSS still, a check after it moved): trimmed");
 	after = rss_kib();
 	tap_ok(before > 0 && after > 0 && before - after >= NBLOCKS * BLOCK / 1024 / 2,
 	       "the trim gave the pages back (RSS %ld -> %ld KiB)", before, after);
 	tap_is_int(t.trims, 1, "one trim counted");
 	tap_is_int(pb_heap_trim_check(&t), 0, "the same free memory: no second trim");
+	tap_is_int(pb_heap_trim_check(&t), 0, "nor on the next check");
+	reads = t.reads;
+	tap_is_int(pb_heap_trim_check(&t), 0, "at rest: no trim");
+	tap_is_int(t.reads, reads, "at rest (the RSS still since two checks): the heap was not read");
 
 	burst_alloc();          /* reuses the free blocks: pages come back */
 	tap_is_int(pb_heap_trim_check(&t), 0, "reused: no trim");
