@@ -212,9 +212,6 @@ async function setUp() {
 		' B :' + world.portB + ', ' + LB + ' :' + world.lbPort);
 }
 
-/* contrib/lb/nginx.conf as shipped, in a main context of its own: its
- * listen address and its bridges' addresses replaced by the test's (the
- * third bridge's line dropped), nothing else changed. */
 /* The whole nginx config: contrib/lb/nginx.conf with its addresses replaced,
  * by the script test_socketio_balancer.sh uses too (it fails, naming the
  * line, if the shipped file no longer has one it replaces). */
